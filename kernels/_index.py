@@ -1,0 +1,92 @@
+"""Index helpers shared by the convolution kernels (``@triton.jit`` only)."""
+
+import triton
+import triton.language as tl
+
+# Values of the PADDING_MODE meta-parameter; tconv/spec.py maps torch's names onto them.
+PAD_ZEROS: tl.constexpr = 0
+PAD_REFLECT: tl.constexpr = 1
+PAD_REPLICATE: tl.constexpr = 2
+PAD_CIRCULAR: tl.constexpr = 3
+
+
+@triton.jit
+def swizzle_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """Map a linear program id to (pid_m, pid_n), walking GROUP_M row-tiles per column so
+    that programs running together share the same weight tiles in L2."""
+    num_pid_in_group = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = tl.minimum(num_pid_m - first_pid_m, GROUP_M)
+    pid_in_group = pid % num_pid_in_group
+    pid_m = first_pid_m + pid_in_group % group_size_m
+    pid_n = pid_in_group // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
+def padded_index(index, size, PADDING_MODE: tl.constexpr):
+    """Map an index of the padded input onto the real input and say whether it is real.
+
+    The padding is never materialised: zeros padding is a load mask, the other modes
+    fold an out-of-range index back into [0, size). torch guarantees pad < size for
+    reflect and pad <= size for circular, so one fold is always enough.
+    """
+    if PADDING_MODE == PAD_REFLECT:
+        index = tl.where(index < 0, -index, index)
+        index = tl.where(index >= size, 2 * size - 2 - index, index)
+    elif PADDING_MODE == PAD_REPLICATE:
+        index = tl.minimum(tl.maximum(index, 0), size - 1)
+    elif PADDING_MODE == PAD_CIRCULAR:
+        index = tl.where(index < 0, index + size, index)
+        index = tl.where(index >= size, index - size, index)
+    return index, (index >= 0) & (index < size)
+
+
+@triton.jit
+def split_rows(rows, depth, height, width):
+    """Split a flat row index over [N, D, H, W] into (n, d, h, w)."""
+    w = rows % width
+    rest = rows // width
+    h = rest % height
+    rest = rest // height
+    d = rest % depth
+    n = rest // depth
+    return n, d, h, w
+
+
+@triton.jit
+def mma(acc, a, b, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr):
+    """acc += a @ b on tensor cores.
+
+    UPCAST_DOT is set only when running in Triton's CPU interpreter with bfloat16
+    operands: Triton 3.9's interpreter returns garbage for bf16 tl.dot, while bf16
+    loads, stores and casts are exact, so upcasting there changes nothing else.
+    """
+    if UPCAST_DOT:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, acc, input_precision=INPUT_PRECISION)
+
+
+@triton.jit
+def store_output(
+    output_ptr, acc, bias_ptr, out_channels, row_mask, col_mask,
+    n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+    HAS_BIAS: tl.constexpr,
+):
+    """Epilogue: add the bias (in the accumulator's precision), cast once, store the tile."""
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + out_channels, mask=col_mask, other=0.0).to(acc.dtype)[None, :]
+    row_offset = (
+        n.to(tl.int64) * out_stride_n
+        + od.to(tl.int64) * out_stride_d
+        + oh.to(tl.int64) * out_stride_h
+        + ow.to(tl.int64) * out_stride_w
+    )
+    tl.store(
+        output_ptr + row_offset[:, None] + (out_channels.to(tl.int64) * out_stride_c)[None, :],
+        acc.to(output_ptr.dtype.element_ty),
+        mask=row_mask[:, None] & col_mask[None, :],
+    )
+

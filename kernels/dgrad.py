@@ -1,0 +1,137 @@
+"""Transposed convolution as an implicit GEMM in output space; the same kernel is the
+input gradient (dgrad) of the forward convolution.
+
+Meaning: insert (stride - 1) zeros between input elements, convolve with the kernel
+(dilated by `dilation`), crop `pad` from the front of the result. Cost: none of that.
+The output is split by stride phase: along each dimension the outputs o with
+(o + pad) % stride == r receive exactly the taps k with (k * dilation) % stride == r,
+so each phase is a dense implicit GEMM over its own taps and no zero is ever loaded
+or multiplied. All phases run in one launch (program axis 2).
+
+GEMM view, per group g (axis 1) and phase (axis 2):
+    M = batch * (outputs of the phase)          rows: output positions o = o0 + j * stride
+    N = out_channels / groups                   cols: output channels of group g
+    K = (in_channels / groups) * (taps of the phase)
+    A[m, (t, c)] = input[n, g*Cg + c, i]  with  i = q + j - t * in_step   (per dimension)
+    B[(t, c), n] = weight[g*Cg + c, n, k] with  k = k0 + t * tap_step
+
+Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extents):
+    input  [batch, in_channels, in_depth, in_height, in_width]
+    weight [in_channels, out_channels / groups, KERNEL_D, KERNEL_H, KERNEL_W]
+    bias   [out_channels] or absent
+    output [batch, out_channels, out_depth, out_height, out_width]
+    phases int32 [3, max_stride, 5]: per dimension (d, h, w) and residue r the fields
+           (o0 first output, outputs, k0 first tap, taps, q first input), built by
+           tconv/spec.py; tap_step = stride / gcd(stride, dilation) and
+           in_step = dilation / gcd(stride, dilation) come as arguments.
+"""
+
+import triton
+import triton.language as tl
+
+from ._index import mma, split_rows, store_output, swizzle_tile
+
+
+@triton.jit
+def phase_fields(phases_ptr, dim, residue, max_stride):
+    """Read one dimension's phase record: (first output, outputs, first tap, taps, first input)."""
+    record = phases_ptr + (dim * max_stride + residue) * 5
+    return tl.load(record), tl.load(record + 1), tl.load(record + 2), tl.load(record + 3), tl.load(record + 4)
+
+
+@triton.jit
+def conv_dgrad_kernel(
+    # pointers
+    input_ptr, weight_ptr, bias_ptr, output_ptr, phases_ptr,
+    # input sizes and strides
+    batch, in_depth, in_height, in_width,
+    in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
+    # weight strides
+    weight_stride_c, weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w,
+    # output strides
+    out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+    # geometry
+    stride_d, stride_h, stride_w,
+    tap_step_d, tap_step_h, tap_step_w,
+    in_step_d, in_step_h, in_step_w,
+    max_stride, in_channels_per_group, out_channels_per_group,
+    # meta-parameters
+    HAS_BIAS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
+):
+    group = tl.program_id(1)
+    phase = tl.program_id(2)
+    residue_w = phase % stride_w
+    residue_h = (phase // stride_w) % stride_h
+    residue_d = phase // (stride_w * stride_h)
+    first_out_d, outs_d, first_tap_d, taps_d, first_in_d = phase_fields(phases_ptr, 0, residue_d, max_stride)
+    first_out_h, outs_h, first_tap_h, taps_h, first_in_h = phase_fields(phases_ptr, 1, residue_h, max_stride)
+    first_out_w, outs_w, first_tap_w, taps_w, first_in_w = phase_fields(phases_ptr, 2, residue_w, max_stride)
+
+    # The grid is sized for the largest phase; tiles past this phase's rows do nothing.
+    num_rows = batch * outs_d * outs_h * outs_w
+    num_pid_n = tl.cdiv(out_channels_per_group, BLOCK_N)
+    pid_m, pid_n = swizzle_tile(tl.program_id(0), tl.num_programs(0) // num_pid_n, num_pid_n, GROUP_M)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_in_range = rows < num_rows
+    n, jd, jh, jw = split_rows(rows, outs_d, outs_h, outs_w)
+    input_row_base = n.to(tl.int64) * in_stride_n + (group * in_channels_per_group).to(tl.int64) * in_stride_c
+
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_in_range = cols < out_channels_per_group
+    out_channels = group * out_channels_per_group + cols
+    weight_col_base = cols.to(tl.int64) * weight_stride_o
+
+    channels = tl.arange(0, BLOCK_K)
+    channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
+    num_steps = taps_d * taps_h * taps_w * channel_blocks
+    if pid_m * BLOCK_M >= num_rows:
+        num_steps = 0
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    for step in range(0, num_steps):
+        tap = step // channel_blocks
+        channel_start = (step - tap * channel_blocks) * BLOCK_K
+        tw = tap % taps_w
+        th = (tap // taps_w) % taps_h
+        td = tap // (taps_w * taps_h)
+
+        in_d = first_in_d + jd - td * in_step_d
+        in_h = first_in_h + jh - th * in_step_h
+        in_w = first_in_w + jw - tw * in_step_w
+        row_mask = (
+            row_in_range
+            & (in_d >= 0) & (in_d < in_depth)
+            & (in_h >= 0) & (in_h < in_height)
+            & (in_w >= 0) & (in_w < in_width)
+        )
+        row_offset = input_row_base + (
+            in_d.to(tl.int64) * in_stride_d + in_h.to(tl.int64) * in_stride_h + in_w.to(tl.int64) * in_stride_w
+        )
+
+        channel = channel_start + channels
+        channel_mask = channel < in_channels_per_group
+        a = tl.load(
+            input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :],
+            mask=row_mask[:, None] & channel_mask[None, :],
+            other=0.0,
+        )
+        tap_offset = (
+            (first_tap_d + td * tap_step_d) * weight_stride_d
+            + (first_tap_h + th * tap_step_h) * weight_stride_h
+            + (first_tap_w + tw * tap_step_w) * weight_stride_w
+        )
+        weight_rows = (group * in_channels_per_group + channel).to(tl.int64) * weight_stride_c + tap_offset
+        b = tl.load(
+            weight_ptr + weight_rows[:, None] + weight_col_base[None, :],
+            mask=channel_mask[:, None] & col_in_range[None, :],
+            other=0.0,
+        )
+        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+
+    store_output(
+        output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
+        n, first_out_d + jd * stride_d, first_out_h + jh * stride_h, first_out_w + jw * stride_w,
+        out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+        HAS_BIAS,
+    )

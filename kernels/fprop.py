@@ -1,0 +1,110 @@
+"""Forward convolution as an implicit GEMM (also transposed convolution's input gradient).
+
+GEMM view, per group g (program axis 1):
+    output[m, n] = sum_k A[m, k] * B[k, n]  (+ bias[n])
+    M = batch * out_depth * out_height * out_width        rows: output positions
+    N = out_channels / groups                             cols: output channels of group g
+    K = (in_channels / groups) * kernel_d * kernel_h * kernel_w
+    A[m, (tap, c)] = input[n, g*Cg + c, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
+    B[(tap, c), n] = weight[g*Ng + n, c, kd, kh, kw]
+
+Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extents):
+    input  [batch, in_channels, in_depth, in_height, in_width]
+    weight [out_channels, in_channels / groups, KERNEL_D, KERNEL_H, KERNEL_W]
+    bias   [out_channels] or absent
+    output [batch, out_channels, out_depth, out_height, out_width]
+
+The K loop runs over (tap, channel block) pairs, tap-major. Row offsets of a tap are
+recomputed from per-row base indices (vectors of BLOCK_M), never per element, and the
+padding is resolved in that gather: zeros by the load mask, reflect / replicate /
+circular by folding the index, so no padded copy of the input ever exists.
+"""
+
+import triton
+import triton.language as tl
+
+from ._index import mma, padded_index, split_rows, store_output, swizzle_tile
+
+
+@triton.jit
+def conv_fprop_kernel(
+    # pointers
+    input_ptr, weight_ptr, bias_ptr, output_ptr,
+    # input sizes and strides
+    batch, in_depth, in_height, in_width,
+    in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
+    # weight strides
+    weight_stride_o, weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w,
+    # output sizes and strides
+    out_depth, out_height, out_width,
+    out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+    # geometry
+    stride_d, stride_h, stride_w,
+    pad_d, pad_h, pad_w,
+    dilation_d, dilation_h, dilation_w,
+    in_channels_per_group, out_channels_per_group,
+    # meta-parameters
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
+    PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
+):
+    group = tl.program_id(1)
+    num_rows = batch * out_depth * out_height * out_width
+    pid_m, pid_n = swizzle_tile(
+        tl.program_id(0), tl.cdiv(num_rows, BLOCK_M), tl.cdiv(out_channels_per_group, BLOCK_N), GROUP_M
+    )
+
+    # Rows: output positions of this tile, and where their receptive fields start.
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    row_in_range = rows < num_rows
+    n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)
+    first_d = od * stride_d - pad_d
+    first_h = oh * stride_h - pad_h
+    first_w = ow * stride_w - pad_w
+    input_row_base = n.to(tl.int64) * in_stride_n + (group * in_channels_per_group).to(tl.int64) * in_stride_c
+
+    # Columns: output channels of this group.
+    cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_in_range = cols < out_channels_per_group
+    out_channels = group * out_channels_per_group + cols
+    weight_col_base = out_channels.to(tl.int64) * weight_stride_o
+
+    channels = tl.arange(0, BLOCK_K)
+    channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    for step in range(0, KERNEL_D * KERNEL_H * KERNEL_W * channel_blocks):
+        tap = step // channel_blocks
+        channel_start = (step - tap * channel_blocks) * BLOCK_K
+        kw = tap % KERNEL_W
+        kh = (tap // KERNEL_W) % KERNEL_H
+        kd = tap // (KERNEL_W * KERNEL_H)
+
+        in_d, valid_d = padded_index(first_d + kd * dilation_d, in_depth, PADDING_MODE)
+        in_h, valid_h = padded_index(first_h + kh * dilation_h, in_height, PADDING_MODE)
+        in_w, valid_w = padded_index(first_w + kw * dilation_w, in_width, PADDING_MODE)
+        row_offset = input_row_base + (
+            in_d.to(tl.int64) * in_stride_d + in_h.to(tl.int64) * in_stride_h + in_w.to(tl.int64) * in_stride_w
+        )
+        row_mask = row_in_range & valid_d & valid_h & valid_w
+
+        channel = channel_start + channels
+        channel_mask = channel < in_channels_per_group
+        a = tl.load(
+            input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :],
+            mask=row_mask[:, None] & channel_mask[None, :],
+            other=0.0,
+        )
+        tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
+        b = tl.load(
+            weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None],
+            mask=channel_mask[:, None] & col_in_range[None, :],
+            other=0.0,
+        )
+        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+
+    store_output(
+        output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
+        n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+        HAS_BIAS,
+    )

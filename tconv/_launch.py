@@ -1,0 +1,215 @@
+"""Launchers: lay the problem out in 3-d, pick a config, launch on the tensors' device.
+
+CUDA tensors run the compiled kernels; CPU tensors run the very same kernel source
+through Triton's interpreter, with no environment variable for the user to set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+
+import torch
+import triton
+import triton.language as tl
+from triton.runtime.interpreter import InterpretedFunction
+from triton.runtime.jit import JITFunction
+
+from .kernels import dgrad, fprop
+
+from .configs import KernelConfig, heuristic_config
+from .spec import PADDING_MODES, ConvSpec, phase_steps, spec_phases
+
+MAX_GRID_YZ = 65535
+_interpreter_lock = threading.Lock()
+
+
+_interpreted_copies: dict[int, InterpretedFunction] = {}
+
+
+def _interpreted(function: JITFunction) -> InterpretedFunction:
+    # Keyed by id: hashing a JITFunction parses its source, which fails mid-interpretation.
+    copy = _interpreted_copies.get(id(function))
+    if copy is None:
+        copy = _interpreted_copies[id(function)] = InterpretedFunction(function.fn)
+    return copy
+
+
+def _call_interpreted(function: JITFunction, *args, **kwargs):
+    return _interpreted(function)(*args, **kwargs)
+
+
+class _CpuKernel:
+    """A kernel launched on CPU tensors through Triton's interpreter.
+
+    The kernel source is the same as on CUDA. While it runs, every @triton.jit function
+    it calls (ours and triton.language's own, such as tl.zeros) is interpreted too: a
+    JITFunction called outside a compiled kernel would otherwise only raise. The
+    switch is scoped to the launch and serialised, as the interpreter's state is global.
+    """
+
+    def __init__(self, function: JITFunction):
+        self.function = function
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            with _interpreter_lock:
+                original = JITFunction.__call__
+                JITFunction.__call__ = _call_interpreted
+                try:
+                    return _interpreted(self.function)[grid](*args, **kwargs)
+                finally:
+                    JITFunction.__call__ = original
+
+        return launch
+
+
+def launchable(function: JITFunction, device: torch.device) -> tuple[object, bool]:
+    """(kernel to index with a grid, interpreting) for tensors on `device`."""
+    if device.type == "cuda":
+        return function, False
+    if device.type == "cpu":
+        return _CpuKernel(function), True
+    raise NotImplementedError(f"tconv runs on CUDA tensors (compiled) and CPU tensors (interpreted), not on {device}")
+
+
+def _in_3d(values: tuple[int, ...], fill: int) -> tuple[int, ...]:
+    return (fill,) * (3 - len(values)) + tuple(values)
+
+
+def _layout_3d(tensor: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Sizes and strides of an [N, C, *spatial] tensor as [N, C, D, H, W]."""
+    spatial = tensor.dim() - 2
+    sizes = tuple(tensor.shape[:2]) + _in_3d(tuple(tensor.shape[2:]), 1)
+    strides = tuple(tensor.stride()[:2]) + _in_3d(tuple(tensor.stride()[2:]), 0)
+    assert spatial <= 3
+    return sizes, strides
+
+
+def output_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """torch's rule: a 4-d/5-d conv output is channels_last when input or weight is."""
+    if input.dim() == 4:
+        layout = torch.channels_last
+    elif input.dim() == 5:
+        layout = torch.channels_last_3d
+    else:
+        return torch.contiguous_format
+    for tensor in (input, weight):
+        if tensor.dim() == input.dim() and tensor.is_contiguous(memory_format=layout) and not tensor.is_contiguous():
+            return layout
+    return torch.contiguous_format
+
+
+def _numeric_meta(dtype: torch.dtype, device: torch.device, interpreting: bool) -> dict:
+    """Accumulator, tensor-core precision and the interpreter's bf16 workaround."""
+    tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
+    return {
+        "INPUT_PRECISION": "tf32" if tf32 else "ieee",
+        "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,
+        "UPCAST_DOT": interpreting and dtype == torch.bfloat16,
+    }
+
+
+def _check_grid_axis(name: str, count: int) -> None:
+    if count > MAX_GRID_YZ:
+        raise NotImplementedError(f"tconv launches one grid row per {name}; {count} exceeds the limit of {MAX_GRID_YZ}")
+
+
+def conv_fprop(
+    input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec,
+    config: KernelConfig | None = None,
+) -> torch.Tensor:
+    """Forward convolution of a batched input (weight [C_out, C_in/groups, *kernel])."""
+    output = torch.empty(
+        (spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
+        memory_format=output_memory_format(input, weight),
+    )
+    if output.numel() == 0:
+        return output
+    config = config or heuristic_config("fprop", spec, input.dtype)
+    kernel, interpreting = launchable(fprop.conv_fprop_kernel, input.device)
+    (batch, _, *in_size), in_strides = _layout_3d(input)
+    _, weight_strides = _layout_3d(weight)
+    (_, _, *out_size), out_strides = _layout_3d(output)
+    kernel_size = _in_3d(spec.kernel_size, 1)
+    rows = batch * out_size[0] * out_size[1] * out_size[2]
+    _check_grid_axis("group", spec.groups)
+    grid = (
+        triton.cdiv(rows, config.block_m) * triton.cdiv(spec.out_channels_per_group, config.block_n),
+        spec.groups,
+    )
+    with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
+        kernel[grid](
+            input, weight, bias, output,
+            batch, *in_size, *in_strides,
+            *weight_strides,
+            *out_size, *out_strides,
+            *_in_3d(spec.stride, 1), *_in_3d(spec.pad_before, 0), *_in_3d(spec.dilation, 1),
+            spec.in_channels_per_group, spec.out_channels_per_group,
+            KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2],
+            PADDING_MODE=PADDING_MODES[spec.padding_mode], HAS_BIAS=bias is not None,
+            **_numeric_meta(input.dtype, input.device, interpreting), **config.meta(),
+        )
+    return output
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_table(spec: ConvSpec) -> tuple[torch.Tensor, int, int, tuple[int, ...], tuple[int, ...]]:
+    """int32 [3, max_stride, 5] phase records on the CPU, the phase count, the largest
+    phase's row count, and the per-dimension tap and input steps."""
+    records = [[(0, 1, 0, 1, 0)]] * (3 - spec.dims) + [
+        [(p.first_out, p.outputs, p.first_tap, p.taps, p.first_input) for p in dim] for dim in spec_phases(spec)
+    ]
+    max_stride = max(len(dim) for dim in records)
+    table = torch.zeros((3, max_stride, 5), dtype=torch.int32)
+    for d, dim in enumerate(records):
+        table[d, : len(dim)] = torch.tensor(dim, dtype=torch.int32)
+    max_rows = spec.batch
+    for dim in records:
+        max_rows *= max(r[1] for r in dim)
+    steps = [phase_steps(s, d) for s, d in zip(_in_3d(spec.stride, 1), _in_3d(spec.dilation, 1))]
+    num_phases = 1
+    for dim in records:
+        num_phases *= len(dim)
+    return table, num_phases, max_rows, tuple(t for t, _ in steps), tuple(i for _, i in steps)
+
+
+def conv_dgrad(
+    input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, spec: ConvSpec,
+    config: KernelConfig | None = None,
+) -> torch.Tensor:
+    """Transposed convolution of a batched input (weight [C_in, C_out/groups, *kernel]);
+    with a conv's grad_output as input and its weight, the conv's input gradient."""
+    output = torch.empty(
+        (spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
+        memory_format=output_memory_format(input, weight),
+    )
+    if output.numel() == 0:
+        return output
+    config = config or heuristic_config("dgrad", spec, input.dtype)
+    kernel, interpreting = launchable(dgrad.conv_dgrad_kernel, input.device)
+    table, num_phases, max_rows, tap_steps, in_steps = _phase_table(spec)
+    (batch, _, *in_size), in_strides = _layout_3d(input)
+    _, weight_strides = _layout_3d(weight)
+    _, out_strides = _layout_3d(output)
+    _check_grid_axis("group", spec.groups)
+    _check_grid_axis("stride phase", num_phases)
+    grid = (
+        triton.cdiv(max_rows, config.block_m) * triton.cdiv(spec.out_channels_per_group, config.block_n),
+        spec.groups,
+        num_phases,
+    )
+    with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
+        kernel[grid](
+            input, weight, bias, output, table.to(input.device, non_blocking=True),
+            batch, *in_size, *in_strides,
+            *weight_strides,
+            *out_strides,
+            *_in_3d(spec.stride, 1), *tap_steps, *in_steps,
+            table.shape[1], spec.in_channels_per_group, spec.out_channels_per_group,
+            HAS_BIAS=bias is not None,
+            **_numeric_meta(input.dtype, input.device, interpreting), **config.meta(),
+        )
+    return output
+

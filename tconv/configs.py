@@ -1,0 +1,70 @@
+"""Kernel configurations as data, and the instant heuristic that picks one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .spec import ConvSpec
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Tile shape and launch parameters of one implicit-GEMM kernel launch."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    group_m: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def meta(self) -> dict:
+        """Meta-parameters as the kernels name them."""
+        return {
+            "BLOCK_M": self.block_m,
+            "BLOCK_N": self.block_n,
+            "BLOCK_K": self.block_k,
+            "GROUP_M": self.group_m,
+            "num_warps": self.num_warps,
+            "num_stages": self.num_stages,
+        }
+
+
+def _pow2_clamp(value: int, low: int, high: int) -> int:
+    power = 1
+    while power < value:
+        power *= 2
+    return max(low, min(high, power))
+
+
+def gemm_shape(kernel: str, spec: ConvSpec) -> tuple[int, int, int]:
+    """(M, N, K) of one group's GEMM for `kernel` in {'fprop', 'dgrad'}."""
+    taps = 1
+    for k in spec.kernel_size:
+        taps *= k
+    rows = spec.batch
+    for o in spec.out_size:
+        rows *= o
+    if kernel == "dgrad":  # per phase, the taps are ~ taps / stride^dims
+        for s in spec.stride:
+            taps = max(1, taps // s)
+    return rows, spec.out_channels_per_group, spec.in_channels_per_group * taps
+
+
+def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelConfig:
+    """A deterministic config from shape and dtype alone (no benchmarking).
+
+    tl.dot needs every tile dimension >= 16. BLOCK_N follows the group's output
+    channels and BLOCK_K its input channels so that thin layers (few channels per
+    group) do not multiply padding; fp64 keeps tiles small (no tensor cores, twice the
+    shared memory per element).
+    """
+    rows, cols, _ = gemm_shape(kernel, spec)
+    wide = dtype == torch.float64
+    block_n = _pow2_clamp(cols, 16, 64 if wide else 128)
+    block_k = _pow2_clamp(spec.in_channels_per_group, 16, 32 if wide or dtype == torch.float32 else 64)
+    block_m = 64 if wide or block_n == 128 or rows <= 4096 else 128
+    num_warps = 8 if block_m * block_n >= 128 * 128 else 4
+    return KernelConfig(block_m, block_n, block_k, num_warps=num_warps)

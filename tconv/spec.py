@@ -1,0 +1,333 @@
+"""Argument checking and shape math for every tconv op, in one place.
+
+A :class:`ConvSpec` is what a convolution is once its arguments are checked: used by the
+ops, the launchers, the modules, the tuner and the benchmarks alike. Errors follow
+torch's: the same exception types, messages that name the argument and its values, and
+always raised before any kernel runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence, Union
+
+import torch
+
+IntOrTuple = Union[int, Sequence[int]]
+
+#: padding_mode names, in the numbering of the kernels' PADDING_MODE meta-parameter.
+PADDING_MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A checked convolution problem (batched; spatial tuples have `dims` entries)."""
+
+    dims: int
+    transposed: bool
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_size: tuple[int, ...]
+    kernel_size: tuple[int, ...]
+    out_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad_before: tuple[int, ...]
+    pad_after: tuple[int, ...]
+    dilation: tuple[int, ...]
+    output_padding: tuple[int, ...]
+    padding_mode: str = "zeros"
+
+    @property
+    def in_channels_per_group(self) -> int:
+        return self.in_channels // self.groups
+
+    @property
+    def out_channels_per_group(self) -> int:
+        return self.out_channels // self.groups
+
+    @property
+    def useful_macs(self) -> int:
+        """Multiply-adds that touch a real input element (zeros of padding or of
+        zero-insertion excluded)."""
+        if self.transposed:  # every input element meets every tap once
+            per_channel_pair = math.prod(self.in_size) * math.prod(self.kernel_size)
+        else:
+            per_channel_pair = math.prod(
+                _valid_pairs(o, i, k, s, p, d)
+                for o, i, k, s, p, d in zip(
+                    self.out_size, self.in_size, self.kernel_size, self.stride, self.pad_before, self.dilation
+                )
+            )
+        return self.batch * self.out_channels * self.in_channels_per_group * per_channel_pair
+
+
+def _valid_pairs(out_size: int, in_size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    """(output, tap) pairs of one forward dimension that land inside the input."""
+    return sum(
+        1 for o in range(out_size) for k in range(kernel) if 0 <= o * stride - pad + k * dilation < in_size
+    )
+
+
+def as_tuple(value: IntOrTuple, dims: int, name: str) -> tuple[int, ...]:
+    """torch's expansion of an int-or-sequence argument to one entry per spatial dim."""
+    if isinstance(value, bool) or not isinstance(value, (int, Sequence, torch.Size)) or isinstance(value, str):
+        raise TypeError(f"{name} must be an int or a tuple of {dims} ints, but got {name}={value!r}")
+    if isinstance(value, int):
+        return (value,) * dims
+    values = tuple(value)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise TypeError(f"{name} must be an int or a tuple of {dims} ints, but got {name}={value!r}")
+    if len(values) == 1:
+        return values * dims
+    if len(values) != dims:
+        raise RuntimeError(
+            f"expected {name} to be a single integer value or a list of {dims} values to match the "
+            f"convolution dimensions, but got {name}={list(values)}"
+        )
+    return values
+
+
+def _check_tensors(op: str, dims: int, input, weight, bias) -> bool:
+    """Types, ranks, dtypes and devices; returns whether the input is batched."""
+    for name, tensor in (("input", input), ("weight", weight)):
+        if not isinstance(tensor, torch.Tensor):
+            raise TypeError(f"{op}(): argument '{name}' must be Tensor, not {type(tensor).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"{op}(): argument 'bias' must be Tensor or None, not {type(bias).__name__}")
+    if input.dim() not in (dims + 1, dims + 2):
+        raise RuntimeError(
+            f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input to {op}, "
+            f"but got input of size: {list(input.shape)}"
+        )
+    if weight.dim() != dims + 2:
+        raise RuntimeError(
+            f"Expected {dims + 2}-dimensional weight for {op}, but got weight of size {list(weight.shape)}"
+        )
+    if input.dtype not in SUPPORTED_DTYPES:
+        raise NotImplementedError(
+            f"{op}: input dtype {input.dtype} is not supported; tconv supports float16, bfloat16, float32, float64"
+        )
+    if weight.dtype != input.dtype:
+        raise RuntimeError(f"{op}: input dtype ({input.dtype}) and weight dtype ({weight.dtype}) should be the same")
+    if bias is not None and bias.dtype != input.dtype:
+        raise RuntimeError(f"{op}: input dtype ({input.dtype}) and bias dtype ({bias.dtype}) should be the same")
+    for name, tensor in (("weight", weight), ("bias", bias)):
+        if tensor is not None and tensor.device != input.device:
+            raise RuntimeError(
+                f"{op}: expected input and {name} to be on the same device, "
+                f"but got input on {input.device} and {name} on {tensor.device}"
+            )
+    return input.dim() == dims + 2
+
+
+def _check_positive(name: str, values: tuple[int, ...], what: str) -> None:
+    if any(v <= 0 for v in values):
+        raise RuntimeError(f"non-positive {what} is not supported, but got {name}={list(values)}")
+
+
+def _check_groups(groups) -> None:
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"groups must be an int, but got groups={groups!r}")
+    if groups <= 0:
+        raise RuntimeError(f"non-positive groups is not supported, but got groups={groups}")
+
+
+def _check_bias(bias, weight, out_channels: int) -> None:
+    if bias is not None and (bias.dim() != 1 or bias.shape[0] != out_channels):
+        raise RuntimeError(
+            f"Given weight of size {list(weight.shape)}, expected bias to be 1-dimensional with "
+            f"{out_channels} elements, but got bias of size {list(bias.shape)} instead"
+        )
+
+
+def conv_spec(
+    op: str,
+    dims: int,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple | str,
+    dilation: IntOrTuple,
+    groups: int,
+    padding_mode: str = "zeros",
+    pad_after: tuple[int, ...] | None = None,
+) -> tuple[ConvSpec, bool]:
+    """Check a forward convolution's arguments; returns (spec, batched).
+
+    `padding` is what torch.nn.functional takes; `pad_after` (modules only) gives
+    asymmetric trailing padding, as torch's modules do for 'same' with non-zeros modes.
+    """
+    batched = _check_tensors(op, dims, input, weight, bias)
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {sorted(PADDING_MODES)}, but got padding_mode={padding_mode!r}")
+    stride = as_tuple(stride, dims, "stride")
+    dilation = as_tuple(dilation, dims, "dilation")
+    _check_groups(groups)
+    _check_positive("stride", stride, "stride")
+    _check_positive("dilation", dilation, "dilation")
+    kernel_size = tuple(weight.shape[2:])
+    if isinstance(padding, str):
+        if padding == "valid":
+            pad_before = pad_after = (0,) * dims
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError(f"padding='same' is not supported for strided convolutions, but got stride={list(stride)}")
+            total = tuple(d * (k - 1) for d, k in zip(dilation, kernel_size))
+            pad_before = tuple(t // 2 for t in total)
+            pad_after = tuple(t - b for t, b in zip(total, pad_before))
+        else:
+            raise RuntimeError(f"Invalid padding string: {padding!r}, expected 'same' or 'valid'")
+    else:
+        pad_before = as_tuple(padding, dims, "padding")
+        pad_after = pad_before if pad_after is None else pad_after
+    if any(p < 0 for p in pad_before + pad_after):
+        raise RuntimeError(f"negative padding is not supported, but got padding={list(pad_before)}")
+
+    shape = tuple(input.shape) if batched else (1, *input.shape)
+    batch, in_channels, in_size = shape[0], shape[1], shape[2:]
+    out_channels = weight.shape[0]
+    if out_channels % groups != 0:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(weight.shape)} instead"
+        )
+    if in_channels != weight.shape[1] * groups:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(weight.shape)}, expected input{list(input.shape)} "
+            f"to have {weight.shape[1] * groups} channels, but got {in_channels} channels instead"
+        )
+    _check_bias(bias, weight, out_channels)
+    padded = tuple(i + b + a for i, b, a in zip(in_size, pad_before, pad_after))
+    dilated_kernel = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel_size))
+    if any(p < k for p, k in zip(padded, dilated_kernel)):
+        raise RuntimeError(
+            f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). "
+            f"Kernel size: ({' x '.join(map(str, dilated_kernel))}). Kernel size can't be greater than actual input size"
+        )
+    if padding_mode == "reflect" and any(p >= i for p, i in zip(pad_before + pad_after, in_size * 2)):
+        raise RuntimeError(
+            f"padding_mode='reflect': padding size should be less than the corresponding input dimension, "
+            f"but got padding {list(pad_before)}/{list(pad_after)} for input size {list(in_size)}"
+        )
+    if padding_mode == "circular" and any(p > i for p, i in zip(pad_before + pad_after, in_size * 2)):
+        raise RuntimeError(
+            f"padding_mode='circular': padding value causes wrapping around more than once "
+            f"(padding {list(pad_before)}/{list(pad_after)}, input size {list(in_size)})"
+        )
+    if padding_mode in ("reflect", "replicate", "circular") and any(i == 0 for i in in_size):
+        raise RuntimeError(f"padding_mode={padding_mode!r} needs non-empty spatial dims, got input size {list(in_size)}")
+    out_size = tuple((p - k) // s + 1 for p, k, s in zip(padded, dilated_kernel, stride))
+    spec = ConvSpec(
+        dims, False, batch, in_channels, out_channels, groups, tuple(in_size), kernel_size, out_size,
+        stride, pad_before, pad_after, dilation, (0,) * dims, padding_mode,
+    )
+    return spec, batched
+
+
+def conv_transpose_spec(
+    op: str,
+    dims: int,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    groups: int,
+    dilation: IntOrTuple,
+) -> tuple[ConvSpec, bool]:
+    """Check a transposed convolution's arguments; returns (spec, batched)."""
+    batched = _check_tensors(op, dims, input, weight, bias)
+    if isinstance(padding, str):
+        raise TypeError(f"{op}(): padding must be an int or a tuple of ints, but got padding={padding!r}")
+    stride = as_tuple(stride, dims, "stride")
+    padding = as_tuple(padding, dims, "padding")
+    output_padding = as_tuple(output_padding, dims, "output_padding")
+    dilation = as_tuple(dilation, dims, "dilation")
+    _check_groups(groups)
+    _check_positive("stride", stride, "stride")
+    _check_positive("dilation", dilation, "dilation")
+    if any(p < 0 for p in padding):
+        raise RuntimeError(f"negative padding is not supported, but got padding={list(padding)}")
+    if any(p < 0 for p in output_padding):
+        raise RuntimeError(f"negative output_padding is not supported, but got output_padding={list(output_padding)}")
+    if any(op_ >= s and op_ >= d for op_, s, d in zip(output_padding, stride, dilation)):
+        raise RuntimeError(
+            f"output padding must be smaller than either stride or dilation, but got "
+            f"output_padding={list(output_padding)}, stride={list(stride)}, dilation={list(dilation)}"
+        )
+    shape = tuple(input.shape) if batched else (1, *input.shape)
+    batch, in_channels, in_size = shape[0], shape[1], shape[2:]
+    if weight.shape[0] % groups != 0:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size {list(weight.shape)} instead"
+        )
+    if in_channels != weight.shape[0]:
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {list(weight.shape)}, expected input{list(input.shape)} "
+            f"to have {weight.shape[0]} channels, but got {in_channels} channels instead"
+        )
+    out_channels = weight.shape[1] * groups
+    _check_bias(bias, weight, out_channels)
+    kernel_size = tuple(weight.shape[2:])
+    out_size = tuple(
+        (i - 1) * s - 2 * p + d * (k - 1) + op_ + 1
+        for i, s, p, d, k, op_ in zip(in_size, stride, padding, dilation, kernel_size, output_padding)
+    )
+    if any(o < 0 for o in out_size):
+        raise RuntimeError(
+            f"{op}: calculated output size {list(out_size)} is negative for input size {list(in_size)}, "
+            f"kernel {list(kernel_size)}, stride {list(stride)}, padding {list(padding)}, dilation {list(dilation)}"
+        )
+    spec = ConvSpec(
+        dims, True, batch, in_channels, out_channels, groups, tuple(in_size), kernel_size, out_size,
+        stride, padding, padding, dilation, output_padding,
+    )
+    return spec, batched
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One residue class of one output dimension of a transposed convolution."""
+
+    first_out: int  # first output index o0 with (o0 + pad) % stride == residue
+    outputs: int  # outputs o0, o0 + stride, ... below the output size
+    first_tap: int  # first tap k0 with (k0 * dilation) % stride == residue
+    taps: int  # taps k0, k0 + tap_step, ... below the kernel size
+    first_input: int  # input index of (o0, k0): (o0 + pad - k0 * dilation) / stride
+
+
+def phase_steps(stride: int, dilation: int) -> tuple[int, int]:
+    """(tap_step, in_step): consecutive taps of a phase are tap_step apart, and the
+    input index they read moves by in_step."""
+    common = math.gcd(stride, dilation)
+    return stride // common, dilation // common
+
+
+def phases(out_size: int, kernel: int, stride: int, pad: int, dilation: int) -> list[Phase]:
+    """Phase records of one transposed-convolution dimension, one per residue."""
+    tap_step, _ = phase_steps(stride, dilation)
+    records = []
+    for residue in range(stride):
+        first_out = (residue - pad) % stride
+        outputs = max(0, -(-(out_size - first_out) // stride))
+        first_tap = next((k for k in range(tap_step) if (k * dilation) % stride == residue), kernel)
+        taps = max(0, -(-(kernel - first_tap) // tap_step)) if first_tap < kernel else 0
+        first_tap = min(first_tap, kernel)
+        first_input = (first_out + pad - first_tap * dilation) // stride
+        records.append(Phase(first_out, outputs, first_tap, taps, first_input))
+    return records
+
+
+def spec_phases(spec: ConvSpec) -> list[list[Phase]]:
+    """Phase records of every dimension of a transposed convolution."""
+    return [
+        phases(o, k, s, p, d)
+        for o, k, s, p, d in zip(spec.out_size, spec.kernel_size, spec.stride, spec.pad_before, spec.dilation)
+    ]
