@@ -11,14 +11,13 @@ import functools
 import threading
 
 import torch
-import triton
 import triton.language as tl
 from triton.runtime.interpreter import InterpretedFunction
 from triton.runtime.jit import JITFunction
 
-from .kernels import dgrad, fprop
-
 from .configs import KernelConfig, heuristic_config
+from .kernels import dgrad, fprop
+from .plan import dgrad_grid, fprop_grid
 from .spec import PADDING_MODES, ConvSpec, phase_steps, spec_phases
 
 MAX_GRID_YZ = 65535
@@ -133,12 +132,8 @@ def conv_fprop(
     _, weight_strides = _layout_3d(weight)
     (_, _, *out_size), out_strides = _layout_3d(output)
     kernel_size = _in_3d(spec.kernel_size, 1)
-    rows = batch * out_size[0] * out_size[1] * out_size[2]
+    grid = fprop_grid(spec, config)
     _check_grid_axis("group", spec.groups)
-    grid = (
-        triton.cdiv(rows, config.block_m) * triton.cdiv(spec.out_channels_per_group, config.block_n),
-        spec.groups,
-    )
     with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](
             input, weight, bias, output,
@@ -155,24 +150,17 @@ def conv_fprop(
 
 
 @functools.lru_cache(maxsize=256)
-def _phase_table(spec: ConvSpec) -> tuple[torch.Tensor, int, int, tuple[int, ...], tuple[int, ...]]:
-    """int32 [3, max_stride, 5] phase records on the CPU, the phase count, the largest
-    phase's row count, and the per-dimension tap and input steps."""
+def _phase_table(spec: ConvSpec) -> tuple[torch.Tensor, tuple[int, ...], tuple[int, ...]]:
+    """int32 [3, max_stride, 5] phase records (on the CPU) and the per-dimension tap and
+    input steps; 1-d and 2-d problems get one trivial phase in their missing dims."""
     records = [[(0, 1, 0, 1, 0)]] * (3 - spec.dims) + [
         [(p.first_out, p.outputs, p.first_tap, p.taps, p.first_input) for p in dim] for dim in spec_phases(spec)
     ]
-    max_stride = max(len(dim) for dim in records)
-    table = torch.zeros((3, max_stride, 5), dtype=torch.int32)
+    table = torch.zeros((3, max(len(dim) for dim in records), 5), dtype=torch.int32)
     for d, dim in enumerate(records):
         table[d, : len(dim)] = torch.tensor(dim, dtype=torch.int32)
-    max_rows = spec.batch
-    for dim in records:
-        max_rows *= max(r[1] for r in dim)
     steps = [phase_steps(s, d) for s, d in zip(_in_3d(spec.stride, 1), _in_3d(spec.dilation, 1))]
-    num_phases = 1
-    for dim in records:
-        num_phases *= len(dim)
-    return table, num_phases, max_rows, tuple(t for t, _ in steps), tuple(i for _, i in steps)
+    return table, tuple(t for t, _ in steps), tuple(i for _, i in steps)
 
 
 def conv_dgrad(
@@ -189,17 +177,13 @@ def conv_dgrad(
         return output
     config = config or heuristic_config("dgrad", spec, input.dtype)
     kernel, interpreting = launchable(dgrad.conv_dgrad_kernel, input.device)
-    table, num_phases, max_rows, tap_steps, in_steps = _phase_table(spec)
+    table, tap_steps, in_steps = _phase_table(spec)
     (batch, _, *in_size), in_strides = _layout_3d(input)
     _, weight_strides = _layout_3d(weight)
     _, out_strides = _layout_3d(output)
+    grid = dgrad_grid(spec, config)
     _check_grid_axis("group", spec.groups)
-    _check_grid_axis("stride phase", num_phases)
-    grid = (
-        triton.cdiv(max_rows, config.block_m) * triton.cdiv(spec.out_channels_per_group, config.block_n),
-        spec.groups,
-        num_phases,
-    )
+    _check_grid_axis("stride phase", grid[2])
     with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](
             input, weight, bias, output, table.to(input.device, non_blocking=True),

@@ -9,12 +9,12 @@ always raised before any kernel runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import torch
 
-IntOrTuple = Union[int, Sequence[int]]
+IntOrTuple = int | Sequence[int]
 
 #: padding_mode names, in the numbering of the kernels' PADDING_MODE meta-parameter.
 PADDING_MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}

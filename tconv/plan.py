@@ -1,0 +1,63 @@
+"""Launch plans: the grid each kernel is launched with, and the work that grid issues.
+
+The launchers take their grids from here, so the counts below are the counts of what
+actually runs: executed multiply-adds are whole tiles (BLOCK_M x BLOCK_N x BLOCK_K per
+K step, padding of partial tiles included), to compare with ConvSpec.useful_macs.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .configs import KernelConfig
+from .spec import ConvSpec, spec_phases
+
+
+def fprop_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+    rows = spec.batch * math.prod(spec.out_size)
+    return (
+        math.ceil(rows / config.block_m) * math.ceil(spec.out_channels_per_group / config.block_n),
+        spec.groups,
+    )
+
+
+def dgrad_phase_rows(spec: ConvSpec) -> list[int]:
+    """GEMM rows (batch x outputs) of every stride phase, in launch order (w fastest)."""
+    rows = [spec.batch]
+    for dim in spec_phases(spec):
+        rows = [r * phase.outputs for r in rows for phase in dim]
+    return rows
+
+
+def dgrad_phase_taps(spec: ConvSpec) -> list[int]:
+    taps = [1]
+    for dim in spec_phases(spec):
+        taps = [t * phase.taps for t in taps for phase in dim]
+    return taps
+
+
+def dgrad_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
+    """Axis 0 covers the largest phase's tiles, axis 1 the groups, axis 2 the phases."""
+    rows = dgrad_phase_rows(spec)
+    return (
+        math.ceil(max(rows) / config.block_m) * math.ceil(spec.out_channels_per_group / config.block_n),
+        spec.groups,
+        len(rows),
+    )
+
+
+def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
+    """Multiply-adds the tensor cores execute for `kernel` in {'fprop', 'dgrad'}."""
+    tile = config.block_m * config.block_n * config.block_k
+    channel_steps = math.ceil(spec.in_channels_per_group / config.block_k)
+    col_tiles = math.ceil(spec.out_channels_per_group / config.block_n)
+    if kernel == "fprop":
+        programs = math.prod(fprop_grid(spec, config))
+        return programs * math.prod(spec.kernel_size) * channel_steps * tile
+    if kernel == "dgrad":
+        # Tiles past a phase's rows exit before the K loop.
+        return sum(
+            math.ceil(rows / config.block_m) * col_tiles * spec.groups * taps * channel_steps * tile
+            for rows, taps in zip(dgrad_phase_rows(spec), dgrad_phase_taps(spec))
+        )
+    raise ValueError(f"unknown kernel {kernel!r}")

@@ -1,0 +1,143 @@
+"""Shared problem tables and the accuracy oracle used by tests and benchmarks.
+
+A case is written once, in torch's own argument names; tests run it at the size given,
+benchmarks may scale it up. Tolerances are per dtype and relative to the largest
+magnitude of a float64 reference computed from the same (already rounded) inputs, so
+they bound accumulation and output rounding, not input quantisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+#: (atol relative to max |reference|) per dtype: fp32 accumulation of up to a few thousand
+#: terms, then one rounding to the output dtype (fp16 2^-11, bf16 2^-8).
+TOLERANCE = {
+    torch.float64: 1e-12,
+    torch.float32: 2e-5,
+    torch.float16: 2e-3,
+    torch.bfloat16: 1.2e-2,
+}
+DTYPES = tuple(TOLERANCE)
+
+
+@dataclass(frozen=True)
+class ConvCase:
+    """One convolution: input [batch, in_channels, *in_size], torch's keyword arguments."""
+
+    name: str
+    in_size: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    batch: int = 2
+    transposed: bool = False
+    bias: bool = True
+    kwargs: dict = field(default_factory=dict)
+
+    @property
+    def dims(self) -> int:
+        return len(self.in_size)
+
+    def tensors(self, dtype: torch.dtype, device: str = "cpu", generator: torch.Generator | None = None):
+        """Fresh random (input, weight, bias) for this case."""
+        groups = self.kwargs.get("groups", 1)
+        if self.transposed:
+            weight_shape = (self.in_channels, self.out_channels // groups, *self.kernel_size)
+        else:
+            weight_shape = (self.out_channels, self.in_channels // groups, *self.kernel_size)
+        make = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64).to(dtype).to(device)
+        input = make(self.batch, self.in_channels, *self.in_size)
+        weight = make(*weight_shape)
+        bias = make(self.out_channels) if self.bias else None
+        return input, weight, bias
+
+
+def assert_close(actual: torch.Tensor, reference: torch.Tensor, dtype: torch.dtype, what: str = "output") -> None:
+    """|actual - reference| <= TOLERANCE[dtype] * max(|reference|, 1), elementwise."""
+    assert actual.shape == reference.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(reference.shape)}"
+    assert actual.dtype == dtype, f"{what}: dtype {actual.dtype} != {dtype}"
+    if reference.numel() == 0:
+        return
+    scale = max(reference.abs().max().item(), 1.0)
+    error = (actual.double() - reference.double()).abs().max().item()
+    assert error <= TOLERANCE[dtype] * scale, f"{what}: max error {error:.3g} > {TOLERANCE[dtype]:.1g} * {scale:.3g}"
+
+
+def _c(name, in_size, cin, cout, kernel, **kwargs) -> ConvCase:
+    options = {k: kwargs.pop(k) for k in ("batch", "bias") if k in kwargs}
+    return ConvCase(name, tuple(in_size), cin, cout, tuple(kernel), kwargs=kwargs, **options)
+
+
+def _t(name, in_size, cin, cout, kernel, **kwargs) -> ConvCase:
+    options = {k: kwargs.pop(k) for k in ("batch", "bias") if k in kwargs}
+    return ConvCase(name, tuple(in_size), cin, cout, tuple(kernel), transposed=True, kwargs=kwargs, **options)
+
+
+#: Forward convolutions: every argument kind, 1d/2d/3d, odd sizes, channel counts that
+#: are not multiples of the tiles, 1x1 and large kernels.
+CONV_CASES = [
+    _c("1d basic", (17,), 5, 7, (3,)),
+    _c("1d stride pad dil", (40,), 6, 9, (5,), stride=3, padding=4, dilation=2),
+    _c("1d large kernel", (50,), 3, 4, (11,), padding=5),
+    _c("1d same even kernel dil", (23,), 4, 6, (4,), padding="same", dilation=3, bias=False),
+    _c("1d valid", (19,), 4, 4, (6,), padding="valid"),
+    _c("1d depthwise causal-like", (30,), 8, 8, (4,), padding=3, groups=8),
+    _c("1d wide channels", (9,), 70, 20, (3,), padding=1),
+    _c("2d basic", (9, 9), 5, 7, (3, 3), padding=1),
+    _c("2d 1x1", (7, 6), 33, 18, (1, 1), batch=3),
+    _c("2d 1x1 stride", (9, 9), 16, 32, (1, 1), stride=2, bias=False),
+    _c("2d stem-like", (23, 21), 3, 16, (7, 7), stride=2, padding=3),
+    _c("2d asym kernel", (11, 13), 4, 6, (1, 5), padding=(0, 2)),
+    _c("2d asym stride pad dil", (15, 12), 5, 3, (3, 2), stride=(2, 1), padding=(2, 0), dilation=(1, 3)),
+    _c("2d same even", (10, 9), 4, 5, (4, 2), padding="same"),
+    _c("2d same dil", (12, 12), 3, 4, (3, 3), padding="same", dilation=2),
+    _c("2d groups", (8, 8), 6, 9, (3, 3), padding=1, groups=3),
+    _c("2d depthwise", (10, 10), 12, 12, (3, 3), padding=1, groups=12),
+    _c("2d depthwise multiplier", (9, 7), 4, 12, (5, 5), padding=2, stride=2, groups=4),
+    _c("2d channels > tile", (5, 5), 67, 130, (3, 3), batch=1, padding=1),
+    _c("2d many rows", (24, 24), 3, 5, (3, 3), batch=3),
+    _c("2d kernel == input", (5, 5), 4, 3, (5, 5)),
+    _c("2d pad > kernel", (4, 4), 2, 3, (2, 2), padding=3),
+    _c("3d basic", (5, 6, 7), 3, 4, (3, 3, 3), padding=1),
+    _c("3d stride", (9, 8, 7), 4, 6, (3, 3, 3), stride=2, padding=1),
+    _c("3d asym dil groups", (6, 9, 8), 4, 6, (2, 3, 1), padding=(1, 0, 2), dilation=(2, 1, 1), groups=2),
+    _c("3d 1x1x1", (4, 5, 3), 10, 3, (1, 1, 1), bias=False),
+    _c("3d same", (5, 5, 6), 2, 3, (2, 3, 4), padding="same"),
+]
+
+#: Forward convolutions through the modules with each padding_mode (zeros included).
+PADDING_MODE_CASES = [
+    _c("1d pad3", (11,), 3, 4, (5,), padding=3),
+    _c("2d pad1", (8, 9), 3, 5, (3, 3), padding=1),
+    _c("2d asym pad stride dil", (10, 9), 4, 3, (3, 4), padding=(2, 3), stride=(1, 2), dilation=(2, 1)),
+    _c("2d same even", (7, 8), 2, 3, (4, 2), padding="same"),
+    _c("2d groups pad full", (6, 6), 4, 4, (3, 3), padding=5, groups=2),
+    _c("3d pad", (5, 4, 6), 2, 3, (3, 3, 3), padding=(1, 2, 1)),
+]
+
+#: Transposed convolutions: stride > kernel, kernel > stride, stride 1, output_padding,
+#: dilation, groups, crops larger than a stride.
+CONV_TRANSPOSE_CASES = [
+    _t("1d basic", (9,), 5, 7, (3,)),
+    _t("1d stride 4 kernel 8", (10,), 4, 6, (8,), stride=4, padding=2),
+    _t("1d stride > kernel", (7,), 3, 5, (2,), stride=3, output_padding=1),
+    _t("1d dilated", (12,), 4, 4, (3,), stride=2, dilation=3, padding=1, output_padding=2),
+    _t("1d hifigan-like", (8,), 16, 8, (16,), stride=8, padding=4),
+    _t("2d dcgan k4 s2 p1", (5, 5), 8, 6, (4, 4), stride=2, padding=1),
+    _t("2d k3 s2 p1 op1", (6, 5), 5, 7, (3, 3), stride=2, padding=1, output_padding=1),
+    _t("2d k2 s2", (6, 7), 6, 4, (2, 2), stride=2, bias=False),
+    _t("2d stride 1", (6, 6), 3, 5, (3, 3), padding=1),
+    _t("2d stride > kernel", (4, 5), 3, 4, (2, 3), stride=(3, 4), output_padding=(2, 1)),
+    _t("2d asym", (5, 7), 4, 6, (3, 5), stride=(2, 3), padding=(2, 1), dilation=(1, 2), output_padding=(1, 0)),
+    _t("2d groups", (5, 5), 6, 9, (3, 3), stride=2, padding=1, groups=3),
+    _t("2d depthwise", (6, 6), 8, 8, (4, 4), stride=2, padding=1, groups=8),
+    _t("2d wide channels", (3, 3), 70, 130, (3, 3), stride=2, batch=1),
+    _t("2d dilation > stride", (5, 5), 3, 3, (3, 3), stride=2, dilation=4, padding=2),
+    _t("2d big crop", (6, 6), 3, 4, (5, 5), stride=2, padding=4),
+    _t("3d k2 s2", (3, 4, 3), 4, 5, (2, 2, 2), stride=2),
+    _t("3d k3 s2 p1 op1", (3, 3, 4), 3, 4, (3, 3, 3), stride=2, padding=1, output_padding=1),
+    _t("3d asym groups", (4, 3, 5), 4, 6, (2, 3, 3), stride=(1, 2, 3), padding=(0, 1, 1), groups=2),
+]

@@ -1,0 +1,92 @@
+"""Forward convolution against torch (float64 reference) on fresh random data."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tconv
+from tconv.testing import CONV_CASES, PADDING_MODE_CASES, ConvCase, assert_close
+
+FUNCTIONS = {1: (tconv.conv1d, F.conv1d), 2: (tconv.conv2d, F.conv2d), 3: (tconv.conv3d, F.conv3d)}
+
+
+def run_case(case: ConvCase, dtype: torch.dtype, prepare=lambda t: t):
+    ours, theirs = FUNCTIONS[case.dims]
+    input, weight, bias = case.tensors(dtype)
+    actual = ours(prepare(input), prepare(weight), bias, **case.kwargs)
+    reference = theirs(input.double(), weight.double(), None if bias is None else bias.double(), **case.kwargs)
+    assert_close(actual, reference, dtype)
+    return actual
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.name)
+def test_forward_float32(case):
+    run_case(case, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("case", CONV_CASES[::3], ids=lambda c: c.name)
+def test_forward_other_dtypes(case, dtype):
+    run_case(case, dtype)
+
+
+CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c.dims > 1][::2], ids=lambda c: c.name)
+def test_channels_last_input_gives_channels_last_output(case):
+    fmt = CL[case.dims]
+    actual = run_case(case, torch.float32, lambda t: t.contiguous(memory_format=fmt) if t.dim() == case.dims + 2 else t)
+    assert actual.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("view", ["sliced", "permuted", "expanded_batch"])
+def test_strided_views(view):
+    input = torch.randn(4, 12, 11, 10)
+    weight = torch.randn(6, 4, 3, 3)
+    if view == "sliced":
+        input = input[::2, 1:9:2, 1:, ::2]
+    elif view == "permuted":
+        input = input.permute(0, 1, 3, 2)[:, :4]
+    else:
+        input = input[:1, :4].expand(3, -1, -1, -1)
+    weight = weight.transpose(2, 3)
+    assert not input.is_contiguous()
+    actual = tconv.conv2d(input, weight, padding=1, stride=(1, 2))
+    assert_close(actual, F.conv2d(input.double(), weight.double(), padding=1, stride=(1, 2)), torch.float32)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_unbatched(dims):
+    ours, theirs = FUNCTIONS[dims]
+    input = torch.randn(3, *(6,) * dims)
+    weight = torch.randn(4, 3, *(3,) * dims)
+    bias = torch.randn(4)
+    actual = ours(input, weight, bias, padding=1)
+    assert actual.shape == (4, *(6,) * dims)
+    assert_close(actual, theirs(input.double(), weight.double(), bias.double(), padding=1), torch.float32)
+
+
+def test_zero_batch_and_zero_channels():
+    assert tconv.conv2d(torch.randn(0, 3, 5, 5), torch.randn(4, 3, 3, 3)).shape == (0, 4, 3, 3)
+    out = tconv.conv2d(torch.randn(2, 3, 5, 5), torch.randn(0, 3, 3, 3))
+    assert out.shape == (2, 0, 3, 3)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_float32_follows_tf32_switch_without_changing_cpu_results(tf32, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    run_case(CONV_CASES[7], torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("case", PADDING_MODE_CASES, ids=lambda c: c.name)
+def test_module_padding_modes(case, mode):
+    module_type = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[case.dims]
+    ours_type = {1: tconv.nn.Conv1d, 2: tconv.nn.Conv2d, 3: tconv.nn.Conv3d}[case.dims]
+    kwargs = dict(case.kwargs, padding_mode=mode, bias=case.bias)
+    reference = module_type(case.in_channels, case.out_channels, case.kernel_size, dtype=torch.float64, **kwargs)
+    ours = ours_type(case.in_channels, case.out_channels, case.kernel_size, **kwargs)
+    ours.load_state_dict(reference.state_dict())
+    input, _, _ = case.tensors(torch.float32)
+    assert_close(ours(input), reference(input.double()), torch.float32)
