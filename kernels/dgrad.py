@@ -75,7 +75,9 @@ def conv_dgrad_kernel(
     pid_m, pid_n = swizzle_tile(tl.program_id(0), tl.num_programs(0) // num_pid_n, num_pid_n, GROUP_M)
     rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     row_in_range = rows < num_rows
-    n, jd, jh, jw = split_rows(rows, outs_d, outs_h, outs_w)
+    # A phase may have no outputs (stride > output size); its rows are all masked, and
+    # the divisors are kept >= 1 so the index split stays defined.
+    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
     input_row_base = n.to(tl.int64) * in_stride_n + (group * in_channels_per_group).to(tl.int64) * in_stride_c
 
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

@@ -51,24 +51,26 @@ class ConvSpec:
 
     @property
     def useful_macs(self) -> int:
-        """Multiply-adds that touch a real input element (zeros of padding or of
-        zero-insertion excluded)."""
-        if self.transposed:  # every input element meets every tap once
-            per_channel_pair = math.prod(self.in_size) * math.prod(self.kernel_size)
-        else:
-            per_channel_pair = math.prod(
-                _valid_pairs(o, i, k, s, p, d)
-                for o, i, k, s, p, d in zip(
-                    self.out_size, self.in_size, self.kernel_size, self.stride, self.pad_before, self.dilation
-                )
+        """Multiply-adds that pair an output with a real input element: the zeros of
+        padding and of transposed convolution's zero-insertion do not count."""
+        per_channel_pair = math.prod(
+            _valid_pairs(o, i, k, s, p, d, self.transposed)
+            for o, i, k, s, p, d in zip(
+                self.out_size, self.in_size, self.kernel_size, self.stride, self.pad_before, self.dilation
             )
+        )
         return self.batch * self.out_channels * self.in_channels_per_group * per_channel_pair
 
 
-def _valid_pairs(out_size: int, in_size: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    """(output, tap) pairs of one forward dimension that land inside the input."""
+def _valid_pairs(out_size: int, in_size: int, kernel: int, stride: int, pad: int, dilation: int, transposed: bool) -> int:
+    """(output, tap) pairs of one dimension that read a real input element."""
+    if not transposed:
+        return sum(1 for o in range(out_size) for k in range(kernel) if 0 <= o * stride - pad + k * dilation < in_size)
     return sum(
-        1 for o in range(out_size) for k in range(kernel) if 0 <= o * stride - pad + k * dilation < in_size
+        1
+        for o in range(out_size)
+        for k in range(kernel)
+        if (o + pad - k * dilation) % stride == 0 and 0 <= (o + pad - k * dilation) // stride < in_size
     )
 
 

@@ -1,0 +1,106 @@
+"""Bad input gets what torch gives: the same exception type, a message that names the
+argument, raised before any kernel runs (the launchers are patched to fail if reached)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tconv
+from tconv import _launch
+
+x = torch.randn(2, 4, 8, 8)
+w = torch.randn(6, 4, 3, 3)
+wt = torch.randn(4, 6, 3, 3)
+
+# (name, function name, args, kwargs, word the message must contain)
+CASES = [
+    ("unknown padding string", "conv2d", (x, w), {"padding": "foo"}, "padding"),
+    ("same with stride", "conv2d", (x, w), {"padding": "same", "stride": 2}, "stride"),
+    ("zero stride", "conv2d", (x, w), {"stride": 0}, "stride"),
+    ("negative stride", "conv1d", (x[0], w[..., 0]), {"stride": -1}, "stride"),
+    ("stride tuple too long", "conv2d", (x, w), {"stride": (1, 1, 1)}, "stride"),
+    ("padding tuple too long", "conv2d", (x, w), {"padding": (1, 1, 1)}, "padding"),
+    ("negative padding", "conv2d", (x, w), {"padding": -1}, "padding"),
+    ("zero dilation", "conv2d", (x, w), {"dilation": 0}, "dilation"),
+    ("zero groups", "conv2d", (x, w), {"groups": 0}, "groups"),
+    ("groups vs channels", "conv2d", (x, w), {"groups": 3}, "channels"),
+    ("out channels not divisible", "conv2d", (x, torch.randn(5, 2, 3, 3)), {"groups": 2}, "groups"),
+    ("channel mismatch", "conv2d", (x[:, :3], w), {}, "channels"),
+    ("bias length", "conv2d", (x, w, torch.randn(5)), {}, "bias"),
+    ("bias rank", "conv2d", (x, w, torch.randn(6, 1)), {}, "bias"),
+    ("bias dtype", "conv2d", (x, w, torch.randn(6).double()), {}, "bias"),
+    ("weight dtype", "conv2d", (x.double(), w), {}, "weight"),
+    ("input rank too small", "conv2d", (x[0, 0], w), {}, "input"),
+    ("input rank too large", "conv2d", (x[None], w), {}, "input"),
+    ("weight rank", "conv2d", (x, w[0]), {}, "weight"),
+    ("kernel larger than padded input", "conv2d", (x[:, :, :2, :2], w), {}, "Kernel size"),
+    ("kernel larger than input 3d", "conv3d", (torch.randn(1, 2, 2, 5, 5), torch.randn(3, 2, 3, 3, 3)), {}, "Kernel size"),
+    ("float stride", "conv2d", (x, w), {"stride": 1.5}, "stride"),
+    ("tensor input type", "conv2d", ([1.0], w), {}, "input"),
+    ("transposed output_padding vs stride", "conv_transpose2d", (x, wt), {"stride": 2, "output_padding": 2}, "output padding"),
+    ("transposed output_padding stride 1", "conv_transpose1d", (x[0], wt[..., 0]), {"output_padding": 1}, "output padding"),
+    ("transposed channel mismatch", "conv_transpose2d", (x[:, :3], wt), {}, "channels"),
+    ("transposed groups", "conv_transpose2d", (x, wt), {"groups": 3}, "groups"),
+    ("transposed bias", "conv_transpose2d", (x, wt, torch.randn(5)), {}, "bias"),
+    ("transposed negative padding", "conv_transpose2d", (x, wt), {"padding": -1}, "padding"),
+    ("transposed zero stride", "conv_transpose3d", (torch.randn(1, 4, 3, 3, 3), torch.randn(4, 2, 2, 2, 2)), {"stride": 0}, "stride"),
+    ("transposed input rank", "conv_transpose2d", (x[0, 0], wt), {}, "input"),
+]
+
+
+@pytest.fixture(autouse=True)
+def no_kernel_launch(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a kernel was reached with bad input")
+
+    monkeypatch.setattr(_launch, "conv_fprop", fail)
+    monkeypatch.setattr(_launch, "conv_dgrad", fail)
+
+
+@pytest.mark.parametrize("name,function,args,kwargs,word", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_matches_torch(name, function, args, kwargs, word):
+    with pytest.raises(Exception) as theirs:
+        getattr(F, function)(*args, **kwargs)
+    with pytest.raises(Exception) as ours:
+        getattr(tconv, function)(*args, **kwargs)
+    assert isinstance(ours.value, type(theirs.value)), (type(ours.value), type(theirs.value), str(theirs.value))
+    assert word.lower() in str(ours.value).lower(), str(ours.value)
+
+
+def test_unsupported_dtype_is_a_clear_not_implemented_error():
+    with pytest.raises(NotImplementedError, match="int64"):
+        tconv.conv2d(x.long(), w.long())
+
+
+@pytest.mark.parametrize(
+    "kwargs,word",
+    [
+        ({"padding_mode": "foo"}, "padding_mode"),
+        ({"padding": "same", "stride": 2}, "stride"),
+        ({"groups": 4}, "divisible"),
+        ({"padding": "bar"}, "padding"),
+    ],
+)
+def test_module_constructor_errors_are_torch_errors(kwargs, word):
+    # The constructor is torch's own: same checks, same messages.
+    with pytest.raises(ValueError, match=word):
+        tconv.nn.Conv2d(6, 6 if "groups" not in kwargs else 5, 3, **kwargs)
+
+
+@pytest.mark.parametrize("mode,padding", [("reflect", 8), ("circular", 9)])
+def test_padding_mode_too_large(mode, padding):
+    with pytest.raises(RuntimeError) as theirs:
+        torch.nn.Conv2d(4, 6, 3, padding=padding, padding_mode=mode)(x)
+    with pytest.raises(RuntimeError, match=mode) as ours:
+        tconv.nn.Conv2d(4, 6, 3, padding=padding, padding_mode=mode)(x)
+    assert isinstance(ours.value, type(theirs.value))
+
+
+def test_device_mismatch_named():
+    with pytest.raises(RuntimeError, match="device"):
+        tconv.conv2d(x, w.to("meta"))
+
+
+def test_transposed_negative_output_size():
+    with pytest.raises(RuntimeError, match="output size"):
+        tconv.conv_transpose2d(torch.randn(1, 4, 2, 2), wt, padding=5)
