@@ -4,10 +4,10 @@ import triton
 import triton.language as tl
 
 # Values of the PADDING_MODE meta-parameter; tconv/spec.py maps torch's names onto them.
-PAD_ZEROS: tl.constexpr = 0
-PAD_REFLECT: tl.constexpr = 1
-PAD_REPLICATE: tl.constexpr = 2
-PAD_CIRCULAR: tl.constexpr = 3
+PAD_ZEROS = tl.constexpr(0)
+PAD_REFLECT = tl.constexpr(1)
+PAD_REPLICATE = tl.constexpr(2)
+PAD_CIRCULAR = tl.constexpr(3)
 
 
 @triton.jit
@@ -73,19 +73,19 @@ def mma(acc, a, b, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr):
 def store_output(
     output_ptr, acc, bias_ptr, out_channels, row_mask, col_mask,
     n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
-    HAS_BIAS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
     """Epilogue: add the bias (in the accumulator's precision), cast once, store the tile."""
     if HAS_BIAS:
         acc += tl.load(bias_ptr + out_channels, mask=col_mask, other=0.0).to(acc.dtype)[None, :]
     row_offset = (
-        n.to(tl.int64) * out_stride_n
-        + od.to(tl.int64) * out_stride_d
-        + oh.to(tl.int64) * out_stride_h
-        + ow.to(tl.int64) * out_stride_w
+        n.to(INDEX_DTYPE) * out_stride_n
+        + od.to(INDEX_DTYPE) * out_stride_d
+        + oh.to(INDEX_DTYPE) * out_stride_h
+        + ow.to(INDEX_DTYPE) * out_stride_w
     )
     tl.store(
-        output_ptr + row_offset[:, None] + (out_channels.to(tl.int64) * out_stride_c)[None, :],
+        output_ptr + row_offset[:, None] + (out_channels.to(INDEX_DTYPE) * out_stride_c)[None, :],
         acc.to(output_ptr.dtype.element_ty),
         mask=row_mask[:, None] & col_mask[None, :],
     )

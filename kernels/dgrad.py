@@ -59,6 +59,7 @@ def conv_dgrad_kernel(
     HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr,
 ):
     group = tl.program_id(1)
     phase = tl.program_id(2)
@@ -78,12 +79,12 @@ def conv_dgrad_kernel(
     # A phase may have no outputs (stride > output size); its rows are all masked, and
     # the divisors are kept >= 1 so the index split stays defined.
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
-    input_row_base = n.to(tl.int64) * in_stride_n + (group * in_channels_per_group).to(tl.int64) * in_stride_c
+    input_row_base = n.to(INDEX_DTYPE) * in_stride_n + (group * in_channels_per_group).to(INDEX_DTYPE) * in_stride_c
 
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
     out_channels = group * out_channels_per_group + cols
-    weight_col_base = cols.to(tl.int64) * weight_stride_o
+    weight_col_base = cols.to(INDEX_DTYPE) * weight_stride_o
 
     channels = tl.arange(0, BLOCK_K)
     channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
@@ -108,7 +109,7 @@ def conv_dgrad_kernel(
             & (in_w >= 0) & (in_w < in_width)
         )
         row_offset = input_row_base + (
-            in_d.to(tl.int64) * in_stride_d + in_h.to(tl.int64) * in_stride_h + in_w.to(tl.int64) * in_stride_w
+            in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
         )
 
         channel = channel_start + channels
@@ -123,7 +124,7 @@ def conv_dgrad_kernel(
             + (first_tap_h + th * tap_step_h) * weight_stride_h
             + (first_tap_w + tw * tap_step_w) * weight_stride_w
         )
-        weight_rows = (group * in_channels_per_group + channel).to(tl.int64) * weight_stride_c + tap_offset
+        weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
         b = tl.load(
             weight_ptr + weight_rows[:, None] + weight_col_base[None, :],
             mask=channel_mask[:, None] & col_in_range[None, :],
@@ -131,9 +132,10 @@ def conv_dgrad_kernel(
         )
         acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
 
+    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
     store_output(
         output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
         n, first_out_d + jd * stride_d, first_out_h + jh * stride_h, first_out_w + jw * stride_w,
         out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
-        HAS_BIAS,
+        HAS_BIAS, INDEX_DTYPE,
     )

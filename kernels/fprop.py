@@ -48,6 +48,7 @@ def conv_fprop_kernel(
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr,
 ):
     group = tl.program_id(1)
     num_rows = batch * out_depth * out_height * out_width
@@ -62,13 +63,13 @@ def conv_fprop_kernel(
     first_d = od * stride_d - pad_d
     first_h = oh * stride_h - pad_h
     first_w = ow * stride_w - pad_w
-    input_row_base = n.to(tl.int64) * in_stride_n + (group * in_channels_per_group).to(tl.int64) * in_stride_c
+    input_row_base = n.to(INDEX_DTYPE) * in_stride_n + (group * in_channels_per_group).to(INDEX_DTYPE) * in_stride_c
 
     # Columns: output channels of this group.
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
     out_channels = group * out_channels_per_group + cols
-    weight_col_base = out_channels.to(tl.int64) * weight_stride_o
+    weight_col_base = out_channels.to(INDEX_DTYPE) * weight_stride_o
 
     channels = tl.arange(0, BLOCK_K)
     channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
@@ -84,7 +85,7 @@ def conv_fprop_kernel(
         in_h, valid_h = padded_index(first_h + kh * dilation_h, in_height, PADDING_MODE)
         in_w, valid_w = padded_index(first_w + kw * dilation_w, in_width, PADDING_MODE)
         row_offset = input_row_base + (
-            in_d.to(tl.int64) * in_stride_d + in_h.to(tl.int64) * in_stride_h + in_w.to(tl.int64) * in_stride_w
+            in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
         )
         row_mask = row_in_range & valid_d & valid_h & valid_w
 
@@ -103,8 +104,10 @@ def conv_fprop_kernel(
         )
         acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
 
+    # Recomputed rather than kept live through the K loop (registers).
+    n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)
     store_output(
         output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
         n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
-        HAS_BIAS,
+        HAS_BIAS, INDEX_DTYPE,
     )

@@ -100,13 +100,24 @@ def output_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.mem
     return torch.contiguous_format
 
 
-def _numeric_meta(dtype: torch.dtype, device: torch.device, interpreting: bool) -> dict:
-    """Accumulator, tensor-core precision and the interpreter's bf16 workaround."""
+def _max_offset(tensor: torch.Tensor) -> int:
+    return sum((size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride()))
+
+
+def _numeric_meta(interpreting: bool, *tensors: torch.Tensor) -> dict:
+    """Accumulator, tensor-core precision, index width and the interpreter's bf16 workaround.
+
+    Offsets are 32-bit unless some tensor spans 2^31 elements or more (fewer registers
+    per row offset); the kernels then compute every offset in 64 bits.
+    """
+    dtype, device = tensors[0].dtype, tensors[0].device
     tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
+    wide = any(_max_offset(t) >= 2**31 - 1 for t in tensors if t is not None and t.numel() > 0)
     return {
         "INPUT_PRECISION": "tf32" if tf32 else "ieee",
         "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,
         "UPCAST_DOT": interpreting and dtype == torch.bfloat16,
+        "INDEX_DTYPE": tl.int64 if wide else tl.int32,
     }
 
 
@@ -144,7 +155,7 @@ def conv_fprop(
             spec.in_channels_per_group, spec.out_channels_per_group,
             KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2],
             PADDING_MODE=PADDING_MODES[spec.padding_mode], HAS_BIAS=bias is not None,
-            **_numeric_meta(input.dtype, input.device, interpreting), **config.meta(),
+            **_numeric_meta(interpreting, input, weight, output), **config.meta(),
         )
     return output
 
@@ -193,7 +204,7 @@ def conv_dgrad(
             *_in_3d(spec.stride, 1), *tap_steps, *in_steps,
             table.shape[1], spec.in_channels_per_group, spec.out_channels_per_group,
             HAS_BIAS=bias is not None,
-            **_numeric_meta(input.dtype, input.device, interpreting), **config.meta(),
+            **_numeric_meta(interpreting, input, weight, output), **config.meta(),
         )
     return output
 

@@ -56,15 +56,15 @@ def gemm_shape(kernel: str, spec: ConvSpec) -> tuple[int, int, int]:
 def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelConfig:
     """A deterministic config from shape and dtype alone (no benchmarking).
 
-    tl.dot needs every tile dimension >= 16. BLOCK_N follows the group's output
-    channels and BLOCK_K its input channels so that thin layers (few channels per
-    group) do not multiply padding; fp64 keeps tiles small (no tensor cores, twice the
-    shared memory per element).
+    tl.dot needs every tile dimension >= 16. BLOCK_N follows the group's output channels
+    and BLOCK_K its input channels, so thin layers (few channels per group) do not
+    multiply padding. Tiles stop at 64 x 64 x 32 with 4 warps: the largest shape whose
+    sm_80 and sm_90 builds of both kernels have no register spills today (larger
+    gather tiles spill; see tconv.aot). The interpreter uses the same choice.
     """
     rows, cols, _ = gemm_shape(kernel, spec)
-    wide = dtype == torch.float64
-    block_n = _pow2_clamp(cols, 16, 64 if wide else 128)
-    block_k = _pow2_clamp(spec.in_channels_per_group, 16, 32 if wide or dtype == torch.float32 else 64)
-    block_m = 64 if wide or block_n == 128 or rows <= 4096 else 128
-    num_warps = 8 if block_m * block_n >= 128 * 128 else 4
-    return KernelConfig(block_m, block_n, block_k, num_warps=num_warps)
+    wide = dtype == torch.float64  # no tensor cores, twice the registers per element
+    block_n = _pow2_clamp(cols, 16, 32 if wide else 64)
+    block_k = _pow2_clamp(spec.in_channels_per_group, 16, 16 if wide else 32)
+    block_m = 32 if rows <= 32 else 64
+    return KernelConfig(block_m, block_n, block_k, num_warps=4, num_stages=3)

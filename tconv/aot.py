@@ -1,0 +1,100 @@
+"""Ahead-of-time compilation for NVIDIA targets, on any machine (no GPU needed).
+
+triton.compile with a GPUTarget produces PTX and a cubin on a CPU-only machine; the
+cuobjdump shipped inside Triton's package reads registers and stack (spills) from the
+cubin, Triton's metadata gives shared memory, and the PTX shows whether tensor cores
+are used (mma.sync on sm_80, wgmma on sm_90).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from .configs import KernelConfig
+from .kernels import dgrad, fprop
+
+KERNELS = {"fprop": fprop.conv_fprop_kernel, "dgrad": dgrad.conv_dgrad_kernel}
+TRITON_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
+#: Shared memory one block may use (bytes), per arch: A100 164 KiB, H100 228 KiB (CUDA guide).
+SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
+
+
+@dataclass(frozen=True)
+class CompileReport:
+    kernel: str
+    arch: int
+    dtype: str
+    config: KernelConfig
+    registers: int
+    spill_bytes: int
+    shared_bytes: int
+    tensor_cores: bool
+
+    @property
+    def fits(self) -> bool:
+        return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT[self.arch]
+
+
+def _signature(kernel, constexprs: dict, dtype: str) -> dict:
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name == "phases_ptr":
+            signature[name] = "*i32"
+        elif name.endswith("_ptr"):
+            signature[name] = f"*{dtype}"
+        else:
+            signature[name] = "i32"
+    return signature
+
+
+def compile_kernel(
+    kernel: str, dtype: str, config: KernelConfig, arch: int, kernel_size: tuple[int, int, int] = (1, 3, 3),
+    padding_mode: int = 0, index_64: bool = False,
+) -> CompileReport:
+    """Compile one kernel for sm_`arch` and read its resources."""
+    function = KERNELS[kernel]
+    tdtype = TRITON_DTYPES[dtype]
+    constexprs = {
+        "HAS_BIAS": True,
+        "BLOCK_M": config.block_m, "BLOCK_N": config.block_n, "BLOCK_K": config.block_k, "GROUP_M": config.group_m,
+        "INPUT_PRECISION": "tf32" if dtype == "float32" else "ieee",
+        "ACC_DTYPE": tl.float64 if dtype == "float64" else tl.float32,
+        "UPCAST_DOT": False,
+        "INDEX_DTYPE": tl.int64 if index_64 else tl.int32,
+    }
+    if kernel == "fprop":
+        constexprs.update(KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2], PADDING_MODE=padding_mode)
+    source = ASTSource(fn=function, signature=_signature(function, constexprs, tdtype), constexprs=constexprs)
+    compiled = triton.compile(
+        source, target=GPUTarget("cuda", arch, 32), options={"num_warps": config.num_warps, "num_stages": config.num_stages}
+    )
+    ptx = compiled.asm["ptx"]
+    registers, spills = _cubin_resources(compiled.asm["cubin"])
+    tensor_core_op = "wgmma" if arch >= 90 else "mma.sync"
+    return CompileReport(
+        kernel, arch, dtype, config, registers, spills, compiled.metadata.shared,
+        tensor_core_op in ptx or "mma.sync" in ptx,
+    )
+
+
+def _cubin_resources(cubin: bytes) -> tuple[int, int]:
+    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
+        file.write(cubin)
+        file.flush()
+        text = subprocess.run([cuobjdump, "--dump-resource-usage", file.name], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"REG:(\d+) STACK:(\d+)", text)
+    if match is None:
+        raise RuntimeError(f"cuobjdump gave no resource line:\n{text}")
+    return int(match.group(1)), int(match.group(2))
