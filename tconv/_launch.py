@@ -12,12 +12,13 @@ import threading
 
 import torch
 import triton.language as tl
-from triton.runtime.interpreter import InterpretedFunction
+from triton.language import core as tl_core
+from triton.runtime.interpreter import InterpretedFunction, _patch_lang
 from triton.runtime.jit import JITFunction
 
 from .configs import KernelConfig, heuristic_config
 from .kernels import dgrad, fprop
-from .plan import dgrad_grid, fprop_grid
+from .plan import dgrad_grid, fprop_grid, is_depthwise
 from .spec import PADDING_MODES, ConvSpec, phase_steps, spec_phases
 
 MAX_GRID_YZ = 65535
@@ -39,6 +40,11 @@ def _call_interpreted(function: JITFunction, *args, **kwargs):
     return _interpreted(function)(*args, **kwargs)
 
 
+def _language_anchor():
+    """Its globals hold both tl and tl.core, so _patch_lang covers both."""
+    return tl, tl_core
+
+
 class _CpuKernel:
     """A kernel launched on CPU tensors through Triton's interpreter.
 
@@ -56,9 +62,14 @@ class _CpuKernel:
             with _interpreter_lock:
                 original = JITFunction.__call__
                 JITFunction.__call__ = _call_interpreted
+                # Interpreted helpers patch triton.language.core (tl.zeros lives in a module
+                # that sees it) without undoing it; this scope records the true originals of
+                # tl and tl.core and restores them, so later GPU compiles see a clean tl.
+                language_scope = _patch_lang(_language_anchor)
                 try:
                     return _interpreted(self.function)[grid](*args, **kwargs)
                 finally:
+                    language_scope.restore()
                     JITFunction.__call__ = original
 
         return launch
@@ -144,7 +155,8 @@ def conv_fprop(
     (_, _, *out_size), out_strides = _layout_3d(output)
     kernel_size = _in_3d(spec.kernel_size, 1)
     grid = fprop_grid(spec, config)
-    _check_grid_axis("group", spec.groups)
+    _check_grid_axis("group", grid[1])
+    depthwise = is_depthwise(spec)
     with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](
             input, weight, bias, output,
@@ -152,9 +164,10 @@ def conv_fprop(
             *weight_strides,
             *out_size, *out_strides,
             *_in_3d(spec.stride, 1), *_in_3d(spec.pad_before, 0), *_in_3d(spec.dilation, 1),
-            spec.in_channels_per_group, spec.out_channels_per_group,
+            spec.in_channels_per_group, spec.out_channels if depthwise else spec.out_channels_per_group,
+            spec.out_channels_per_group,
             KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2],
-            PADDING_MODE=PADDING_MODES[spec.padding_mode], HAS_BIAS=bias is not None,
+            PADDING_MODE=PADDING_MODES[spec.padding_mode], HAS_BIAS=bias is not None, DEPTHWISE=depthwise,
             **_numeric_meta(interpreting, input, weight, output), **config.meta(),
         )
     return output

@@ -60,7 +60,7 @@ def _signature(kernel, constexprs: dict, dtype: str) -> dict:
 
 def compile_kernel(
     kernel: str, dtype: str, config: KernelConfig, arch: int, kernel_size: tuple[int, int, int] = (1, 3, 3),
-    padding_mode: int = 0, index_64: bool = False,
+    padding_mode: int = 0, index_64: bool = False, depthwise: bool = False,
 ) -> CompileReport:
     """Compile one kernel for sm_`arch` and read its resources."""
     function = KERNELS[kernel]
@@ -74,7 +74,10 @@ def compile_kernel(
         "INDEX_DTYPE": tl.int64 if index_64 else tl.int32,
     }
     if kernel == "fprop":
-        constexprs.update(KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2], PADDING_MODE=padding_mode)
+        constexprs.update(
+            KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2], PADDING_MODE=padding_mode,
+            DEPTHWISE=depthwise,
+        )
     source = ASTSource(fn=function, signature=_signature(function, constexprs, tdtype), constexprs=constexprs)
     compiled = triton.compile(
         source, target=GPUTarget("cuda", arch, 32), options={"num_warps": config.num_warps, "num_stages": config.num_stages}

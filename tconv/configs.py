@@ -64,6 +64,10 @@ def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelC
     """
     rows, cols, _ = gemm_shape(kernel, spec)
     wide = dtype == torch.float64  # no tensor cores, twice the registers per element
+    if kernel == "fprop" and spec.in_channels_per_group == 1 and spec.groups > 1:
+        # Depthwise: one group spanning every output channel, an elementwise gather per
+        # tap; 64 x 32 (32 x 32 in fp64) is the largest tile that does not spill.
+        return KernelConfig(32 if wide or rows <= 32 else 64, _pow2_clamp(spec.out_channels, 16, 32), 16)
     block_n = _pow2_clamp(cols, 16, 32 if wide else 64)
     block_k = _pow2_clamp(spec.in_channels_per_group, 16, 16 if wide else 32)
     block_m = 32 if rows <= 32 else 64

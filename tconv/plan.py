@@ -13,8 +13,16 @@ from .configs import KernelConfig
 from .spec import ConvSpec, spec_phases
 
 
+def is_depthwise(spec: ConvSpec) -> bool:
+    """One input channel per group (and more than one group): the forward kernel then runs
+    one launch-wide group over all output channels, without tl.dot."""
+    return not spec.transposed and spec.in_channels_per_group == 1 and spec.groups > 1
+
+
 def fprop_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
     rows = spec.batch * math.prod(spec.out_size)
+    if is_depthwise(spec):
+        return math.ceil(rows / config.block_m) * math.ceil(spec.out_channels / config.block_n), 1
     return (
         math.ceil(rows / config.block_m) * math.ceil(spec.out_channels_per_group / config.block_n),
         spec.groups,
@@ -53,6 +61,8 @@ def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
     col_tiles = math.ceil(spec.out_channels_per_group / config.block_n)
     if kernel == "fprop":
         programs = math.prod(fprop_grid(spec, config))
+        if is_depthwise(spec):  # one multiply-add per tile element and tap, on CUDA cores
+            return programs * math.prod(spec.kernel_size) * config.block_m * config.block_n
         return programs * math.prod(spec.kernel_size) * channel_steps * tile
     if kernel == "dgrad":
         # Tiles past a phase's rows exit before the K loop.

@@ -90,3 +90,30 @@ def test_module_padding_modes(case, mode):
     ours.load_state_dict(reference.state_dict())
     input, _, _ = case.tensors(torch.float32)
     assert_close(ours(input), reference(input.double()), torch.float32)
+
+
+def test_depthwise_work_is_close_to_useful():
+    """Depthwise layers skip tl.dot (whose 16-wide K would be 1/16 useful): executed
+    multiply-adds stay within 1.25x of the useful ones on MobileNet-like layers."""
+    from tconv.configs import heuristic_config
+    from tconv.plan import executed_macs, is_depthwise
+    from tconv.spec import conv_spec
+
+    for channels, size, kernel, stride in [(144, 56, 3, 1), (96, 112, 3, 2), (672, 14, 5, 1), (32, 112, 3, 1)]:
+        input = torch.empty(8, channels, size, size, device="meta")
+        weight = torch.empty(channels, 1, kernel, kernel, device="meta")
+        spec, _ = conv_spec("conv2d", 2, input, weight, None, stride, kernel // 2, 1, channels)
+        assert is_depthwise(spec)
+        ratio = executed_macs("fprop", spec, heuristic_config("fprop", spec, torch.float16)) / spec.useful_macs
+        assert ratio <= 1.25, (channels, size, kernel, stride, ratio)
+
+
+@pytest.mark.parametrize("multiplier", [1, 3])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_depthwise_every_dim(dims, multiplier):
+    input = torch.randn(2, 20, *(7,) * dims)
+    weight = torch.randn(20 * multiplier, 1, *(3,) * dims)
+    bias = torch.randn(20 * multiplier)
+    ours, theirs = FUNCTIONS[dims]
+    actual = ours(input, weight, bias, padding=1, stride=2, groups=20)
+    assert_close(actual, theirs(input.double(), weight.double(), bias.double(), padding=1, stride=2, groups=20), torch.float32)

@@ -36,3 +36,24 @@ def test_compiles_without_spills(kernel, dtype, arch):
     assert report.fits, report
     if dtype != torch.float64:
         assert report.tensor_cores, report
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+def test_depthwise_compiles_without_spills(dtype, arch):
+    from tconv.configs import KernelConfig
+
+    config = KernelConfig(32 if dtype == "float64" else 64, 32, 16)  # the heuristic's depthwise tiles
+    report = compile_kernel("fprop", dtype, config, arch, depthwise=True)
+    assert report.spill_bytes == 0, report
+
+
+def test_compiles_after_interpreted_launches():
+    """CPU launches patch triton.language while they run; a GPU compile afterwards in the
+    same process must see the real language again."""
+    import tconv
+
+    tconv.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), padding=1)
+    tconv.conv_transpose2d(torch.randn(1, 2, 3, 3), torch.randn(2, 3, 2, 2), stride=2)
+    report = compile_kernel("fprop", "float16", _realistic_config("fprop", torch.float16), 90)
+    assert report.tensor_cores and report.spill_bytes == 0
