@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import threading
 
 import torch
+import triton
 import triton.language as tl
 from triton.language import core as tl_core
 from triton.runtime.interpreter import InterpretedFunction, _patch_lang
 from triton.runtime.jit import JITFunction
 
 from .configs import KernelConfig, heuristic_config
-from .kernels import dgrad, fprop
-from .plan import dgrad_grid, fprop_grid, is_depthwise
+from .kernels import dgrad, fprop, wgrad
+from .plan import dgrad_grid, fprop_grid, is_depthwise, wgrad_grid, wgrad_split
 from .spec import PADDING_MODES, ConvSpec, phase_steps, spec_phases
 
 MAX_GRID_YZ = 65535
@@ -221,3 +223,60 @@ def conv_dgrad(
         )
     return output
 
+
+
+REDUCE_BLOCK = 1024
+
+
+def conv_wgrad(
+    input: torch.Tensor, grad_output: torch.Tensor, spec: ConvSpec, bias_grad: bool,
+    config: KernelConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(grad_weight [C_out, C_in/groups, *kernel], grad_bias [C_out] or None) of the forward
+    convolution `spec` (batched input and grad_output). Two launches: the split-K GEMM
+    into an fp32 workspace (fp64 for fp64), then the in-order reduction of the splits."""
+    dtype, device = input.dtype, input.device
+    taps = math.prod(spec.kernel_size)
+    weight_numel = spec.out_channels * spec.in_channels_per_group * taps
+    grad_weight = torch.empty(
+        (spec.out_channels, spec.in_channels_per_group, *spec.kernel_size), dtype=dtype, device=device
+    )
+    grad_bias = torch.empty((spec.out_channels,), dtype=dtype, device=device) if bias_grad else None
+    rows = spec.batch * math.prod(spec.out_size)
+    if weight_numel == 0 or rows == 0:
+        grad_weight.zero_()
+        if grad_bias is not None:
+            grad_bias.zero_()
+        return grad_weight, grad_bias
+    config = config or heuristic_config("wgrad", spec, dtype)
+    splits, rows_per_split = wgrad_split(spec, config)
+    grid = wgrad_grid(spec, config)
+    _check_grid_axis("split", splits)
+    split_stride = weight_numel + spec.out_channels
+    workspace = torch.empty((splits, split_stride), dtype=torch.float64 if dtype == torch.float64 else torch.float32,
+                            device=device)
+    kernel, interpreting = launchable(wgrad.conv_wgrad_kernel, device)
+    reduce, _ = launchable(wgrad.wgrad_reduce_kernel, device)
+    (batch, _, *in_size), in_strides = _layout_3d(input)
+    (_, _, *out_size), grad_strides = _layout_3d(grad_output)
+    kernel_size = _in_3d(spec.kernel_size, 1)
+    depthwise = is_depthwise(spec)
+    meta = _numeric_meta(interpreting, input, grad_output, workspace)
+    with torch.cuda.device(device) if input.is_cuda else contextlib.nullcontext():
+        kernel[grid](
+            input, grad_output, workspace,
+            batch, *in_size, *in_strides,
+            *out_size, *grad_strides,
+            *_in_3d(spec.stride, 1), *_in_3d(spec.pad_before, 0), *_in_3d(spec.dilation, 1),
+            spec.in_channels_per_group, spec.out_channels if depthwise else spec.out_channels_per_group,
+            spec.out_channels_per_group, rows_per_split, split_stride, weight_numel,
+            KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2],
+            PADDING_MODE=PADDING_MODES[spec.padding_mode], BIAS_GRAD=bias_grad, DEPTHWISE=depthwise,
+            BLOCK_M=config.block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+            num_warps=config.num_warps, num_stages=config.num_stages, **meta,
+        )
+        reduce[(triton.cdiv(split_stride, REDUCE_BLOCK),)](
+            workspace, grad_weight, grad_bias, splits, split_stride, weight_numel,
+            BIAS_GRAD=bias_grad, BLOCK=REDUCE_BLOCK,
+        )
+    return grad_weight, grad_bias

@@ -64,6 +64,15 @@ def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelC
     """
     rows, cols, _ = gemm_shape(kernel, spec)
     wide = dtype == torch.float64  # no tensor cores, twice the registers per element
+    if kernel == "wgrad":
+        # rows: output channels of a group; cols: input channels of one tap; K: positions.
+        if spec.in_channels_per_group == 1 and spec.groups > 1:
+            return KernelConfig(32 if wide else 64, 16, 32)
+        return KernelConfig(
+            _pow2_clamp(spec.out_channels_per_group, 16, 32 if wide else 64),
+            _pow2_clamp(spec.in_channels_per_group, 16, 32 if wide else 64),
+            16 if wide else 32,
+        )
     if kernel == "fprop" and spec.in_channels_per_group == 1 and spec.groups > 1:
         # Depthwise: one group spanning every output channel, an elementwise gather per
         # tap; 64 x 32 (32 x 32 in fp64) is the largest tile that does not spill.

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import torch
 
-from . import _launch
+from . import ops
 from .spec import IntOrTuple, conv_spec, conv_transpose_spec
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
+
+
+def _autocast(*tensors):
+    """Under torch.autocast, convolutions run in the autocast dtype (torch's lower-precision
+    op list): floating-point tensors are cast to it, as torch casts its own conv's."""
+    first = tensors[0]
+    if not isinstance(first, torch.Tensor) or not torch.is_autocast_enabled(first.device.type):
+        return tensors
+    dtype = torch.get_autocast_dtype(first.device.type)
+    return tuple(
+        t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in tensors
+    )
 
 
 def convolution(
@@ -26,8 +38,12 @@ def convolution(
 ) -> torch.Tensor:
     """Forward convolution with every torch argument, padding_mode and asymmetric
     trailing padding included (the modules use those two)."""
+    input, weight, bias = _autocast(input, weight, bias)
     spec, batched = conv_spec(op, dims, input, weight, bias, stride, padding, dilation, groups, padding_mode, pad_after)
-    output = _launch.conv_fprop(input if batched else input.unsqueeze(0), weight, bias, spec)
+    output = ops.conv(
+        input if batched else input.unsqueeze(0), weight, bias, list(spec.stride), list(spec.pad_before),
+        list(spec.pad_after), list(spec.dilation), groups, padding_mode,
+    )
     return output if batched else output.squeeze(0)
 
 
@@ -43,8 +59,12 @@ def transposed_convolution(
     groups: int,
     dilation: IntOrTuple,
 ) -> torch.Tensor:
+    input, weight, bias = _autocast(input, weight, bias)
     spec, batched = conv_transpose_spec(op, dims, input, weight, bias, stride, padding, output_padding, groups, dilation)
-    output = _launch.conv_dgrad(input if batched else input.unsqueeze(0), weight, bias, spec)
+    output = ops.conv_transpose(
+        input if batched else input.unsqueeze(0), weight, bias, list(spec.stride), list(spec.pad_before),
+        list(spec.out_size), list(spec.dilation), groups,
+    )
     return output if batched else output.squeeze(0)
 
 

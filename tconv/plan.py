@@ -54,8 +54,40 @@ def dgrad_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
     )
 
 
+#: Programs wanted for a full GPU: two waves on an H100's 132 SMs (A100: 108).
+TARGET_PROGRAMS = 264
+MAX_SPLITS = 64
+
+
+def wgrad_tiles(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+    """(axis-0 tiles, groups) of the weight-gradient launch, for a forward-conv spec."""
+    taps = math.prod(spec.kernel_size)
+    if is_depthwise(spec):
+        return math.ceil(spec.out_channels / config.block_m) * taps, 1
+    return (
+        math.ceil(spec.out_channels_per_group / config.block_m) * taps * math.ceil(spec.in_channels_per_group / config.block_n),
+        spec.groups,
+    )
+
+
+def wgrad_split(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+    """(splits, rows per split): split the batch x output-positions reduction so that the
+    launch has about TARGET_PROGRAMS programs, keeping at least 8 K steps per split."""
+    rows = spec.batch * math.prod(spec.out_size)
+    tiles = math.prod(wgrad_tiles(spec, config))
+    most = max(1, min(MAX_SPLITS, rows // (8 * config.block_k)))
+    splits = max(1, min(most, math.ceil(TARGET_PROGRAMS / tiles)))
+    rows_per_split = math.ceil(math.ceil(rows / splits) / config.block_k) * config.block_k
+    return max(1, math.ceil(rows / rows_per_split)), rows_per_split
+
+
+def wgrad_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
+    return (*wgrad_tiles(spec, config), wgrad_split(spec, config)[0])
+
+
 def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
-    """Multiply-adds the tensor cores execute for `kernel` in {'fprop', 'dgrad'}."""
+    """Multiply-adds `kernel` in {'fprop', 'dgrad', 'wgrad'} executes (wgrad takes the
+    forward conv's spec, for conv and, with roles swapped, for transposed conv)."""
     tile = config.block_m * config.block_n * config.block_k
     channel_steps = math.ceil(spec.in_channels_per_group / config.block_k)
     col_tiles = math.ceil(spec.out_channels_per_group / config.block_n)
@@ -70,4 +102,12 @@ def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
             math.ceil(rows / config.block_m) * col_tiles * spec.groups * taps * channel_steps * tile
             for rows, taps in zip(dgrad_phase_rows(spec), dgrad_phase_taps(spec))
         )
+    if kernel == "wgrad":
+        splits, rows_per_split = wgrad_split(spec, config)
+        rows = spec.batch * math.prod(spec.out_size)
+        steps = sum(math.ceil(min(rows_per_split, rows - s * rows_per_split) / config.block_k) for s in range(splits))
+        tiles = math.prod(wgrad_tiles(spec, config))
+        if is_depthwise(spec):  # elementwise: BLOCK_M channels x BLOCK_K positions per step
+            return tiles * steps * config.block_m * config.block_k
+        return tiles * steps * tile
     raise ValueError(f"unknown kernel {kernel!r}")

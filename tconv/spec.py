@@ -224,10 +224,8 @@ def conv_spec(
     if padding_mode in ("reflect", "replicate", "circular") and any(i == 0 for i in in_size):
         raise RuntimeError(f"padding_mode={padding_mode!r} needs non-empty spatial dims, got input size {list(in_size)}")
     out_size = tuple((p - k) // s + 1 for p, k, s in zip(padded, dilated_kernel, stride))
-    spec = ConvSpec(
-        dims, False, batch, in_channels, out_channels, groups, tuple(in_size), kernel_size, out_size,
-        stride, pad_before, pad_after, dilation, (0,) * dims, padding_mode,
-    )
+    spec = forward_spec(shape, tuple(weight.shape), stride, pad_before, pad_after, dilation, groups, padding_mode)
+    assert spec.out_size == out_size
     return spec, batched
 
 
@@ -287,11 +285,45 @@ def conv_transpose_spec(
             f"{op}: calculated output size {list(out_size)} is negative for input size {list(in_size)}, "
             f"kernel {list(kernel_size)}, stride {list(stride)}, padding {list(padding)}, dilation {list(dilation)}"
         )
-    spec = ConvSpec(
-        dims, True, batch, in_channels, out_channels, groups, tuple(in_size), kernel_size, out_size,
-        stride, padding, padding, dilation, output_padding,
+    return transposed_spec(shape, tuple(weight.shape), stride, padding, out_size, dilation, groups), batched
+
+
+def forward_spec(
+    input_shape: Sequence[int], weight_shape: Sequence[int], stride: Sequence[int], pad_before: Sequence[int],
+    pad_after: Sequence[int], dilation: Sequence[int], groups: int, padding_mode: str = "zeros",
+) -> ConvSpec:
+    """The spec of checked (or internally derived) forward-conv arguments; batched shapes.
+
+    pad_after may be negative here: backward passes use it to cut the output at a size."""
+    batch, in_channels, *in_size = input_shape
+    kernel_size = tuple(weight_shape[2:])
+    out_size = tuple(
+        (i + b + a - d * (k - 1) - 1) // s + 1
+        for i, b, a, d, k, s in zip(in_size, pad_before, pad_after, dilation, kernel_size, stride)
     )
-    return spec, batched
+    dims = len(in_size)
+    return ConvSpec(
+        dims, False, batch, in_channels, weight_shape[0], groups, tuple(in_size), kernel_size, out_size,
+        tuple(stride), tuple(pad_before), tuple(pad_after), tuple(dilation), (0,) * dims, padding_mode,
+    )
+
+
+def transposed_spec(
+    input_shape: Sequence[int], weight_shape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+    out_size: Sequence[int], dilation: Sequence[int], groups: int,
+) -> ConvSpec:
+    """The spec of a transposed conv with an explicit output size (output_padding, or the
+    input size a conv's input gradient must have); batched shapes."""
+    batch, in_channels, *in_size = input_shape
+    kernel_size = tuple(weight_shape[2:])
+    output_padding = tuple(
+        o - ((i - 1) * s - 2 * p + d * (k - 1) + 1)
+        for o, i, s, p, d, k in zip(out_size, in_size, stride, padding, dilation, kernel_size)
+    )
+    return ConvSpec(
+        len(in_size), True, batch, in_channels, weight_shape[1] * groups, groups, tuple(in_size), kernel_size,
+        tuple(out_size), tuple(stride), tuple(padding), tuple(padding), tuple(dilation), output_padding,
+    )
 
 
 @dataclass(frozen=True)
