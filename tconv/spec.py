@@ -191,7 +191,7 @@ def conv_spec(
         raise RuntimeError(f"negative padding is not supported, but got padding={list(pad_before)}")
 
     shape = tuple(input.shape) if batched else (1, *input.shape)
-    batch, in_channels, in_size = shape[0], shape[1], shape[2:]
+    in_channels, in_size = shape[1], shape[2:]
     out_channels = weight.shape[0]
     if out_channels % groups != 0:
         raise RuntimeError(
@@ -262,7 +262,7 @@ def conv_transpose_spec(
             f"output_padding={list(output_padding)}, stride={list(stride)}, dilation={list(dilation)}"
         )
     shape = tuple(input.shape) if batched else (1, *input.shape)
-    batch, in_channels, in_size = shape[0], shape[1], shape[2:]
+    in_channels, in_size = shape[1], shape[2:]
     if weight.shape[0] % groups != 0:
         raise RuntimeError(
             f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
