@@ -20,9 +20,9 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from .configs import KernelConfig
-from .kernels import dgrad, fprop
+from .kernels import dgrad, fprop, wgrad
 
-KERNELS = {"fprop": fprop.conv_fprop_kernel, "dgrad": dgrad.conv_dgrad_kernel}
+KERNELS = {"fprop": fprop.conv_fprop_kernel, "dgrad": dgrad.conv_dgrad_kernel, "wgrad": wgrad.conv_wgrad_kernel}
 TRITON_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
 #: Shared memory one block may use (bytes), per arch: A100 164 KiB, H100 228 KiB (CUDA guide).
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
@@ -35,7 +35,8 @@ class CompileReport:
     dtype: str
     config: KernelConfig
     registers: int
-    spill_bytes: int
+    stack_bytes: int  # stack frame (cuobjdump); a few bytes need not be spills
+    spill_bytes: int  # spill stores + loads (ptxas -v): registers that did not fit
     shared_bytes: int
     tensor_cores: bool
 
@@ -51,6 +52,8 @@ def _signature(kernel, constexprs: dict, dtype: str) -> dict:
             signature[name] = "constexpr"
         elif name == "phases_ptr":
             signature[name] = "*i32"
+        elif name == "workspace_ptr":
+            signature[name] = "*fp64" if dtype == "fp64" else "*fp32"
         elif name.endswith("_ptr"):
             signature[name] = f"*{dtype}"
         else:
@@ -66,33 +69,60 @@ def compile_kernel(
     function = KERNELS[kernel]
     tdtype = TRITON_DTYPES[dtype]
     constexprs = {
-        "HAS_BIAS": True,
-        "BLOCK_M": config.block_m, "BLOCK_N": config.block_n, "BLOCK_K": config.block_k, "GROUP_M": config.group_m,
+        "BLOCK_M": config.block_m, "BLOCK_N": config.block_n, "BLOCK_K": config.block_k,
         "INPUT_PRECISION": "tf32" if dtype == "float32" else "ieee",
         "ACC_DTYPE": tl.float64 if dtype == "float64" else tl.float32,
         "UPCAST_DOT": False,
         "INDEX_DTYPE": tl.int64 if index_64 else tl.int32,
     }
-    if kernel == "fprop":
+    if kernel in ("fprop", "wgrad"):
         constexprs.update(
             KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2], PADDING_MODE=padding_mode,
             DEPTHWISE=depthwise,
         )
+    if kernel == "wgrad":
+        constexprs["BIAS_GRAD"] = True
+    else:
+        constexprs.update(HAS_BIAS=True, GROUP_M=config.group_m)
     source = ASTSource(fn=function, signature=_signature(function, constexprs, tdtype), constexprs=constexprs)
     compiled = triton.compile(
         source, target=GPUTarget("cuda", arch, 32), options={"num_warps": config.num_warps, "num_stages": config.num_stages}
     )
     ptx = compiled.asm["ptx"]
-    registers, spills = _cubin_resources(compiled.asm["cubin"])
+    registers, stack = _cubin_resources(compiled.asm["cubin"])
     tensor_core_op = "wgmma" if arch >= 90 else "mma.sync"
     return CompileReport(
-        kernel, arch, dtype, config, registers, spills, compiled.metadata.shared,
+        kernel, arch, dtype, config, registers, stack, _ptxas_spills(ptx, arch), compiled.metadata.shared,
         tensor_core_op in ptx or "mma.sync" in ptx,
     )
 
 
+def _nvidia_tool(name: str) -> str:
+    return os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
+
+
+def _ptxas_spills(ptx: str, arch: int) -> int:
+    """Spill stores + loads that ptxas reports for the PTX (the ptxas Triton itself uses
+    for that arch, with its register-allocation option)."""
+    ptxas = _nvidia_tool("ptxas" if arch < 90 else "ptxas-blackwell")
+    gpu = f"sm_{arch}a" if arch >= 90 else f"sm_{arch}"
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "kernel.ptx")
+        with open(source, "w") as file:
+            file.write(ptx)
+        result = subprocess.run(
+            [ptxas, "-v", "--regAllocOptLevel=2", f"--gpu-name={gpu}", source, "-o", os.path.join(folder, "kernel.cubin")],
+            capture_output=True, text=True, check=True,
+        )
+    log = result.stdout + result.stderr
+    match = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    if match is None:
+        raise RuntimeError(f"ptxas gave no spill line:\n{log}")
+    return int(match.group(1)) + int(match.group(2))
+
+
 def _cubin_resources(cubin: bytes) -> tuple[int, int]:
-    cuobjdump = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    cuobjdump = _nvidia_tool("cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
         file.write(cubin)
         file.flush()

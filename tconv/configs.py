@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,14 @@ def _pow2_clamp(value: int, low: int, high: int) -> int:
     return max(low, min(high, power))
 
 
+def _tile_for(count: int, largest: int) -> int:
+    """The largest power-of-two tile (16..largest) that pads `count` by at most 1/8."""
+    tile = largest
+    while tile > 16 and math.ceil(count / tile) * tile > 1.125 * count:
+        tile //= 2
+    return tile
+
+
 def gemm_shape(kernel: str, spec: ConvSpec) -> tuple[int, int, int]:
     """(M, N, K) of one group's GEMM for `kernel` in {'fprop', 'dgrad'}."""
     taps = 1
@@ -67,16 +76,16 @@ def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelC
     if kernel == "wgrad":
         # rows: output channels of a group; cols: input channels of one tap; K: positions.
         if spec.in_channels_per_group == 1 and spec.groups > 1:
-            return KernelConfig(32 if wide else 64, 16, 32)
+            return KernelConfig(_tile_for(spec.out_channels, 32 if wide else 64), 16, 32)
         return KernelConfig(
             _pow2_clamp(spec.out_channels_per_group, 16, 32 if wide else 64),
-            _pow2_clamp(spec.in_channels_per_group, 16, 32 if wide else 64),
+            _pow2_clamp(spec.in_channels_per_group, 16, 32),
             16 if wide else 32,
         )
     if kernel == "fprop" and spec.in_channels_per_group == 1 and spec.groups > 1:
         # Depthwise: one group spanning every output channel, an elementwise gather per
         # tap; 64 x 32 (32 x 32 in fp64) is the largest tile that does not spill.
-        return KernelConfig(32 if wide or rows <= 32 else 64, _pow2_clamp(spec.out_channels, 16, 32), 16)
+        return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(spec.out_channels, 32), 16)
     block_n = _pow2_clamp(cols, 16, 32 if wide else 64)
     block_k = _pow2_clamp(spec.in_channels_per_group, 16, 16 if wide else 32)
     block_m = 32 if rows <= 32 else 64

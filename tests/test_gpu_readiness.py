@@ -17,7 +17,7 @@ warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
 def _realistic_config(kernel: str, dtype: torch.dtype):
     # A ResNet-like 3x3 layer with 64 channels: the heuristic's largest tiles.
     input = torch.empty(8, 64, 28, 28, device="meta", dtype=dtype)
-    if kernel == "fprop":
+    if kernel in ("fprop", "wgrad"):
         spec, _ = conv_spec("conv2d", 2, input, torch.empty(64, 64, 3, 3, device="meta", dtype=dtype), None, 1, 1, 1, 1)
     else:
         spec, _ = conv_transpose_spec(
@@ -28,7 +28,7 @@ def _realistic_config(kernel: str, dtype: torch.dtype):
 
 @pytest.mark.parametrize("arch", [80, 90])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("kernel", ["fprop", "dgrad"])
+@pytest.mark.parametrize("kernel", ["fprop", "dgrad", "wgrad"])
 def test_compiles_without_spills(kernel, dtype, arch):
     config = _realistic_config(kernel, dtype)
     report = compile_kernel(kernel, str(dtype).removeprefix("torch."), config, arch)
@@ -40,11 +40,13 @@ def test_compiles_without_spills(kernel, dtype, arch):
 
 @pytest.mark.parametrize("arch", [80, 90])
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
-def test_depthwise_compiles_without_spills(dtype, arch):
-    from tconv.configs import KernelConfig
-
-    config = KernelConfig(32 if dtype == "float64" else 64, 32, 16)  # the heuristic's depthwise tiles
-    report = compile_kernel("fprop", dtype, config, arch, depthwise=True)
+@pytest.mark.parametrize("kernel", ["fprop", "wgrad"])
+def test_depthwise_compiles_without_spills(kernel, dtype, arch):
+    input = torch.empty(8, 96, 28, 28, device="meta", dtype=getattr(torch, dtype))
+    weight = torch.empty(96, 1, 3, 3, device="meta", dtype=getattr(torch, dtype))
+    spec, _ = conv_spec("conv2d", 2, input, weight, None, 1, 1, 1, 96)
+    config = heuristic_config(kernel, spec, getattr(torch, dtype))
+    report = compile_kernel(kernel, dtype, config, arch, depthwise=True)
     assert report.spill_bytes == 0, report
 
 

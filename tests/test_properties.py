@@ -98,3 +98,22 @@ def test_module_padding_mode_random(dims, mode, data):
     ours.load_state_dict(reference.state_dict())
     input = torch.randn(2, 3, *size)
     assert_close(ours(input), reference(input.double()), torch.float32)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(problem=st.one_of(conv_problems(transposed=False).map(lambda p: (False, p)),
+                         conv_problems(transposed=True).map(lambda p: (True, p))))
+def test_gradients_random_arguments(problem):
+    transposed, (dims, input_shape, weight_shape, with_bias, kwargs) = problem
+    name = f"conv_transpose{dims}d" if transposed else f"conv{dims}d"
+    out_channels = weight_shape[1] * kwargs["groups"] if transposed else weight_shape[0]
+    leaves = [torch.randn(input_shape), torch.randn(weight_shape)] + ([torch.randn(out_channels)] if with_bias else [])
+    leaves = [t.requires_grad_() for t in leaves]
+    output = getattr(tconv, name)(*leaves, **kwargs)
+    grad_output = torch.randn_like(output)
+    ours = torch.autograd.grad(output, leaves, grad_output)
+    reference_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    reference = getattr(F, name)(*reference_leaves, **kwargs)
+    theirs = torch.autograd.grad(reference, reference_leaves, grad_output.double())
+    for mine, expected in zip(ours, theirs):
+        assert_close(mine, expected, torch.float32, "gradient")

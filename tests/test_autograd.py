@@ -1,0 +1,213 @@
+"""Backward passes, all in tconv's kernels: gradcheck, grads against torch for every
+dtype, opcheck, torch.compile, autocast, determinism, double backward."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tconv
+from tconv import ops
+from tconv.functional import convolution
+from tconv.testing import CONV_CASES, CONV_TRANSPOSE_CASES, PADDING_MODE_CASES, ConvCase, assert_close
+
+
+def _name(case: ConvCase) -> str:
+    return f"conv_transpose{case.dims}d" if case.transposed else f"conv{case.dims}d"
+
+
+def grads_against_torch(case: ConvCase, dtype: torch.dtype):
+    input, weight, bias = case.tensors(dtype)
+    leaves = [t.requires_grad_() for t in (input, weight, bias) if t is not None]
+    output = getattr(tconv, _name(case))(input, weight, bias, **case.kwargs)
+    grad_output = torch.randn_like(output)
+    ours = torch.autograd.grad(output, leaves, grad_output)
+    reference_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    reference_bias = reference_leaves[2] if bias is not None else None
+    reference = getattr(F, _name(case))(*reference_leaves[:2], reference_bias, **case.kwargs)
+    theirs = torch.autograd.grad(reference, reference_leaves, grad_output.double())
+    for name, mine, expected in zip(("grad_input", "grad_weight", "grad_bias"), ours, theirs):
+        assert_close(mine, expected, dtype, name)
+
+
+@pytest.mark.parametrize("case", CONV_CASES + CONV_TRANSPOSE_CASES, ids=lambda c: _name(c) + " " + c.name)
+def test_grads_float32(case):
+    grads_against_torch(case, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64], ids=str)
+@pytest.mark.parametrize("case", (CONV_CASES + CONV_TRANSPOSE_CASES)[::5], ids=lambda c: _name(c) + " " + c.name)
+def test_grads_other_dtypes(case, dtype):
+    grads_against_torch(case, dtype)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("case", PADDING_MODE_CASES, ids=lambda c: c.name)
+def test_module_grads_padding_modes(case, mode):
+    torch_type = getattr(torch.nn, f"Conv{case.dims}d")
+    kwargs = dict(case.kwargs, padding_mode=mode)
+    reference = torch_type(case.in_channels, case.out_channels, case.kernel_size, dtype=torch.float64, **kwargs)
+    ours = getattr(tconv.nn, f"Conv{case.dims}d")(case.in_channels, case.out_channels, case.kernel_size, **kwargs)
+    ours.load_state_dict(reference.state_dict())
+    input = torch.randn(case.batch, case.in_channels, *case.in_size, requires_grad=True)
+    reference_input = input.detach().double().requires_grad_()
+    output, expected = ours(input), reference(reference_input)
+    grad_output = torch.randn_like(output)
+    output.backward(grad_output)
+    expected.backward(grad_output.double())
+    assert_close(input.grad, reference_input.grad, torch.float32, "grad_input")
+    assert_close(ours.weight.grad, reference.weight.grad, torch.float32, "grad_weight")
+    assert_close(ours.bias.grad, reference.bias.grad, torch.float32, "grad_bias")
+
+
+GRADCHECK = [
+    ("conv1d stride dil groups", lambda x, w, b: tconv.conv1d(x, w, b, stride=2, padding=2, dilation=2, groups=2),
+     (2, 4, 9), (4, 2, 3)),
+    ("conv2d same", lambda x, w, b: tconv.conv2d(x, w, b, padding="same"), (1, 2, 5, 4), (3, 2, 2, 3)),
+    ("conv2d depthwise", lambda x, w, b: tconv.conv2d(x, w, b, padding=1, groups=3), (1, 3, 5, 5), (6, 1, 3, 3)),
+    ("conv3d", lambda x, w, b: tconv.conv3d(x, w, b, stride=(1, 2, 1), padding=1), (1, 2, 3, 4, 3), (2, 2, 2, 2, 2)),
+    ("conv2d reflect", lambda x, w, b: convolution("conv2d", 2, x, w, b, 1, 2, 1, 1, "reflect"), (1, 2, 4, 5), (2, 2, 3, 3)),
+    ("conv2d replicate", lambda x, w, b: convolution("conv2d", 2, x, w, b, 2, (1, 2), 1, 1, "replicate"),
+     (1, 2, 5, 4), (2, 2, 3, 2)),
+    ("conv1d circular", lambda x, w, b: convolution("conv1d", 1, x, w, b, 1, 3, 2, 1, "circular"), (2, 2, 6), (3, 2, 3)),
+    ("conv_transpose1d op", lambda x, w, b: tconv.conv_transpose1d(x, w, b, stride=3, padding=1, output_padding=2),
+     (2, 2, 4), (2, 3, 3)),
+    ("conv_transpose2d groups dil", lambda x, w, b: tconv.conv_transpose2d(x, w, b, stride=2, padding=1, groups=2, dilation=2),
+     (1, 4, 3, 3), (4, 1, 3, 2)),
+    ("conv_transpose3d", lambda x, w, b: tconv.conv_transpose3d(x, w, b, stride=2, output_padding=(1, 0, 0)),
+     (1, 2, 2, 2, 2), (2, 2, 2, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("name,function,input_shape,weight_shape", GRADCHECK, ids=[g[0] for g in GRADCHECK])
+def test_gradcheck_float64(name, function, input_shape, weight_shape):
+    transposed = name.startswith("conv_transpose")
+    groups = 2 if "groups" in name else 1
+    out_channels = weight_shape[1] * groups if transposed else weight_shape[0]
+    tensors = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in (input_shape, weight_shape, (out_channels,))]
+    # fast_mode: checks random projections of the Jacobian (a few interpreter runs, not
+    # two per input element); still fails on any wrong gradient direction.
+    assert torch.autograd.gradcheck(function, tensors, eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+def test_only_needed_gradients_are_computed(monkeypatch):
+    calls = []
+    for name in ("conv", "conv_transpose", "conv_weight_grad"):
+        original = getattr(ops._launch, {"conv": "conv_fprop", "conv_transpose": "conv_dgrad",
+                                          "conv_weight_grad": "conv_wgrad"}[name])
+        monkeypatch.setattr(ops._launch, original.__name__,
+                            lambda *a, _o=original, _n=name, **k: calls.append(_n) or _o(*a, **k))
+    input = torch.randn(1, 2, 5, 5)
+    weight = torch.randn(3, 2, 3, 3, requires_grad=True)
+    tconv.conv2d(input, weight).sum().backward()
+    assert calls == ["conv", "conv_weight_grad"]
+    calls.clear()
+    input.requires_grad_()
+    tconv.conv2d(input, weight.detach()).sum().backward()
+    assert calls == ["conv", "conv_transpose"]
+
+
+def _opcheck_cases():
+    x, w, b = torch.randn(2, 4, 6, 5), torch.randn(6, 2, 3, 3), torch.randn(6)
+    yield ops.conv, (x, w, b, [1, 2], [1, 0], [1, 0], [1, 1], 2, "zeros")
+    yield ops.conv, (x, w, None, [1, 1], [2, 1], [2, 1], [1, 1], 2, "reflect")
+    yield ops.conv_transpose, (x, torch.randn(4, 3, 3, 3), b, [2, 2], [1, 1], [12, 10], [1, 1], 2)
+    yield ops.conv_weight_grad, (x, torch.randn(2, 6, 6, 5), [3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 2, "zeros", True)
+
+
+@pytest.mark.parametrize("op,args", list(_opcheck_cases()), ids=["conv", "conv reflect", "conv_transpose", "weight_grad"])
+def test_opcheck(op, args):
+    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and op is not ops.conv_weight_grad else a for a in args)
+    torch.library.opcheck(op, args, test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+class Decoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encode = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1, padding_mode="reflect")
+        self.depthwise = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.decode = torch.nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)
+        self.head = torch.nn.Conv1d(4, 2, 3, padding="same")
+
+    def forward(self, x):
+        y = torch.relu(self.depthwise(torch.relu(self.encode(x))))
+        return self.head(self.decode(y).flatten(2))
+
+
+def test_torch_compile_fullgraph_forward_and_backward():
+    torch.manual_seed(0)
+    model = tconv.nn.convert(Decoder())
+    input = torch.randn(2, 3, 8, 8)
+    expected = model(input)
+    expected.square().sum().backward()
+    eager_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    output = compiled(input)
+    output.square().sum().backward()
+    assert torch.allclose(output, expected, atol=1e-6)
+    for grad, eager in zip((p.grad for p in model.parameters()), eager_grads):
+        assert torch.allclose(grad, eager, atol=1e-5)
+
+
+def test_autocast_casts_like_torch_conv():
+    input, weight = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = tconv.conv2d(input, weight, padding=1)
+        theirs = F.conv2d(input, weight, padding=1)
+        ours_t = tconv.conv_transpose2d(input, weight.transpose(0, 1), stride=2)
+    assert ours.dtype == theirs.dtype == torch.bfloat16
+    assert ours_t.dtype == torch.bfloat16
+    reference = F.conv2d(input.bfloat16().double(), weight.bfloat16().double(), padding=1)
+    assert_close(ours, reference, torch.bfloat16)
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_gradients_are_bit_reproducible(deterministic):
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        model = tconv.nn.convert(Decoder())
+        input = torch.randn(2, 3, 8, 8)
+        runs = []
+        for _ in range(2):
+            model.zero_grad()
+            model(input).square().sum().backward()
+            runs.append([p.grad.clone() for p in model.parameters()])
+        assert all(torch.equal(a, b) for a, b in zip(*runs))
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def test_double_backward_raises_clearly():
+    input = torch.randn(1, 2, 5, 5, requires_grad=True)
+    weight = torch.randn(3, 2, 3, 3, requires_grad=True)
+    (grad_weight,) = torch.autograd.grad(tconv.conv2d(input, weight).sum(), weight, create_graph=True)
+    with pytest.raises(NotImplementedError, match="double backward"):
+        grad_weight.sum().backward()
+
+
+WGRAD_LAYERS = [  # (input shape, weight shape, stride, padding): realistic layers at small batch
+    ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1),
+    ((8, 256, 56, 56), (64, 256, 1, 1), 1, 0),
+    ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1),
+    ((2, 320, 64, 64), (320, 320, 3, 3), 1, 1),
+    ((2, 64, 32, 32, 32), (64, 64, 3, 3, 3), 1, 1),
+    ((16, 128, 2048), (128, 128, 7), 1, 3),
+    ((8, 144, 56, 56), (144, 1, 3, 3), 1, 1),  # depthwise (groups = 144)
+]
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,stride,padding", WGRAD_LAYERS)
+def test_wgrad_work_close_to_useful(input_shape, weight_shape, stride, padding):
+    from tconv.configs import heuristic_config
+    from tconv.plan import executed_macs, wgrad_grid
+    from tconv.spec import conv_spec
+
+    groups = input_shape[1] // weight_shape[1]
+    dims = len(input_shape) - 2
+    spec, _ = conv_spec("conv", dims, torch.empty(input_shape, device="meta"), torch.empty(weight_shape, device="meta"),
+                        None, stride, padding, 1, groups)
+    config = heuristic_config("wgrad", spec, torch.float16)
+    ratio = executed_macs("wgrad", spec, config) / spec.useful_macs
+    assert ratio <= 1.25, ratio
+    assert wgrad_grid(spec, config)[2] >= 1
