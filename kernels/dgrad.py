@@ -24,6 +24,9 @@ Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extent
            (o0 first output, outputs, k0 first tap, taps, q first input), built by
            tconv/spec.py; tap_step = stride / gcd(stride, dilation) and
            in_step = dilation / gcd(stride, dilation) come as arguments.
+
+DEPTHWISE (one input channel per group, e.g. a depthwise conv's input gradient) runs as
+one group spanning every output channel with an elementwise multiply-add per tap.
 """
 
 import triton
@@ -54,9 +57,9 @@ def conv_dgrad_kernel(
     stride_d, stride_h, stride_w,
     tap_step_d, tap_step_h, tap_step_w,
     in_step_d, in_step_h, in_step_w,
-    max_stride, in_channels_per_group, out_channels_per_group,
+    max_stride, in_channels_per_group, out_channels_per_group, depthwise_multiplier,
     # meta-parameters
-    HAS_BIAS: tl.constexpr,
+    HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
@@ -85,6 +88,11 @@ def conv_dgrad_kernel(
     col_in_range = cols < out_channels_per_group
     out_channels = group * out_channels_per_group + cols
     weight_col_base = cols.to(INDEX_DTYPE) * weight_stride_o
+    depthwise_input_col = (cols // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
+    depthwise_weight_col = (
+        (cols // depthwise_multiplier).to(INDEX_DTYPE) * weight_stride_c
+        + (cols % depthwise_multiplier).to(INDEX_DTYPE) * weight_stride_o
+    )
 
     channels = tl.arange(0, BLOCK_K)
     channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
@@ -112,25 +120,36 @@ def conv_dgrad_kernel(
             in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
         )
 
-        channel = channel_start + channels
-        channel_mask = channel < in_channels_per_group
-        a = tl.load(
-            input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :],
-            mask=row_mask[:, None] & channel_mask[None, :],
-            other=0.0,
-        )
         tap_offset = (
             (first_tap_d + td * tap_step_d) * weight_stride_d
             + (first_tap_h + th * tap_step_h) * weight_stride_h
             + (first_tap_w + tw * tap_step_w) * weight_stride_w
         )
-        weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
-        b = tl.load(
-            weight_ptr + weight_rows[:, None] + weight_col_base[None, :],
-            mask=channel_mask[:, None] & col_in_range[None, :],
-            other=0.0,
-        )
-        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+        if DEPTHWISE:
+            # One input channel per group, launched as one group over every output
+            # channel: output channel oc reads input channel oc // multiplier only.
+            a = tl.load(
+                input_ptr + row_offset[:, None] + depthwise_input_col[None, :],
+                mask=row_mask[:, None] & col_in_range[None, :],
+                other=0.0,
+            )
+            b = tl.load(weight_ptr + depthwise_weight_col + tap_offset, mask=col_in_range, other=0.0)
+            acc += a.to(ACC_DTYPE) * b.to(ACC_DTYPE)[None, :]
+        else:
+            channel = channel_start + channels
+            channel_mask = channel < in_channels_per_group
+            a = tl.load(
+                input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :],
+                mask=row_mask[:, None] & channel_mask[None, :],
+                other=0.0,
+            )
+            weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
+            b = tl.load(
+                weight_ptr + weight_rows[:, None] + weight_col_base[None, :],
+                mask=channel_mask[:, None] & col_in_range[None, :],
+                other=0.0,
+            )
+            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
 
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
     store_output(

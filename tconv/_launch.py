@@ -208,8 +208,9 @@ def conv_dgrad(
     _, weight_strides = _layout_3d(weight)
     _, out_strides = _layout_3d(output)
     grid = dgrad_grid(spec, config)
-    _check_grid_axis("group", spec.groups)
+    _check_grid_axis("group", grid[1])
     _check_grid_axis("stride phase", grid[2])
+    depthwise = is_depthwise(spec)
     with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](
             input, weight, bias, output, table.to(input.device, non_blocking=True),
@@ -217,8 +218,9 @@ def conv_dgrad(
             *weight_strides,
             *out_strides,
             *_in_3d(spec.stride, 1), *tap_steps, *in_steps,
-            table.shape[1], spec.in_channels_per_group, spec.out_channels_per_group,
-            HAS_BIAS=bias is not None,
+            table.shape[1], spec.in_channels_per_group, spec.out_channels if depthwise else spec.out_channels_per_group,
+            spec.out_channels_per_group,
+            HAS_BIAS=bias is not None, DEPTHWISE=depthwise,
             **_numeric_meta(interpreting, input, weight, output), **config.meta(),
         )
     return output

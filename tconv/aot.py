@@ -80,6 +80,8 @@ def compile_kernel(
             KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2], PADDING_MODE=padding_mode,
             DEPTHWISE=depthwise,
         )
+    if kernel == "dgrad":
+        constexprs["DEPTHWISE"] = depthwise
     if kernel == "wgrad":
         constexprs["BIAS_GRAD"] = True
     else:

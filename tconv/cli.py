@@ -1,9 +1,9 @@
 """The `tconv` console script.
 
 `tconv demo` runs a few convolutions of every kind through tconv's Triton kernels (on
-the GPU when there is one, else through Triton's interpreter on the CPU), checks each
-against torch's float64 result and prints the work the launch issued against the useful
-work. Later subcommands (tune, bench, report) join it here.
+the GPU when there is one, else through Triton's interpreter on the CPU), forward in
+three dtypes and backward in float32, checks each against torch's float64 result and
+prints the work the forward launch issued against the useful work. Later subcommands (tune, bench, report) join it here.
 """
 
 from __future__ import annotations
@@ -71,9 +71,40 @@ def _demo(args: argparse.Namespace) -> int:
                 f"{ratio:16.2f} {seconds:6.2f} {'ok' if ok else 'FAIL'}"
             )
     print("-" * len(header))
-    total = len(DEMO_CASES) * len(dtypes)
+    backward_failures = _demo_backward(device)
+    total = len(DEMO_CASES) * (len(dtypes) + 1)
+    failures += backward_failures
     print(f"{total - failures} passed, {failures} failed")
     return 1 if failures else 0
+
+
+def _demo_backward(device: torch.device) -> int:
+    """Gradients of every demo case (float32) against torch's float64 ones."""
+    print("\nbackward (float32): dgrad, wgrad + split-K reduction, bias; max error / max |reference|")
+    header = f"{'case':38} {'grad_input':>11} {'grad_weight':>11} {'grad_bias':>11} {'s':>6}"
+    print(header)
+    print("-" * len(header))
+    failures = 0
+    for case in DEMO_CASES:
+        tensors = [t.requires_grad_() for t in case.tensors(torch.float32, device=str(device))]
+        name = f"conv_transpose{case.dims}d" if case.transposed else f"conv{case.dims}d"
+        start = time.perf_counter()
+        output = getattr(functional, name)(*tensors, **case.kwargs)
+        grad_output = torch.randn_like(output)
+        ours = torch.autograd.grad(output, tensors, grad_output)
+        seconds = time.perf_counter() - start
+        references = [t.detach().double().requires_grad_() for t in tensors]
+        reference = getattr(torch.nn.functional, name)(*references, **case.kwargs)
+        theirs = torch.autograd.grad(reference, references, grad_output.double())
+        errors = [
+            (mine.double() - expected).abs().max().item() / max(expected.abs().max().item(), 1.0)
+            for mine, expected in zip(ours, theirs)
+        ]
+        ok = max(errors) <= TOLERANCE[torch.float32]
+        failures += not ok
+        print(f"{case.name:38} {errors[0]:11.2e} {errors[1]:11.2e} {errors[2]:11.2e} {seconds:6.2f} {'ok' if ok else 'FAIL'}")
+    print("-" * len(header))
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,7 +82,7 @@ def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelC
             _pow2_clamp(spec.in_channels_per_group, 16, 32),
             16 if wide else 32,
         )
-    if kernel == "fprop" and spec.in_channels_per_group == 1 and spec.groups > 1:
+    if kernel in ("fprop", "dgrad") and spec.in_channels_per_group == 1 and spec.groups > 1:
         # Depthwise: one group spanning every output channel, an elementwise gather per
         # tap; 64 x 32 (32 x 32 in fp64) is the largest tile that does not spill.
         return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(spec.out_channels, 32), 16)

@@ -14,9 +14,9 @@ from .spec import ConvSpec, spec_phases
 
 
 def is_depthwise(spec: ConvSpec) -> bool:
-    """One input channel per group (and more than one group): the forward kernel then runs
-    one launch-wide group over all output channels, without tl.dot."""
-    return not spec.transposed and spec.in_channels_per_group == 1 and spec.groups > 1
+    """One input channel per group (and more than one group): the kernels then run one
+    launch-wide group over all output channels, without tl.dot."""
+    return spec.in_channels_per_group == 1 and spec.groups > 1
 
 
 def fprop_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
@@ -47,6 +47,8 @@ def dgrad_phase_taps(spec: ConvSpec) -> list[int]:
 def dgrad_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
     """Axis 0 covers the largest phase's tiles, axis 1 the groups, axis 2 the phases."""
     rows = dgrad_phase_rows(spec)
+    if is_depthwise(spec):
+        return math.ceil(max(rows) / config.block_m) * math.ceil(spec.out_channels / config.block_n), 1, len(rows)
     return (
         math.ceil(max(rows) / config.block_m) * math.ceil(spec.out_channels_per_group / config.block_n),
         spec.groups,
@@ -98,6 +100,12 @@ def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
         return programs * math.prod(spec.kernel_size) * channel_steps * tile
     if kernel == "dgrad":
         # Tiles past a phase's rows exit before the K loop.
+        if is_depthwise(spec):
+            col_tiles = math.ceil(spec.out_channels / config.block_n)
+            return sum(
+                math.ceil(rows / config.block_m) * col_tiles * taps * config.block_m * config.block_n
+                for rows, taps in zip(dgrad_phase_rows(spec), dgrad_phase_taps(spec))
+            )
         return sum(
             math.ceil(rows / config.block_m) * col_tiles * spec.groups * taps * channel_steps * tile
             for rows, taps in zip(dgrad_phase_rows(spec), dgrad_phase_taps(spec))

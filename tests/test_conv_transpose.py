@@ -130,3 +130,25 @@ def test_executed_macs_counts_a_known_launch():
     assert spec.useful_macs == 1 * 16 * 32 * 16 * 4
     assert executed_macs("dgrad", spec, KernelConfig(16, 16, 32)) == 4 * 16 * 16 * 32
     assert math.isclose(executed_macs("dgrad", spec, KernelConfig(16, 16, 32)) / spec.useful_macs, 1.0)
+
+
+@pytest.mark.parametrize("multiplier", [1, 2])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_depthwise_transposed(dims, multiplier):
+    input = torch.randn(2, 6, *(4,) * dims)
+    weight = torch.randn(6, multiplier, *(3,) * dims)
+    bias = torch.randn(6 * multiplier)
+    ours, theirs = FUNCTIONS[dims]
+    actual = ours(input, weight, bias, stride=2, padding=1, output_padding=1, groups=6)
+    expected = theirs(input.double(), weight.double(), bias.double(), stride=2, padding=1, output_padding=1, groups=6)
+    assert_close(actual, expected, torch.float32)
+
+
+def test_depthwise_transposed_work_close_to_useful():
+    """A depthwise conv's input gradient (and depthwise transposed conv) skips tl.dot."""
+    for channels, size in [(144, 28), (96, 56), (32, 112)]:
+        input = torch.empty(8, channels, size, size, device="meta")
+        weight = torch.empty(channels, 1, 3, 3, device="meta")
+        spec, _ = conv_transpose_spec("t", 2, input, weight, None, 2, 1, 1, channels, 1)
+        ratio = executed_macs("dgrad", spec, heuristic_config("dgrad", spec, torch.float16)) / spec.useful_macs
+        assert ratio <= 1.25, (channels, size, ratio)

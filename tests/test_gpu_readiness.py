@@ -40,7 +40,7 @@ def test_compiles_without_spills(kernel, dtype, arch):
 
 @pytest.mark.parametrize("arch", [80, 90])
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
-@pytest.mark.parametrize("kernel", ["fprop", "wgrad"])
+@pytest.mark.parametrize("kernel", ["fprop", "dgrad", "wgrad"])
 def test_depthwise_compiles_without_spills(kernel, dtype, arch):
     input = torch.empty(8, 96, 28, 28, device="meta", dtype=getattr(torch, dtype))
     weight = torch.empty(96, 1, 3, 3, device="meta", dtype=getattr(torch, dtype))
