@@ -90,44 +90,35 @@ def conv_fprop_kernel(
     out_channels = group * out_channels_per_group + cols
     weight_col_base = out_channels.to(INDEX_DTYPE) * weight_stride_o
 
+    # Depthwise: one input channel per group (launched as a single group spanning all
+    # output channels); output channel oc reads only input channel oc // multiplier.
+    depthwise_input_col = (out_channels // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
+    channels = tl.arange(0, BLOCK_K)
+    channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)  # 1 when DEPTHWISE
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    if DEPTHWISE:
-        # One input channel per group (launched as a single group spanning all output
-        # channels): output channel oc reads only input channel oc // multiplier, so there
-        # is no channel reduction and a tap is an elementwise multiply-add on CUDA cores
-        # rather than a tl.dot that would be 15/16 padding.
-        input_col_offset = (out_channels // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
-        for tap in range(0, KERNEL_D * KERNEL_H * KERNEL_W):
-            kw = tap % KERNEL_W
-            kh = (tap // KERNEL_W) % KERNEL_H
-            kd = tap // (KERNEL_W * KERNEL_H)
-            row_offset, row_mask = tap_rows(
-                first_d, first_h, first_w, kd, kh, kw, dilation_d, dilation_h, dilation_w,
-                in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
-                input_row_base, row_in_range, PADDING_MODE, INDEX_DTYPE,
-            )
+    for step in range(0, KERNEL_D * KERNEL_H * KERNEL_W * channel_blocks):
+        tap = step // channel_blocks
+        channel_start = (step - tap * channel_blocks) * BLOCK_K
+        kw = tap % KERNEL_W
+        kh = (tap // KERNEL_W) % KERNEL_H
+        kd = tap // (KERNEL_W * KERNEL_H)
+        row_offset, row_mask = tap_rows(
+            first_d, first_h, first_w, kd, kh, kw, dilation_d, dilation_h, dilation_w,
+            in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
+            input_row_base, row_in_range, PADDING_MODE, INDEX_DTYPE,
+        )
+        tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
+        if DEPTHWISE:
+            # No channel reduction: an elementwise multiply-add on CUDA cores rather than
+            # a tl.dot whose 16-wide K would be 15/16 padding.
             a = tl.load(
-                input_ptr + row_offset[:, None] + input_col_offset[None, :],
+                input_ptr + row_offset[:, None] + depthwise_input_col[None, :],
                 mask=row_mask[:, None] & col_in_range[None, :],
                 other=0.0,
             )
-            tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
             b = tl.load(weight_ptr + weight_col_base + tap_offset, mask=col_in_range, other=0.0)
             acc += a.to(ACC_DTYPE) * b.to(ACC_DTYPE)[None, :]
-    else:
-        channels = tl.arange(0, BLOCK_K)
-        channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
-        for step in range(0, KERNEL_D * KERNEL_H * KERNEL_W * channel_blocks):
-            tap = step // channel_blocks
-            channel_start = (step - tap * channel_blocks) * BLOCK_K
-            kw = tap % KERNEL_W
-            kh = (tap // KERNEL_W) % KERNEL_H
-            kd = tap // (KERNEL_W * KERNEL_H)
-            row_offset, row_mask = tap_rows(
-                first_d, first_h, first_w, kd, kh, kw, dilation_d, dilation_h, dilation_w,
-                in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
-                input_row_base, row_in_range, PADDING_MODE, INDEX_DTYPE,
-            )
+        else:
             channel = channel_start + channels
             channel_mask = channel < in_channels_per_group
             a = tl.load(
@@ -135,7 +126,6 @@ def conv_fprop_kernel(
                 mask=row_mask[:, None] & channel_mask[None, :],
                 other=0.0,
             )
-            tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
             b = tl.load(
                 weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None],
                 mask=channel_mask[:, None] & col_in_range[None, :],

@@ -66,6 +66,21 @@ def assert_close(actual: torch.Tensor, reference: torch.Tensor, dtype: torch.dty
     assert error <= TOLERANCE[dtype] * scale, f"{what}: max error {error:.3g} > {TOLERANCE[dtype]:.1g} * {scale:.3g}"
 
 
+def check_against_torch(case: ConvCase, dtype: torch.dtype, prepare=lambda t: t) -> torch.Tensor:
+    """Run `case` through tconv (inputs passed through `prepare`, e.g. a layout change)
+    and compare with torch.nn.functional in float64 on the same values."""
+    import torch.nn.functional as F
+
+    import tconv
+
+    name = f"conv_transpose{case.dims}d" if case.transposed else f"conv{case.dims}d"
+    input, weight, bias = case.tensors(dtype)
+    actual = getattr(tconv, name)(prepare(input), prepare(weight), bias, **case.kwargs)
+    reference = getattr(F, name)(input.double(), weight.double(), None if bias is None else bias.double(), **case.kwargs)
+    assert_close(actual, reference, dtype)
+    return actual
+
+
 def _c(name, in_size, cin, cout, kernel, **kwargs) -> ConvCase:
     options = {k: kwargs.pop(k) for k in ("batch", "bias") if k in kwargs}
     return ConvCase(name, tuple(in_size), cin, cout, tuple(kernel), kwargs=kwargs, **options)

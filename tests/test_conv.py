@@ -5,18 +5,12 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from tconv.testing import CONV_CASES, PADDING_MODE_CASES, ConvCase, assert_close
+from tconv.testing import CONV_CASES, PADDING_MODE_CASES, assert_close, check_against_torch
 
 FUNCTIONS = {1: (tconv.conv1d, F.conv1d), 2: (tconv.conv2d, F.conv2d), 3: (tconv.conv3d, F.conv3d)}
 
 
-def run_case(case: ConvCase, dtype: torch.dtype, prepare=lambda t: t):
-    ours, theirs = FUNCTIONS[case.dims]
-    input, weight, bias = case.tensors(dtype)
-    actual = ours(prepare(input), prepare(weight), bias, **case.kwargs)
-    reference = theirs(input.double(), weight.double(), None if bias is None else bias.double(), **case.kwargs)
-    assert_close(actual, reference, dtype)
-    return actual
+run_case = check_against_torch
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.name)

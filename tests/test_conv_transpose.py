@@ -10,7 +10,7 @@ import tconv
 from tconv.configs import KernelConfig, heuristic_config
 from tconv.plan import executed_macs
 from tconv.spec import conv_transpose_spec
-from tconv.testing import CONV_TRANSPOSE_CASES, ConvCase, assert_close
+from tconv.testing import CONV_TRANSPOSE_CASES, assert_close, check_against_torch
 
 FUNCTIONS = {
     1: (tconv.conv_transpose1d, F.conv_transpose1d),
@@ -19,13 +19,7 @@ FUNCTIONS = {
 }
 
 
-def run_case(case: ConvCase, dtype: torch.dtype, prepare=lambda t: t):
-    ours, theirs = FUNCTIONS[case.dims]
-    input, weight, bias = case.tensors(dtype)
-    actual = ours(prepare(input), prepare(weight), bias, **case.kwargs)
-    reference = theirs(input.double(), weight.double(), None if bias is None else bias.double(), **case.kwargs)
-    assert_close(actual, reference, dtype)
-    return actual
+run_case = check_against_torch
 
 
 @pytest.mark.parametrize("case", CONV_TRANSPOSE_CASES, ids=lambda c: c.name)
