@@ -71,7 +71,8 @@ class _CpuKernel:
                 try:
                     return _interpreted(self.function)[grid](*args, **kwargs)
                 finally:
-                    language_scope.restore()
+                    if language_scope is not None:  # a scope object since Triton 3.x's interpreter rework
+                        language_scope.restore()
                     JITFunction.__call__ = original
 
         return launch

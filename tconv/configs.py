@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ def gemm_shape(kernel: str, spec: ConvSpec) -> tuple[int, int, int]:
     return rows, spec.out_channels_per_group, spec.in_channels_per_group * taps
 
 
+@functools.lru_cache(maxsize=4096)
 def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelConfig:
     """A deterministic config from shape and dtype alone (no benchmarking).
 
