@@ -15,7 +15,7 @@ Tensors (any strides, in elements):
     grad_output [batch, out_channels, out_depth, out_height, out_width]
     workspace   fp32 (fp64 for fp64) [SPLIT, out_channels * (in_channels / groups) * taps + out_channels]:
                 each split's partial weight gradient in weight order [o, c, kd, kh, kw],
-                then its partial bias gradient (row sums of A, taken by the first column
+                then (BIAS_GRAD only) its partial bias gradient (row sums of A, taken by the first column
                 tile of tap 0). wgrad_reduce_kernel sums the splits in a fixed order, so
                 results are bit-reproducible: no atomics anywhere.
 

@@ -255,7 +255,7 @@ def conv_wgrad(
     splits, rows_per_split = wgrad_split(spec, config)
     grid = wgrad_grid(spec, config)
     _check_grid_axis("split", splits)
-    split_stride = weight_numel + spec.out_channels
+    split_stride = weight_numel + (spec.out_channels if bias_grad else 0)  # bias partials only when asked
     workspace = torch.empty((splits, split_stride), dtype=torch.float64 if dtype == torch.float64 else torch.float32,
                             device=device)
     kernel, interpreting = launchable(wgrad.conv_wgrad_kernel, device)

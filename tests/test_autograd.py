@@ -211,3 +211,18 @@ def test_wgrad_work_close_to_useful(input_shape, weight_shape, stride, padding):
     ratio = executed_macs("wgrad", spec, config) / spec.useful_macs
     assert ratio <= 1.25, ratio
     assert wgrad_grid(spec, config)[2] >= 1
+
+
+def test_torch_compile_dynamic_shapes_and_unbatched():
+    model = tconv.nn.convert(torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"), torch.nn.ConvTranspose2d(4, 2, 2, stride=2)
+    ))
+    compiled = torch.compile(model, fullgraph=True, dynamic=True, backend="aot_eager")
+    for size in [(6, 6), (5, 7)]:
+        input = torch.randn(2, 3, *size, requires_grad=True)
+        output = compiled(input)
+        output.square().sum().backward()
+        assert torch.allclose(output, model(input.detach()), atol=1e-6)
+        assert input.grad.shape == input.shape
+    unbatched = torch.compile(lambda t: tconv.conv1d(t, torch.ones(2, 3, 3)), fullgraph=True, backend="aot_eager")
+    assert unbatched(torch.randn(3, 7)).shape == (2, 5)
