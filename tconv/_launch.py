@@ -20,7 +20,7 @@ from triton.runtime.jit import JITFunction
 
 from .configs import KernelConfig, heuristic_config
 from .kernels import dgrad, fprop, wgrad
-from .plan import dgrad_grid, fprop_grid, is_depthwise, wgrad_grid, wgrad_split
+from .plan import dgrad_grid, fprop_grid, wgrad_grid, wgrad_split
 from .spec import PADDING_MODES, ConvSpec, phase_steps, spec_phases
 
 MAX_GRID_YZ = 65535
@@ -159,7 +159,7 @@ def conv_fprop(
     kernel_size = _in_3d(spec.kernel_size, 1)
     grid = fprop_grid(spec, config)
     _check_grid_axis("group", grid[1])
-    depthwise = is_depthwise(spec)
+    depthwise = spec.depthwise
     with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](
             input, weight, bias, output,
@@ -211,7 +211,7 @@ def conv_dgrad(
     grid = dgrad_grid(spec, config)
     _check_grid_axis("group", grid[1])
     _check_grid_axis("stride phase", grid[2])
-    depthwise = is_depthwise(spec)
+    depthwise = spec.depthwise
     with torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](
             input, weight, bias, output, table.to(input.device, non_blocking=True),
@@ -263,7 +263,7 @@ def conv_wgrad(
     (batch, _, *in_size), in_strides = _layout_3d(input)
     (_, _, *out_size), grad_strides = _layout_3d(grad_output)
     kernel_size = _in_3d(spec.kernel_size, 1)
-    depthwise = is_depthwise(spec)
+    depthwise = spec.depthwise
     meta = _numeric_meta(interpreting, input, grad_output, workspace)
     with torch.cuda.device(device) if input.is_cuda else contextlib.nullcontext():
         kernel[grid](

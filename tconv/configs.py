@@ -49,20 +49,6 @@ def _tile_for(count: int, largest: int) -> int:
     return tile
 
 
-def gemm_shape(kernel: str, spec: ConvSpec) -> tuple[int, int, int]:
-    """(M, N, K) of one group's GEMM for `kernel` in {'fprop', 'dgrad'}."""
-    taps = 1
-    for k in spec.kernel_size:
-        taps *= k
-    rows = spec.batch
-    for o in spec.out_size:
-        rows *= o
-    if kernel == "dgrad":  # per phase, the taps are ~ taps / stride^dims
-        for s in spec.stride:
-            taps = max(1, taps // s)
-    return rows, spec.out_channels_per_group, spec.in_channels_per_group * taps
-
-
 @functools.lru_cache(maxsize=4096)
 def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelConfig:
     """A deterministic config from shape and dtype alone (no benchmarking).
@@ -73,18 +59,19 @@ def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype) -> KernelC
     sm_80 and sm_90 builds of both kernels have no register spills today (larger
     gather tiles spill; see tconv.aot). The interpreter uses the same choice.
     """
-    rows, cols, _ = gemm_shape(kernel, spec)
+    rows = spec.batch * math.prod(spec.out_size)  # GEMM rows (for dgrad: all phases)
+    cols = spec.out_channels_per_group
     wide = dtype == torch.float64  # no tensor cores, twice the registers per element
     if kernel == "wgrad":
         # rows: output channels of a group; cols: input channels of one tap; K: positions.
-        if spec.in_channels_per_group == 1 and spec.groups > 1:
+        if spec.depthwise:
             return KernelConfig(_tile_for(spec.out_channels, 32 if wide else 64), 16, 32)
         return KernelConfig(
             _pow2_clamp(spec.out_channels_per_group, 16, 32 if wide else 64),
             _pow2_clamp(spec.in_channels_per_group, 16, 32),
             16 if wide else 32,
         )
-    if kernel in ("fprop", "dgrad") and spec.in_channels_per_group == 1 and spec.groups > 1:
+    if kernel in ("fprop", "dgrad") and spec.depthwise:
         # Depthwise: one group spanning every output channel, an elementwise gather per
         # tap; 64 x 32 (32 x 32 in fp64) is the largest tile that does not spill.
         return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(spec.out_channels, 32), 16)

@@ -13,15 +13,9 @@ from .configs import KernelConfig
 from .spec import ConvSpec, spec_phases
 
 
-def is_depthwise(spec: ConvSpec) -> bool:
-    """One input channel per group (and more than one group): the kernels then run one
-    launch-wide group over all output channels, without tl.dot."""
-    return spec.in_channels_per_group == 1 and spec.groups > 1
-
-
 def fprop_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
     rows = spec.batch * math.prod(spec.out_size)
-    if is_depthwise(spec):
+    if spec.depthwise:
         return math.ceil(rows / config.block_m) * math.ceil(spec.out_channels / config.block_n), 1
     return (
         math.ceil(rows / config.block_m) * math.ceil(spec.out_channels_per_group / config.block_n),
@@ -47,7 +41,7 @@ def dgrad_phase_taps(spec: ConvSpec) -> list[int]:
 def dgrad_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
     """Axis 0 covers the largest phase's tiles, axis 1 the groups, axis 2 the phases."""
     rows = dgrad_phase_rows(spec)
-    if is_depthwise(spec):
+    if spec.depthwise:
         return math.ceil(max(rows) / config.block_m) * math.ceil(spec.out_channels / config.block_n), 1, len(rows)
     return (
         math.ceil(max(rows) / config.block_m) * math.ceil(spec.out_channels_per_group / config.block_n),
@@ -64,7 +58,7 @@ MAX_SPLITS = 64
 def wgrad_tiles(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
     """(axis-0 tiles, groups) of the weight-gradient launch, for a forward-conv spec."""
     taps = math.prod(spec.kernel_size)
-    if is_depthwise(spec):
+    if spec.depthwise:
         return math.ceil(spec.out_channels / config.block_m) * taps, 1
     return (
         math.ceil(spec.out_channels_per_group / config.block_m) * taps * math.ceil(spec.in_channels_per_group / config.block_n),
@@ -95,12 +89,12 @@ def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
     col_tiles = math.ceil(spec.out_channels_per_group / config.block_n)
     if kernel == "fprop":
         programs = math.prod(fprop_grid(spec, config))
-        if is_depthwise(spec):  # one multiply-add per tile element and tap, on CUDA cores
+        if spec.depthwise:  # one multiply-add per tile element and tap, on CUDA cores
             return programs * math.prod(spec.kernel_size) * config.block_m * config.block_n
         return programs * math.prod(spec.kernel_size) * channel_steps * tile
     if kernel == "dgrad":
         # Tiles past a phase's rows exit before the K loop.
-        if is_depthwise(spec):
+        if spec.depthwise:
             col_tiles = math.ceil(spec.out_channels / config.block_n)
             return sum(
                 math.ceil(rows / config.block_m) * col_tiles * taps * config.block_m * config.block_n
@@ -115,7 +109,7 @@ def executed_macs(kernel: str, spec: ConvSpec, config: KernelConfig) -> int:
         rows = spec.batch * math.prod(spec.out_size)
         steps = sum(math.ceil(min(rows_per_split, rows - s * rows_per_split) / config.block_k) for s in range(splits))
         tiles = math.prod(wgrad_tiles(spec, config))
-        if is_depthwise(spec):  # elementwise: BLOCK_M channels x BLOCK_K positions per step
+        if spec.depthwise:  # elementwise: BLOCK_M channels x BLOCK_K positions per step
             return tiles * steps * config.block_m * config.block_k
         return tiles * steps * tile
     raise ValueError(f"unknown kernel {kernel!r}")

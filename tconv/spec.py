@@ -50,6 +50,12 @@ class ConvSpec:
         return self.out_channels // self.groups
 
     @property
+    def depthwise(self) -> bool:
+        """One input channel per group (and several groups): the kernels then run one
+        launch-wide group over every output channel, without tl.dot."""
+        return self.in_channels_per_group == 1 and self.groups > 1
+
+    @property
     def useful_macs(self) -> int:
         """Multiply-adds that pair an output with a real input element: the zeros of
         padding and of transposed convolution's zero-insertion do not count."""

@@ -90,14 +90,14 @@ def test_depthwise_work_is_close_to_useful():
     """Depthwise layers skip tl.dot (whose 16-wide K would be 1/16 useful): executed
     multiply-adds stay within 1.25x of the useful ones on MobileNet-like layers."""
     from tconv.configs import heuristic_config
-    from tconv.plan import executed_macs, is_depthwise
+    from tconv.plan import executed_macs
     from tconv.spec import conv_spec
 
     for channels, size, kernel, stride in [(144, 56, 3, 1), (96, 112, 3, 2), (672, 14, 5, 1), (32, 112, 3, 1)]:
         input = torch.empty(8, channels, size, size, device="meta")
         weight = torch.empty(channels, 1, kernel, kernel, device="meta")
         spec, _ = conv_spec("conv2d", 2, input, weight, None, stride, kernel // 2, 1, channels)
-        assert is_depthwise(spec)
+        assert spec.depthwise
         ratio = executed_macs("fprop", spec, heuristic_config("fprop", spec, torch.float16)) / spec.useful_macs
         assert ratio <= 1.25, (channels, size, kernel, stride, ratio)
 
