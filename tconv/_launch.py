@@ -18,7 +18,8 @@ from triton.language import core as tl_core
 from triton.runtime.interpreter import InterpretedFunction, _patch_lang
 from triton.runtime.jit import JITFunction
 
-from .configs import KernelConfig, heuristic_config
+from .cache import choose_config
+from .configs import KernelConfig
 from .kernels import dgrad, fprop, wgrad
 from .plan import dgrad_grid, fprop_grid, wgrad_grid, wgrad_split
 from .spec import PADDING_MODES, ConvSpec, phase_steps, spec_phases
@@ -151,7 +152,7 @@ def conv_fprop(
     )
     if output.numel() == 0:
         return output
-    config = config or heuristic_config("fprop", spec, input.dtype)
+    config = config or choose_config("fprop", spec, input)
     kernel, interpreting = launchable(fprop.conv_fprop_kernel, input.device)
     (batch, _, *in_size), in_strides = _layout_3d(input)
     _, weight_strides = _layout_3d(weight)
@@ -202,7 +203,7 @@ def conv_dgrad(
     )
     if output.numel() == 0:
         return output
-    config = config or heuristic_config("dgrad", spec, input.dtype)
+    config = config or choose_config("dgrad", spec, input)
     kernel, interpreting = launchable(dgrad.conv_dgrad_kernel, input.device)
     table, tap_steps, in_steps = _phase_table(spec)
     (batch, _, *in_size), in_strides = _layout_3d(input)
@@ -251,7 +252,7 @@ def conv_wgrad(
         if grad_bias is not None:
             grad_bias.zero_()
         return grad_weight, grad_bias
-    config = config or heuristic_config("wgrad", spec, dtype)
+    config = config or choose_config("wgrad", spec, input)
     splits, rows_per_split = wgrad_split(spec, config)
     grid = wgrad_grid(spec, config)
     _check_grid_axis("split", splits)

@@ -8,6 +8,8 @@ are used (mma.sync on sm_80, wgmma on sm_90).
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 import subprocess
@@ -21,11 +23,14 @@ from triton.compiler import ASTSource
 
 from .configs import KernelConfig
 from .kernels import dgrad, fprop, wgrad
+from .spec import PADDING_MODES, ConvSpec
 
 KERNELS = {"fprop": fprop.conv_fprop_kernel, "dgrad": dgrad.conv_dgrad_kernel, "wgrad": wgrad.conv_wgrad_kernel}
 TRITON_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
-#: Shared memory one block may use (bytes), per arch: A100 164 KiB, H100 228 KiB (CUDA guide).
+#: Shared memory one block may use (bytes), per arch (CUDA programming guide).
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
+#: The config-space family each compile target stands for.
+FAMILY_OF_ARCH = {80: "sm_80", 90: "sm_90"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ def _signature(kernel, constexprs: dict, dtype: str) -> dict:
     return signature
 
 
+@functools.cache
 def compile_kernel(
     kernel: str, dtype: str, config: KernelConfig, arch: int, kernel_size: tuple[int, int, int] = (1, 3, 3),
     padding_mode: int = 0, index_64: bool = False, depthwise: bool = False,
@@ -133,3 +139,21 @@ def _cubin_resources(cubin: bytes) -> tuple[int, int]:
     if match is None:
         raise RuntimeError(f"cuobjdump gave no resource line:\n{text}")
     return int(match.group(1)), int(match.group(2))
+
+
+def compile_args(kernel: str, spec: ConvSpec, dtype: str, config: KernelConfig, arch: int) -> tuple:
+    """compile_kernel's arguments for `kernel` launched on `spec`: kernel size, padding
+    mode, depthwise branch and index width are its compile-time constants (problems that
+    share them share one compile)."""
+    kernel_size = (1,) * (3 - spec.dims) + tuple(spec.kernel_size)
+    largest = max(
+        spec.batch * spec.in_channels * math.prod(spec.in_size),
+        spec.batch * spec.out_channels * math.prod(spec.out_size),
+    )
+    padding_mode = PADDING_MODES[spec.padding_mode] if kernel != "dgrad" else 0
+    return kernel, dtype, config, arch, kernel_size, padding_mode, largest >= 2**31 - 1, spec.depthwise
+
+
+def compile_problem(kernel: str, spec: ConvSpec, dtype: str, config: KernelConfig, arch: int) -> CompileReport:
+    """Compile `kernel` as it would be launched for `spec`."""
+    return compile_kernel(*compile_args(kernel, spec, dtype, config, arch))

@@ -3,12 +3,14 @@
 `tconv demo` runs a few convolutions of every kind through tconv's Triton kernels (on
 the GPU when there is one, else through Triton's interpreter on the CPU), forward in
 three dtypes and backward in float32, checks each against torch's float64 result and
-prints the work the forward launch issued against the useful work. Later subcommands (tune, bench, report) join it here.
+prints the work the forward launch issued against the useful work. `tconv tune`
+(tconv.tune), `tconv bench` and `tconv report` (tconv.perf) live beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -108,11 +110,19 @@ def _demo_backward(device: torch.device) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Triton 3.9 warns on every compile unless this is set; 1 keeps its current default.
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     parser = argparse.ArgumentParser(prog="tconv", description="Convolution for PyTorch written in Triton")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run convolutions through tconv's kernels and check them against torch")
     demo.add_argument("--dtypes", default="float32,float16,bfloat16", help="comma-separated torch dtypes")
     demo.set_defaults(run=_demo)
+    from .perf import bench, report
+    from .tune import add_parser as add_tune
+
+    add_tune(commands)
+    bench.add_parser(commands)
+    report.add_parser(commands)
     args = parser.parse_args(argv)
     return args.run(args)
 

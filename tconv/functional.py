@@ -15,7 +15,9 @@ def _autocast(*tensors):
     """Under torch.autocast, convolutions run in the autocast dtype (torch's lower-precision
     op list): floating-point tensors are cast to it, as torch casts its own conv's."""
     first = tensors[0]
-    if not isinstance(first, torch.Tensor) or not torch.is_autocast_enabled(first.device.type):
+    if not isinstance(first, torch.Tensor) or first.device.type not in ("cpu", "cuda"):
+        return tensors  # e.g. meta tensors (shape capture), which autocast knows nothing of
+    if not torch.is_autocast_enabled(first.device.type):
         return tensors
     dtype = torch.get_autocast_dtype(first.device.type)
     return tuple(

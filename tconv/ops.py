@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _launch
-from .spec import forward_spec, transposed_spec
+from .spec import forward_spec, transposed_grad_pad_after, transposed_spec
 
 
 def _empty_like_output(input: Tensor, weight: Tensor, shape) -> Tensor:
@@ -141,12 +141,7 @@ def _conv_transpose_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     stride, padding, dilation, groups = ctx.args
     out_size = grad_output.shape[2:]
-    # The forward conv over grad_output that lands exactly on the input size: trailing
-    # padding chosen so (out + pad + pad_after - dilated kernel) // stride + 1 == in.
-    pad_after = [
-        (i - 1) * s + d * (k - 1) + 1 - o - p
-        for i, s, d, k, o, p in zip(input.shape[2:], stride, dilation, weight.shape[2:], out_size, padding)
-    ]
+    pad_after = transposed_grad_pad_after(input.shape[2:], out_size, weight.shape[2:], stride, padding, dilation)
     grad_input = grad_weight = grad_bias = None
     if ctx.needs_input_grad[0]:
         grad_input = conv(grad_output, weight, None, stride, padding, pad_after, dilation, groups, "zeros")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .configs import KernelConfig
+from .configs import TARGET_PROGRAMS, KernelConfig
 from .spec import ConvSpec, spec_phases
 
 
@@ -50,8 +50,6 @@ def dgrad_grid(spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
     )
 
 
-#: Programs wanted for a full GPU: two waves on an H100's 132 SMs (A100: 108).
-TARGET_PROGRAMS = 264
 MAX_SPLITS = 64
 
 
@@ -67,12 +65,16 @@ def wgrad_tiles(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
 
 
 def wgrad_split(spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
-    """(splits, rows per split): split the batch x output-positions reduction so that the
-    launch has about TARGET_PROGRAMS programs, keeping at least 8 K steps per split."""
+    """(splits, rows per split): split the batch x output-positions reduction in
+    config.split_k parts or, when that is 0, so that the launch has about TARGET_PROGRAMS
+    programs, keeping at least 8 K steps per split."""
     rows = spec.batch * math.prod(spec.out_size)
-    tiles = math.prod(wgrad_tiles(spec, config))
-    most = max(1, min(MAX_SPLITS, rows // (8 * config.block_k)))
-    splits = max(1, min(most, math.ceil(TARGET_PROGRAMS / tiles)))
+    if config.split_k:
+        splits = max(1, min(config.split_k, MAX_SPLITS, math.ceil(rows / config.block_k)))
+    else:
+        tiles = math.prod(wgrad_tiles(spec, config))
+        most = max(1, min(MAX_SPLITS, rows // (8 * config.block_k)))
+        splits = max(1, min(most, math.ceil(TARGET_PROGRAMS / tiles)))
     rows_per_split = math.ceil(math.ceil(rows / splits) / config.block_k) * config.block_k
     return max(1, math.ceil(rows / rows_per_split)), rows_per_split
 

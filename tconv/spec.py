@@ -371,3 +371,40 @@ def spec_phases(spec: ConvSpec) -> list[list[Phase]]:
         phases(o, k, s, p, d)
         for o, k, s, p, d in zip(spec.out_size, spec.kernel_size, spec.stride, spec.pad_before, spec.dilation)
     ]
+
+
+def transposed_grad_pad_after(
+    in_size: Sequence[int], out_size: Sequence[int], kernel_size: Sequence[int], stride: Sequence[int],
+    padding: Sequence[int], dilation: Sequence[int],
+) -> list[int]:
+    """Trailing padding of the forward conv over a transposed conv's grad_output that
+    lands exactly on its input size: (out + pad + pad_after - dilated kernel) // stride + 1 == in."""
+    return [
+        (i - 1) * s + d * (k - 1) + 1 - o - p
+        for i, o, k, s, p, d in zip(in_size, out_size, kernel_size, stride, padding, dilation)
+    ]
+
+
+def pass_specs(layer: ConvSpec) -> dict[str, tuple[str, ConvSpec]]:
+    """{pass: (kernel, spec)} for a layer's forward ('fprop'), input gradient ('dgrad')
+    and weight gradient ('wgrad'): the specs tconv.ops launches each kernel with (so
+    the tuner and the benchmarks key and time exactly what training runs)."""
+    if layer.transposed:
+        grad_output_shape = (layer.batch, layer.out_channels, *layer.out_size)
+        weight_shape = (layer.in_channels, layer.out_channels_per_group, *layer.kernel_size)
+        pad_after = transposed_grad_pad_after(
+            layer.in_size, layer.out_size, layer.kernel_size, layer.stride, layer.pad_before, layer.dilation
+        )
+        backward = forward_spec(
+            grad_output_shape, weight_shape, layer.stride, layer.pad_before, pad_after, layer.dilation, layer.groups
+        )
+        return {"fprop": ("dgrad", layer), "dgrad": ("fprop", backward), "wgrad": ("wgrad", backward)}
+    grad_output_shape = (layer.batch, layer.out_channels, *layer.out_size)
+    weight_shape = (layer.out_channels, layer.in_channels_per_group, *layer.kernel_size)
+    if layer.padding_mode == "zeros":
+        pad, in_size = layer.pad_before, layer.in_size
+    else:  # the gradient of the padded input, folded back afterwards
+        pad = (0,) * layer.dims
+        in_size = tuple(i + b + a for i, b, a in zip(layer.in_size, layer.pad_before, layer.pad_after))
+    input_grad = transposed_spec(grad_output_shape, weight_shape, layer.stride, pad, in_size, layer.dilation, layer.groups)
+    return {"fprop": ("fprop", layer), "dgrad": ("dgrad", input_grad), "wgrad": ("wgrad", layer)}

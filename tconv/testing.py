@@ -156,3 +156,16 @@ CONV_TRANSPOSE_CASES = [
     _t("3d k3 s2 p1 op1", (3, 3, 4), 3, 4, (3, 3, 3), stride=2, padding=1, output_padding=1),
     _t("3d asym groups", (4, 3, 5), 4, 6, (2, 3, 3), stride=(1, 2, 3), padding=(0, 1, 1), groups=2),
 ]
+
+
+def small_model() -> torch.nn.Module:
+    """A small encoder-decoder with every conv kind the tuner captures (for `tconv tune
+    --model tconv.testing:small_model --input-shape 2,3,16,16` and its tests)."""
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),
+        torch.nn.Conv2d(8, 16, 1, stride=2),
+        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        torch.nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
+    )

@@ -1,7 +1,12 @@
 import os
+import tempfile
 
 import pytest
 import torch
+
+# Tests never read or write the user's tuned-config cache (one folder per worker).
+os.environ["TCONV_CACHE_DIR"] = tempfile.mkdtemp(prefix="tconv-test-cache-")
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
 
 
 @pytest.fixture(autouse=True)

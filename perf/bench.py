@@ -1,0 +1,340 @@
+"""`tconv bench`: one suite's layers x passes x dtypes, as long-format CSV rows.
+
+Three parts, each a list of rows (one number or label per row):
+
+- static, on any machine: FLOPs, minimum bytes, arithmetic intensity and roofline-bound
+  time on the GPUs in perf.roofline; for each compile target (sm_80, sm_90) the config
+  the heuristic (or the tuned cache) picks, the executed / useful multiply-adds of that
+  launch plan, and the kernel compiled ahead of time: registers, spills, shared memory,
+  tensor-core instructions. `--static` adds a compile sweep of every config space.
+- `--quick`: every layer, scaled down (perf.suites.scaled), run through tconv forward
+  and backward (the interpreter on CPU) and compared with torch in float64.
+- on a CUDA device: tconv and cuDNN (torch.backends.cudnn.benchmark=True), optionally
+  torch.compile(mode="max-autotune"), timed with triton.testing.do_bench on rotating
+  operands (median ms), as TFLOP/s, GB/s, % of the roofline and speedup over cuDNN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import math
+import os
+import subprocess
+import sys
+import time
+
+import torch
+import triton
+
+import tconv
+from tconv import cache
+from tconv.aot import FAMILY_OF_ARCH
+from tconv.configs import KERNELS, config_space, heuristic_config
+from tconv.plan import executed_macs
+from tconv.spec import pass_specs
+from tconv.testing import TOLERANCE
+from tconv.tune import compile_all, make_operands, median_ms, operand_sets, run_kernel
+
+from .roofline import GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
+from .suites import SUITES, Layer, layer_spec, scaled
+
+COLUMNS = ["run", "commit", "tconv", "torch", "triton", "device", "suite", "layer", "count", "shape", "pass", "kernel",
+           "dtype", "layout", "source", "metric", "value"]
+PASSES = ("fprop", "dgrad", "wgrad")
+
+
+def run_metadata() -> dict:
+    """Columns every row of one run shares: when, which code, which machine."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__)), check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu (no GPU)"
+    return {"run": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "commit": commit,
+            "tconv": tconv.__version__, "torch": torch.__version__, "triton": triton.__version__, "device": device}
+
+
+class Rows:
+    """Collects rows with the shared columns filled in."""
+
+    def __init__(self, meta: dict, suite: str, layout: str):
+        self.meta, self.suite, self.layout, self.rows = meta, suite, layout, []
+
+    def add(self, layer: Layer, pass_name: str, kernel: str, dtype: str, source: str, metric: str, value) -> None:
+        self.rows.append({**self.meta, "suite": self.suite, "layer": layer.name, "count": layer.count,
+                          "shape": layer.describe(), "pass": pass_name, "kernel": kernel, "dtype": dtype,
+                          "layout": self.layout, "source": source, "metric": metric, "value": value})
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers: int) -> None:
+    jobs, picks = [], []
+    for layer in layers:
+        spec = layer_spec(layer)
+        flops = 2 * gemm_macs(spec)
+        for pass_name in passes:
+            kernel, kernel_spec = pass_specs(spec)[pass_name]
+            for dtype in dtypes:
+                name = _dtype_name(dtype)
+                traffic = min_bytes(spec, name)
+                rows.add(layer, pass_name, kernel, name, "static", "flops", flops)
+                rows.add(layer, pass_name, kernel, name, "static", "useful_flops", 2 * kernel_spec.useful_macs)
+                rows.add(layer, pass_name, kernel, name, "static", "min_bytes", traffic)
+                rows.add(layer, pass_name, kernel, name, "static", "arithmetic_intensity", round(flops / traffic, 2))
+                for gpu in STATIC_GPUS:
+                    rows.add(layer, pass_name, kernel, name, gpu, "roofline_us",
+                             round(roofline_us(flops, traffic, GPUS[gpu], name), 3))
+                for arch in archs:
+                    config = heuristic_config(kernel, kernel_spec, dtype, FAMILY_OF_ARCH[arch])
+                    picks.append((layer, pass_name, kernel, name, arch, config, kernel_spec))
+                    jobs.append((kernel, kernel_spec, name, config, arch))
+    results = compile_all(jobs, workers, "compiling for " + ", ".join(f"sm_{a}" for a in archs))
+    for layer, pass_name, kernel, name, arch, config, kernel_spec in picks:
+        source = f"sm_{arch}"
+        rows.add(layer, pass_name, kernel, name, source, "config", str(config))
+        rows.add(layer, pass_name, kernel, name, source, "executed_over_useful",
+                 round(executed_macs(kernel, kernel_spec, config) / max(kernel_spec.useful_macs, 1), 4))
+        report, error = results[(kernel, kernel_spec, name, config, arch)]
+        if report is None:
+            rows.add(layer, pass_name, kernel, name, source, "compile_error", error)
+            continue
+        rows.add(layer, pass_name, kernel, name, source, "registers", report.registers)
+        rows.add(layer, pass_name, kernel, name, source, "spill_bytes", report.spill_bytes)
+        rows.add(layer, pass_name, kernel, name, source, "shared_bytes", report.shared_bytes)
+        rows.add(layer, pass_name, kernel, name, source, "tensor_cores", int(report.tensor_cores))
+
+
+def space_rows(rows: Rows, dtypes, archs, workers: int) -> None:
+    """`--static`: compile every config of every space, on a 3x3 layer (and a depthwise one)."""
+    dense = Layer("space 3x3", 8, 64, (28, 28), 64, (3, 3), 1, 1)
+    depthwise = Layer("space depthwise 3x3", 8, 96, (28, 28), 96, (3, 3), 1, 1, 1, 96)
+    jobs, entries = [], []
+    for layer in (dense, depthwise):
+        spec = layer_spec(layer)
+        for kernel in KERNELS:
+            kernel_spec = pass_specs(spec)[kernel][1]  # a conv layer's pass is named after its kernel
+            for dtype in dtypes:
+                for arch in archs:
+                    for config in config_space(kernel, FAMILY_OF_ARCH[arch], spec.depthwise, dtype):
+                        jobs.append((kernel, kernel_spec, _dtype_name(dtype), config, arch))
+                        entries.append((layer, kernel, _dtype_name(dtype), arch, config, kernel_spec))
+    results = compile_all(jobs, workers, "compiling every config space")
+    for layer, kernel, name, arch, config, kernel_spec in entries:
+        report, error = results[(kernel, kernel_spec, name, config, arch)]
+        source = f"sm_{arch}"
+        row_layer = Layer(f"{layer.name} [{config}]", layer.batch, layer.in_channels, layer.in_size, layer.out_channels,
+                          layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups)
+        if report is None:
+            rows.add(row_layer, kernel, kernel, name, source, "compile_error", error)
+            continue
+        rows.add(row_layer, kernel, kernel, name, source, "registers", report.registers)
+        rows.add(row_layer, kernel, kernel, name, source, "spill_bytes", report.spill_bytes)
+        rows.add(row_layer, kernel, kernel, name, source, "shared_bytes", report.shared_bytes)
+        rows.add(row_layer, kernel, kernel, name, source, "tensor_cores", int(report.tensor_cores))
+
+
+def _functional(layer: Layer):
+    kind = "conv_transpose" if layer.transposed else "conv"
+    return getattr(tconv, f"{kind}{layer.dims}d"), getattr(torch.nn.functional, f"{kind}{layer.dims}d")
+
+
+def quick_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.device, bar=None) -> int:
+    """Forward and backward of every layer at reduced size through tconv, against torch
+    in float64; returns the number of failed checks."""
+    failures = 0
+    for layer in layers:
+        small = scaled(layer)
+        spec = layer_spec(layer)
+        ours, theirs = _functional(small)
+        kwargs = {"stride": small.stride, "padding": small.padding, "dilation": small.dilation, "groups": small.groups}
+        weight_shape = ((small.in_channels, small.out_channels // small.groups) if small.transposed else
+                        (small.out_channels, small.in_channels // small.groups)) + small.kernel_size
+        for dtype in dtypes:
+            name = _dtype_name(dtype)
+            input = torch.randn(small.batch, small.in_channels, *small.in_size, dtype=torch.float64).to(dtype)
+            weight = torch.randn(weight_shape, dtype=torch.float64).to(dtype)
+            if layer.dims >= 2 and rows.layout == "channels_last":
+                layout = torch.channels_last if layer.dims == 2 else torch.channels_last_3d
+                input, weight = input.to(memory_format=layout), weight.to(memory_format=layout)
+            input, weight = input.to(device).requires_grad_(), weight.to(device).requires_grad_()
+            start = time.perf_counter()
+            output = ours(input, weight, **kwargs)
+            grad_output = torch.randn_like(output)
+            grad_input, grad_weight = torch.autograd.grad(output, (input, weight), grad_output)
+            seconds = time.perf_counter() - start
+            references = [t.detach().double().cpu().requires_grad_() for t in (input, weight)]
+            expected = theirs(*references, **kwargs)
+            expected_grads = torch.autograd.grad(expected, references, grad_output.double().cpu())
+            results = {"fprop": (output, expected), "dgrad": (grad_input, expected_grads[0]),
+                       "wgrad": (grad_weight, expected_grads[1])}
+            for pass_name in passes:
+                actual, reference = results[pass_name]
+                scale = max(reference.abs().max().item(), 1.0)
+                error = (actual.detach().double().cpu() - reference).abs().max().item() / scale
+                ok = error <= TOLERANCE[dtype]
+                failures += not ok
+                kernel = pass_specs(spec)[pass_name][0]
+                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
+                         "checked_shape", small.describe())
+                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
+                         "max_error", f"{error:.3g}")
+                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
+                         "tolerance", TOLERANCE[dtype])
+                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check", "ok", int(ok))
+                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
+                         "seconds_fwd_bwd", round(seconds, 3))
+            if bar:
+                bar.update()
+    return failures
+
+
+def _cudnn_pass(layer: Layer, pass_name: str, dtype: torch.dtype, layout: str, device: torch.device):
+    """(run, operand sets) timing torch's convolution (cuDNN) for one pass of a layer."""
+    spec = layer_spec(layer)
+    stride, padding, dilation = list(spec.stride), list(spec.pad_before), list(spec.dilation)
+    output_padding = list(spec.output_padding)
+    weight_shape = ((spec.in_channels, spec.out_channels_per_group) if spec.transposed else
+                    (spec.out_channels, spec.in_channels_per_group)) + tuple(spec.kernel_size)
+    shapes = [(spec.batch, spec.in_channels, *spec.in_size), weight_shape, (spec.batch, spec.out_channels, *spec.out_size)]
+    element = torch.empty((), dtype=dtype).element_size()
+    sets = max(1, min(8, math.ceil(256 * 2**20 / (sum(math.prod(s) for s in shapes) * element))))
+    memory = {4: torch.channels_last, 5: torch.channels_last_3d}
+    make = lambda shape: torch.randn(shape, dtype=dtype, device=device).to(
+        memory_format=memory.get(len(shape), torch.contiguous_format) if layout == "channels_last" else torch.contiguous_format)
+    operands = [tuple(make(shape) for shape in shapes) for _ in range(sets)]
+    aten = torch.ops.aten
+    if pass_name == "fprop":
+        run = lambda x, w, g: aten.convolution(x, w, None, stride, padding, dilation, spec.transposed, output_padding,
+                                               spec.groups)
+    else:
+        mask = [pass_name == "dgrad", pass_name == "wgrad", False]
+        run = lambda x, w, g: aten.convolution_backward(g, x, w, None, stride, padding, dilation, spec.transposed,
+                                                        output_padding, spec.groups, mask)
+    return run, operands
+
+
+def timing_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.device, with_compile: bool, bar=None):
+    """tconv vs cuDNN (and optionally torch.compile max-autotune) on a CUDA device."""
+    torch.backends.cudnn.benchmark = True
+    peak = gpu_peak(torch.cuda.get_device_name(device))
+    for layer in layers:
+        spec = layer_spec(layer)
+        flops = 2 * gemm_macs(spec)
+        for pass_name in passes:
+            kernel, kernel_spec = pass_specs(spec)[pass_name]
+            for dtype in dtypes:
+                name = _dtype_name(dtype)
+                traffic = min_bytes(spec, name)
+                operands = make_operands(kernel, kernel_spec, dtype, rows.layout, device,
+                                         operand_sets(kernel, kernel_spec, dtype))
+                times = {"tconv": median_ms(lambda a, b, k=kernel, ks=kernel_spec: run_kernel(k, ks, None, a, b), operands)}
+                reference, reference_operands = _cudnn_pass(layer, pass_name, dtype, rows.layout, device)
+                times["cudnn"] = median_ms(reference, reference_operands)
+                if with_compile and pass_name == "fprop":
+                    compiled = torch.compile(reference, mode="max-autotune", dynamic=False)
+                    times["torch_compile"] = median_ms(compiled, reference_operands)
+                for source, ms in times.items():
+                    rows.add(layer, pass_name, kernel, name, source, "ms", round(ms, 5))
+                    rows.add(layer, pass_name, kernel, name, source, "tflops", round(flops / ms / 1e9, 2))
+                    rows.add(layer, pass_name, kernel, name, source, "gbps", round(traffic / ms / 1e6, 1))
+                    if peak is not None:
+                        bound = roofline_us(flops, traffic, peak, name)
+                        rows.add(layer, pass_name, kernel, name, source, "pct_roofline", round(100 * bound / (ms * 1e3), 1))
+                rows.add(layer, pass_name, kernel, name, "tconv", "speedup_vs_cudnn", round(times["cudnn"] / times["tconv"], 3))
+                config = cache.choose_config(kernel, kernel_spec, operands[0][0])
+                rows.add(layer, pass_name, kernel, name, "tconv", "config", str(config))
+                if bar:
+                    bar.update()
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+    """Append rows (a header first when the file is new)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+def _bar(total: int, description: str):
+    from tconv.tune import _progress
+
+    return _progress(total, description)
+
+
+def bench_main(args: argparse.Namespace) -> int:
+    if args.suite not in SUITES:
+        print(f"tconv bench: unknown suite {args.suite!r}; suites: {', '.join(SUITES)}", file=sys.stderr)
+        return 2
+    layers = SUITES[args.suite]
+    passes = args.ops.split(",")
+    dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
+    archs = [int(a) for a in args.archs.split(",")] if args.archs else []
+    meta = run_metadata()
+    rows = Rows(meta, args.suite, args.layout)
+    print(f"tconv bench: suite {args.suite} ({len(layers)} layers), passes {', '.join(passes)}, dtypes "
+          f"{', '.join(map(_dtype_name, dtypes))} (float32 runs on TF32 tensor cores on CUDA), layout {args.layout}; "
+          f"device: {meta['device']}")
+    static_rows(rows, layers, passes, dtypes, archs, args.workers)
+    if args.static:
+        space_rows(rows, dtypes, archs, args.workers)
+    failures = 0
+    if args.quick:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        bar = _bar(len(layers) * len(dtypes), "checking against torch" + (" (interpreter)" if device.type == "cpu" else ""))
+        failures = quick_rows(rows, layers, passes, dtypes, device, bar)
+        if bar:
+            bar.close()
+    if torch.cuda.is_available() and not args.no_timing:
+        bar = _bar(len(layers) * len(passes) * len(dtypes), "timing tconv vs cuDNN")
+        timing_rows(rows, layers, passes, dtypes, torch.device("cuda"), args.torch_compile, bar)
+        if bar:
+            bar.close()
+        timed = "GPU timings taken"
+    else:
+        timed = "no GPU here: no timing was taken, only the static analysis"
+        timed += " and the interpreter check" if args.quick else ""
+    write_csv(args.out, rows.rows)
+    print(f"{len(rows.rows)} rows appended to {args.out} ({timed}).")
+    if args.quick:
+        checks = len(layers) * len(dtypes) * len(passes)
+        print(f"check against torch: {checks - failures} of {checks} passed")
+    _summary(rows.rows, archs)
+    return 1 if failures else 0
+
+
+def _summary(rows: list[dict], archs) -> None:
+    """Spills / tensor-core / compile-error counts of the heuristic picks."""
+    for arch in archs:
+        source = f"sm_{arch}"
+        picked = [r for r in rows if r["source"] == source and not r["layer"].startswith("space")]
+        spills = sum(1 for r in picked if r["metric"] == "spill_bytes" and int(r["value"]) > 0)
+        errors = sum(1 for r in picked if r["metric"] == "compile_error")
+        compiled = sum(1 for r in picked if r["metric"] == "registers")
+        tensor = sum(1 for r in picked if r["metric"] == "tensor_cores" and int(r["value"]))
+        print(f"{source}: {compiled} kernels compiled, {errors} failed, {spills} spill, {tensor} use tensor cores")
+
+
+def add_parser(commands) -> None:
+    bench = commands.add_parser("bench", help="benchmark a shape suite (static analysis everywhere, timing on a GPU)")
+    bench.add_argument("--suite", default="resnet50", help=f"one of: {', '.join(SUITES)}")
+    bench.add_argument("--ops", default="fprop,dgrad,wgrad", help="passes: fprop, dgrad, wgrad")
+    bench.add_argument("--dtypes", default="float16,bfloat16,float32", help="comma-separated torch dtypes")
+    bench.add_argument("--layout", default="channels_last", choices=["channels_last", "contiguous"])
+    bench.add_argument("--archs", default="80,90", help="ahead-of-time compile targets ('' for none)")
+    bench.add_argument("--static", action="store_true", help="also compile every config of every space")
+    bench.add_argument("--quick", action="store_true", help="check every layer at reduced size against torch")
+    bench.add_argument("--torch-compile", action="store_true", help="also time torch.compile(mode='max-autotune') (fprop)")
+    bench.add_argument("--no-timing", action="store_true", help="skip GPU timing even on a CUDA machine")
+    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel ahead-of-time compiles")
+    bench.add_argument("--out", default="results/bench.csv", help="CSV to append to")
+    bench.set_defaults(run=bench_main)
+

@@ -1,0 +1,340 @@
+"""Config spaces, pruning, the heuristic, the tuned-config cache, model capture and
+`tconv tune --dry-run`."""
+
+import copy
+import json
+import multiprocessing
+import os
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tconv.perf.suites import SUITES, layer_spec
+
+import tconv
+from tconv import _launch, cache, cli
+from tconv.configs import FAMILIES, KERNELS, SHARED_LIMIT, KernelConfig, config_space, heuristic_config, prune, shared_bytes
+from tconv.spec import conv_spec, forward_spec, pass_specs
+from tconv.testing import TOLERANCE, assert_close
+from tconv.tune import capture_layers, make_operands, run_kernel
+
+ALL_LAYERS = [layer for suite, layers in SUITES.items() for layer in layers]
+
+
+@pytest.fixture
+def cache_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TCONV_CACHE_DIR", str(tmp_path))
+    cache.forget()
+    yield tmp_path
+    cache.forget()
+
+
+def _spec(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+    dims = len(input_shape) - 2
+    input = torch.empty(input_shape, device="meta")
+    weight = torch.empty(weight_shape, device="meta")
+    return conv_spec(f"conv{dims}d", dims, input, weight, None, stride, padding, dilation, groups)[0]
+
+
+# ----------------------------------------------------------------------- pruning
+def test_pruning_drops_tiles_far_larger_than_the_problem():
+    spec = _spec((1, 3, 4, 4), (5, 3, 3, 3), padding=1)  # 16 rows, 5 columns, 3 channels
+    for kernel in ("fprop", "dgrad"):
+        kernel_spec = pass_specs(spec)[kernel][1]
+        candidates = prune(kernel, kernel_spec, torch.float16, "sm_90")
+        assert candidates
+        assert all(c.block_m <= 32 and c.block_n == 16 and c.block_k == 16 for c in candidates), candidates
+    big = _spec((8, 256, 28, 28), (256, 256, 3, 3), padding=1)
+    assert len(prune("fprop", big, torch.float16, "sm_90")) > len(prune("fprop", spec, torch.float16, "sm_90"))
+    assert any(c.block_m == 128 for c in prune("fprop", big, torch.float16, "sm_90"))
+
+
+def test_pruning_respects_shared_memory_and_tl_dot(monkeypatch):
+    big = _spec((8, 256, 28, 28), (256, 256, 3, 3), padding=1)
+    for family in FAMILIES:
+        for dtype in (torch.float16, torch.float32, torch.float64):
+            for kernel in KERNELS:
+                for config in prune(kernel, big, dtype, family):
+                    assert shared_bytes(config, dtype) <= SHARED_LIMIT[family]
+                    assert min(config.block_m, config.block_n, config.block_k) >= 16
+    full = prune("fprop", big, torch.float32, "sm_90")
+    monkeypatch.setitem(SHARED_LIMIT, "sm_90", 40 * 1024)
+    limited = prune("fprop", big, torch.float32, "sm_90")
+    assert 0 < len(limited) < len(full)
+    assert all(shared_bytes(c, torch.float32) <= 40 * 1024 for c in limited)
+
+
+def test_pruning_drops_empty_wgrad_splits():
+    spec = _spec((1, 16, 8, 8), (16, 16, 3, 3), padding=1)  # 64 positions to reduce
+    candidates = prune("wgrad", spec, torch.float16, "sm_90")
+    assert candidates and all(c.split_k * c.block_k <= 64 for c in candidates)
+    assert {c.split_k for c in candidates} == {0, 1}
+
+
+def test_register_rule_shrinks_float64_spaces():
+    for kernel in KERNELS:
+        for family in FAMILIES:
+            half = config_space(kernel, family, False, torch.float16)
+            double = config_space(kernel, family, False, torch.float64)
+            assert len(double) <= len(half)
+            if family != "fallback":
+                assert len(double) < len(half)
+            # 8 warps only where the tile does not fit 4: never the same tile twice.
+            tiles = [(c.block_m, c.block_n, c.block_k, c.num_stages, c.split_k) for c in half]
+            assert len(tiles) == len(set(tiles))
+
+
+# ---------------------------------------------------------------------- heuristic
+@pytest.mark.parametrize("family", FAMILIES)
+def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
+    """For every pass of every perf-suite layer: the same pick every time, and one the
+    tuner could have chosen."""
+    for layer in ALL_LAYERS:
+        for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
+            for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+                config = heuristic_config(kernel, spec, dtype, family)
+                heuristic_config.cache_clear()
+                assert heuristic_config(kernel, spec, dtype, family) == config
+                assert config in prune(kernel, spec, dtype, family), (layer.name, pass_name, dtype, config)
+
+
+# ---------------------------------------------- every config of every space is correct
+def _space_tiles():
+    """Every distinct config the interpreter can tell apart (warps and stages only change
+    GPU code generation), over every space, family and dtype."""
+    seen = {}
+    for kernel in KERNELS:
+        for depthwise in (False, True):
+            for family in FAMILIES:
+                for dtype in (torch.float16, torch.float32, torch.float64):
+                    for config in config_space(kernel, family, depthwise, dtype):
+                        tile = KernelConfig(config.block_m, config.block_n, config.block_k, config.group_m,
+                                            split_k=config.split_k)
+                        seen.setdefault((kernel, depthwise, tile), None)
+    return list(seen)
+
+
+SPACE_TILES = _space_tiles()
+
+
+def _tile_problem(kernel: str, depthwise: bool):
+    if depthwise:
+        layer = forward_spec((1, 20, 7, 5), (20, 1, 3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 20)
+    elif kernel == "wgrad":  # 30 positions: split-K parts of 1 and 2 K steps
+        layer = forward_spec((2, 24, 6, 5), (24, 12, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
+    else:  # two groups; 36 rows (ragged 32-row tiles), 17 channels (two blocks of 16), 12 columns
+        layer = forward_spec((2, 34, 5, 6), (24, 17, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
+    return pass_specs(layer)[kernel][1]
+
+
+@pytest.mark.parametrize("kernel,depthwise,config", SPACE_TILES,
+                         ids=[f"{k}-{'dw' if d else 'dense'}-{c}" for k, d, c in SPACE_TILES])
+def test_every_space_config_is_correct(kernel, depthwise, config):
+    spec = _tile_problem(kernel, depthwise)
+    first, second = make_operands(kernel, spec, torch.float32, "contiguous", torch.device("cpu"))[0]
+    actual = run_kernel(kernel, spec, config, first, second)
+    stride, pad, dilation, groups = list(spec.stride), list(spec.pad_before), list(spec.dilation), spec.groups
+    if kernel == "fprop":
+        expected = F.conv2d(first.double(), second.double(), None, stride, pad, dilation, groups)
+    elif kernel == "dgrad":
+        expected = F.conv_transpose2d(first.double(), second.double(), None, stride, pad, list(spec.output_padding),
+                                      groups, dilation)
+    else:
+        weight = torch.zeros(spec.out_channels, spec.in_channels_per_group, *spec.kernel_size, dtype=torch.float64,
+                             requires_grad=True)
+        output = F.conv2d(first.double(), weight, None, stride, pad, dilation, groups)
+        (expected,) = torch.autograd.grad(output, weight, second.double())
+    assert_close(actual, expected, torch.float32)
+
+
+# ------------------------------------------------------------------------- cache
+def _recording_grids(monkeypatch):
+    used = []
+    original = _launch.fprop_grid
+
+    def record(spec, config):
+        used.append(config)
+        return original(spec, config)
+
+    monkeypatch.setattr(_launch, "fprop_grid", record)
+    return used
+
+
+def test_cache_round_trip_is_read_by_the_ops(cache_folder, monkeypatch):
+    input, weight = torch.randn(2, 6, 9, 9), torch.randn(10, 6, 3, 3)
+    spec = conv_spec("conv2d", 2, input, weight, None, 1, 1, 1, 1)[0]
+    tuned = KernelConfig(32, 16, 16, group_m=4, num_warps=4, num_stages=2)
+    assert tuned != heuristic_config("fprop", spec, torch.float32)
+    key = cache.entry_key("fprop", spec, torch.float32, "contiguous")
+    path = cache.store(torch.device("cpu"), {key: {**tuned.as_dict(), "ms": 0.5}})
+    assert path.startswith(str(cache_folder)) and os.path.exists(path)
+    cache.forget()  # read back from disk, as a new process would
+    used = _recording_grids(monkeypatch)
+    output = tconv.conv2d(input, weight, padding=1)
+    assert used == [tuned]
+    assert_close(output, F.conv2d(input.double(), weight.double(), padding=1), torch.float32)
+    # A layout the cache has no entry for falls back to the heuristic.
+    tconv.conv2d(input.to(memory_format=torch.channels_last), weight, padding=1)
+    assert used[-1] == heuristic_config("fprop", spec, torch.float32)
+
+
+def _writer(folder: str, worker: int) -> None:
+    os.environ["TCONV_CACHE_DIR"] = folder
+    cache.forget()
+    for index in range(10):
+        cache.store(torch.device("cpu"), {f"worker{worker}-entry{index}": KernelConfig(16, 16, 16).as_dict()})
+
+
+def test_concurrent_writers_keep_every_entry(cache_folder):
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_writer, args=(str(cache_folder), worker)) for worker in range(4)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+        assert process.exitcode == 0
+    cache.forget()
+    entries = cache.entries(torch.device("cpu"))
+    assert len(entries) == 40
+    assert not [name for name in os.listdir(cache_folder) if name.endswith(".tmp")]
+
+
+def test_corrupt_cache_warns_and_falls_back(cache_folder, monkeypatch):
+    path = cache.cache_path(torch.device("cpu"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as file:
+        file.write('{"format": 1, "entries": {"trunc')
+    used = _recording_grids(monkeypatch)
+    input, weight = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    with pytest.warns(UserWarning, match="unreadable tuned-config cache"):
+        output = tconv.conv2d(input, weight)
+    spec = conv_spec("conv2d", 2, input, weight, None, 1, 0, 1, 1)[0]
+    assert used == [heuristic_config("fprop", spec, torch.float32)]
+    assert_close(output, F.conv2d(input.double(), weight.double()), torch.float32)
+    # Storing over a corrupt file replaces it with a valid one.
+    cache.store(torch.device("cpu"), {"k": KernelConfig(16, 16, 16).as_dict()})
+    with open(path) as file:
+        assert json.load(file)["entries"]["k"]["block_m"] == 16
+
+
+def test_version_change_invalidates(cache_folder, monkeypatch):
+    cpu = torch.device("cpu")
+    cache.store(cpu, {"key": KernelConfig(16, 16, 16).as_dict()})
+    old_path = cache.cache_path(cpu)
+    monkeypatch.setattr(tconv, "__version__", "9.9.9")
+    cache.forget()
+    assert cache.cache_path(cpu) != old_path
+    assert cache.entries(cpu) == {}
+    # A file carried over under the new name still says which versions wrote it: stale.
+    os.replace(old_path, cache.cache_path(cpu))
+    cache.forget()
+    with pytest.warns(UserWarning, match="stale tuned-config cache"):
+        assert cache.entries(cpu) == {}
+
+
+def test_autotune_without_gpu_warns_and_uses_the_heuristic(cache_folder, monkeypatch):
+    monkeypatch.setenv("TCONV_AUTOTUNE", "1")
+    input, weight = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    with pytest.warns(UserWarning, match="TCONV_AUTOTUNE=1 needs a CUDA device"):
+        output = tconv.conv2d(input, weight)
+    assert_close(output, F.conv2d(input.double(), weight.double()), torch.float32)
+    assert cache.entries(torch.device("cpu")) == {}
+
+
+# ----------------------------------------------------------- pass specs and capture
+def _launched_problems(monkeypatch):
+    seen = []
+    original = _launch.choose_config
+
+    def record(kernel, spec, tensor):
+        seen.append((kernel, spec))
+        return original(kernel, spec, tensor)
+
+    monkeypatch.setattr(_launch, "choose_config", record)
+    return seen
+
+
+@pytest.mark.parametrize("make", [
+    lambda: torch.nn.Conv2d(4, 6, 3, stride=2, padding=1),
+    lambda: torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2, padding_mode="reflect"),
+    lambda: torch.nn.Conv1d(4, 4, 5, padding=2, groups=4),
+    lambda: torch.nn.ConvTranspose2d(4, 6, 4, stride=2, padding=1),
+], ids=["conv", "reflect", "depthwise1d", "transposed"])
+def test_pass_specs_are_what_training_launches(make, monkeypatch):
+    """The tuner and the bench key their problems by pass_specs; training must launch
+    exactly those problems, or tuned entries would never be found."""
+    module = make()
+    input = torch.randn(2, 4, *([7] * (module.weight.dim() - 2)), requires_grad=True)
+    (captured,) = capture_layers(copy.deepcopy(module), input.shape)
+    module = tconv.nn.convert(torch.nn.Sequential(module))[0]
+    seen = _launched_problems(monkeypatch)
+    module(input).sum().backward()
+    assert sorted(seen, key=str) == sorted(pass_specs(captured.spec).values(), key=str)
+
+
+def test_capture_finds_every_conv_layer_on_meta():
+    from tconv.testing import small_model
+
+    model = small_model()
+    layers = capture_layers(model, (2, 3, 16, 16))
+    names = [layer.name for layer in layers]
+    assert names == ["0", "2", "3", "4", "5"]
+    specs = [layer.spec for layer in layers]
+    assert specs[0] == forward_spec((2, 3, 16, 16), (8, 3, 3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 1)
+    assert specs[1] == forward_spec((2, 8, 16, 16), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 1, "reflect")
+    assert specs[2].out_size == (8, 8) and specs[3].depthwise
+    assert specs[4].transposed and specs[4].out_size == (16, 16) and specs[4].in_channels == 16
+    # The model itself was not run on real memory, and tconv models capture the same way.
+    assert all(p.device.type == "meta" for p in model.parameters())
+    converted = capture_layers(tconv.nn.convert(small_model()), (2, 3, 16, 16))
+    assert [layer.spec for layer in converted] == specs
+
+
+def test_capture_sees_functional_calls():
+    class Functional(torch.nn.Module):
+        def forward(self, x):
+            return F.conv1d(x, torch.ones(5, 4, 3, device=x.device), stride=2)
+
+    (layer,) = capture_layers(Functional(), (3, 4, 20))
+    assert layer.name == "(functional)"
+    assert layer.spec == forward_spec((3, 4, 20), (5, 4, 3), (2,), (0,), (0,), (1,), 1)
+
+
+# --------------------------------------------------------------------- tconv tune
+def test_tune_dry_run_lists_and_compiles_every_layer(capsys):
+    code = cli.main(["tune", "--dry-run", "--model", "tconv.testing:small_model", "--input-shape", "2,3,16,16",
+                     "--ops", "fprop", "--dtypes", "float16", "--arch", "90", "--workers", "2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "5 conv calls, 5 unique problems" in out
+    for name in ("0 fprop", "2 fprop", "3 fprop", "4 fprop", "5 fprop"):
+        assert f"\n{name}:" in out
+    assert out.count("keep:") >= 5 and "No GPU timing was taken" in out
+    kept = int(out.split(" candidates kept")[0].rsplit("\n", 1)[-1])
+    assert kept == out.count("keep:")
+
+
+def test_tune_lists_all_passes_without_compiling(capsys):
+    code = cli.main(["tune", "--dry-run", "--no-compile", "--model", "tconv.testing:small_model",
+                     "--input-shape", "2,3,16,16", "--dtypes", "float16,float32"])
+    out = capsys.readouterr().out
+    assert code == 0 and "15 unique problems x 2 dtypes" in out
+    assert out.count("candidates for sm_90") == 30
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message a machine without a GPU gets")
+def test_tune_without_gpu_says_so(capsys):
+    assert cli.main(["tune", "--suite", "tiny"]) == 2
+    assert "no CUDA device" in capsys.readouterr().out
+
+
+def test_tolerances_cover_tf32_in_the_tuner_gate():
+    from tconv.tune import _close
+
+    reference = torch.randn(100, dtype=torch.float32)
+    assert _close(reference + 1e-3 * reference.abs().max(), reference, torch.float32)
+    assert not _close(reference + 0.1 * reference.abs().max(), reference, torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert TOLERANCE[torch.float16] > TOLERANCE[torch.float32]
