@@ -116,18 +116,20 @@ SPACES = {
 
 def _fits_registers(config: KernelConfig, kernel: str, depthwise: bool, dtype: torch.dtype) -> bool:
     """Per-thread tile elements within what compiled without spills (tconv.aot sweeps on
-    sm_80/sm_90): accumulator <= 32 (16 for elementwise depthwise tiles), gathered
-    operand <= 16; halved for float64. 8 warps only where 4 would not fit: the same
-    tile with more warps is not another candidate worth compiling."""
+    sm_80/sm_90), in 32-bit registers: accumulator <= 32 (16 for elementwise depthwise
+    tiles), each operand tile (BLOCK_M x BLOCK_K and BLOCK_K x BLOCK_N) <= 16. 8 warps
+    only where 4 would not fit: the same tile with more warps is not another candidate
+    worth compiling."""
+    accumulator_scale = 2 if dtype == torch.float64 else 1  # 32-bit registers per accumulator
+    operand_scale = 1 if dtype in (torch.float16, torch.bfloat16) else 2  # 16-bit values pack in pairs
+
     def fits(warps: int) -> bool:
         threads = 32 * warps
-        scale = 2 if dtype == torch.float64 else 1
-        accumulator = config.block_m * config.block_n / threads * scale
+        accumulator = config.block_m * config.block_n * accumulator_scale / threads
         if depthwise and kernel != "wgrad":
             return accumulator <= 16
-        gathered = config.block_m * config.block_k / threads * scale if kernel != "wgrad" else \
-            config.block_k * config.block_n / threads * scale
-        return accumulator <= 32 and gathered <= 16
+        operands = max(config.block_m, config.block_n) * config.block_k * operand_scale / threads
+        return accumulator <= 32 and operands <= 16
 
     return fits(config.num_warps) and (config.num_warps == 4 or not fits(4))
 
@@ -138,7 +140,10 @@ def config_space(kernel: str, family: str, depthwise: bool = False, dtype: torch
     axes = SPACES[(kernel, depthwise)][family]
     names = list(axes)
     configs = (KernelConfig(**dict(zip(names, values))) for values in itertools.product(*axes.values()))
-    return tuple(c for c in configs if _fits_registers(c, kernel, depthwise, dtype))
+    return tuple(
+        c for c in configs
+        if _fits_registers(c, kernel, depthwise, dtype) and shared_bytes(c, dtype) <= SHARED_LIMIT[family]
+    )
 
 
 # ------------------------------------------------------------------------ pruning
@@ -170,7 +175,7 @@ def prune(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[
     for config in config_space(kernel, family, spec.depthwise, dtype):
         if min(config.block_m, config.block_n, config.block_k) < 16:
             continue  # tl.dot needs every tile dimension >= 16
-        if config.block_m > max(32 if kernel != "wgrad" else 16, _next_pow2(rows)):
+        if config.block_m > max(32, _next_pow2(rows)):
             continue  # tiles far larger than the problem: pure padding
         if config.block_n > max(16, _next_pow2(columns)):
             continue
@@ -212,17 +217,21 @@ def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: st
     wide = dtype == torch.float64  # no tensor cores, twice the registers per element
     small = family == "fallback"
     if kernel == "wgrad":
+        positions_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16  # same bytes per K step
         if spec.depthwise:
-            return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, 32, num_stages=2)
-        block_m = _tile_for(rows, 32 if wide else 64)
+            return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
+        # 16-row tiles spill a few bytes at some kernel sizes (ptxas on sm_90): 32 at least.
+        block_m = max(32, _tile_for(rows, 32 if wide else 64))
         block_n = _tile_for(columns, 32)
-        return KernelConfig(block_m, block_n, 16 if wide else 32, num_stages=2 if small else 3)
+        return KernelConfig(block_m, block_n, positions_k, num_stages=2 if small else 3)
     if spec.depthwise:
         return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(columns, 32), 16, num_stages=2)
-    block_n = _tile_for(columns, 32 if wide else 64)
+    # float32 operands take twice the registers of 16-bit ones: 64 x 64 spills on 7x7 (sm_90).
+    block_n = _tile_for(columns, 32 if dtype in (torch.float32, torch.float64) else 64)
     block_k = 16 if wide or dtype == torch.float32 else _tile_for(reduction, 32)
     block_m = 32 if rows <= 32 else 64
-    groups = spec.groups
-    if dtype in (torch.float16, torch.bfloat16) and not small and block_n == 64 and math.ceil(rows / 128) * math.ceil(columns / 64) * groups >= TARGET_PROGRAMS:
+    programs_at_128 = math.ceil(rows / 128) * math.ceil(columns / 64) * spec.groups
+    # 16-bit only: the float32 build spills on 7x7 kernels (sm_90).
+    if dtype in (torch.float16, torch.bfloat16) and not small and block_n == 64 and programs_at_128 >= TARGET_PROGRAMS:
         return KernelConfig(128, 64, block_k, num_warps=8, num_stages=3)
     return KernelConfig(block_m, block_n, block_k, num_warps=4, num_stages=2 if small else 3)

@@ -1,53 +1,74 @@
-"""GPU readiness without a GPU: every kernel compiles for sm_80 and sm_90 in every dtype
-with the heuristic's tiles, without register spills, within shared memory, and on
-tensor cores for 16-bit and TF32 inputs."""
+"""GPU readiness without a GPU: every kernel compiles for sm_80 and sm_90 in every dtype,
+for the smallest and largest config of every space and for every config the heuristic
+picks on the perf suites, without register spills, within shared memory, and on tensor
+cores for 16-bit and TF32 inputs (depthwise layers run elementwise, without them).
+`tconv bench --static` compiles every config of every space."""
 
-import warnings
+import math
 
 import pytest
 import torch
 
-from tconv.aot import compile_kernel
-from tconv.configs import heuristic_config
-from tconv.spec import conv_spec, conv_transpose_spec
+from tconv.aot import FAMILY_OF_ARCH, compile_problem
+from tconv.configs import KERNELS, config_space, heuristic_config
+from tconv.perf.suites import SUITES, Layer, layer_spec
+from tconv.spec import pass_specs
 
-warnings.filterwarnings("ignore", message="TRITON_DEFAULT_FP_FUSION")
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+DENSE = layer_spec(Layer("3x3", 8, 64, (28, 28), 64, (3, 3), 1, 1))
+DEPTHWISE = layer_spec(Layer("depthwise 3x3", 8, 96, (28, 28), 96, (3, 3), 1, 1, 1, 96))
 
 
-def _realistic_config(kernel: str, dtype: torch.dtype):
-    # A ResNet-like 3x3 layer with 64 channels: the heuristic's largest tiles.
-    input = torch.empty(8, 64, 28, 28, device="meta", dtype=dtype)
-    if kernel in ("fprop", "wgrad"):
-        spec, _ = conv_spec("conv2d", 2, input, torch.empty(64, 64, 3, 3, device="meta", dtype=dtype), None, 1, 1, 1, 1)
-    else:
-        spec, _ = conv_transpose_spec(
-            "conv_transpose2d", 2, input, torch.empty(64, 64, 3, 3, device="meta", dtype=dtype), None, 2, 1, 1, 1, 1
-        )
-    return heuristic_config(kernel, spec, dtype)
+def _size(config):
+    return config.block_m * config.block_n * config.block_k, config.num_stages, config.num_warps, config.split_k
+
+
+def _extremes(arch: int, dtype: torch.dtype):
+    for layer in (DENSE, DEPTHWISE):
+        for kernel in KERNELS:
+            space = config_space(kernel, FAMILY_OF_ARCH[arch], layer.depthwise, dtype)
+            for config in dict.fromkeys((min(space, key=_size), max(space, key=_size))):
+                yield kernel, pass_specs(layer)[kernel][1], config
+
+
+def _suite_picks(arch: int, dtype: torch.dtype):
+    """Every distinct (kernel, config, depthwise) the heuristic picks on the suites, each
+    compiled for its layer with the most taps (the most registers: taps are unrolled)."""
+    picks = {}
+    for layers in SUITES.values():
+        for layer in layers:
+            for kernel, spec in pass_specs(layer_spec(layer)).values():
+                config = heuristic_config(kernel, spec, dtype, FAMILY_OF_ARCH[arch])
+                key = (kernel, config, spec.depthwise)
+                if key not in picks or math.prod(spec.kernel_size) > math.prod(picks[key][1].kernel_size):
+                    picks[key] = (kernel, spec, config)
+    return list(picks.values())
+
+
+def _check(kernel, spec, config, dtype, arch):
+    report = compile_problem(kernel, spec, str(dtype).removeprefix("torch."), config, arch)
+    where = f"{kernel} {dtype} sm_{arch} {config} kernel {spec.kernel_size}"
+    assert report.spill_bytes == 0, f"{where}: {report.spill_bytes} bytes spilled"
+    assert report.fits, f"{where}: {report.shared_bytes} bytes of shared memory"
+    dense = not spec.depthwise
+    if dense and dtype != torch.float64:
+        assert report.tensor_cores, f"{where}: no tensor-core instructions"
 
 
 @pytest.mark.parametrize("arch", [80, 90])
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("kernel", ["fprop", "dgrad", "wgrad"])
-def test_compiles_without_spills(kernel, dtype, arch):
-    config = _realistic_config(kernel, dtype)
-    report = compile_kernel(kernel, str(dtype).removeprefix("torch."), config, arch)
-    assert report.spill_bytes == 0, report
-    assert report.fits, report
-    if dtype != torch.float64:
-        assert report.tensor_cores, report
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_space_extremes_compile_without_spills(dtype, arch):
+    for kernel, spec, config in _extremes(arch, dtype):
+        _check(kernel, spec, config, dtype, arch)
 
 
 @pytest.mark.parametrize("arch", [80, 90])
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
-@pytest.mark.parametrize("kernel", ["fprop", "dgrad", "wgrad"])
-def test_depthwise_compiles_without_spills(kernel, dtype, arch):
-    input = torch.empty(8, 96, 28, 28, device="meta", dtype=getattr(torch, dtype))
-    weight = torch.empty(96, 1, 3, 3, device="meta", dtype=getattr(torch, dtype))
-    spec, _ = conv_spec("conv2d", 2, input, weight, None, 1, 1, 1, 96)
-    config = heuristic_config(kernel, spec, getattr(torch, dtype))
-    report = compile_kernel(kernel, dtype, config, arch, depthwise=True)
-    assert report.spill_bytes == 0, report
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_heuristic_picks_for_the_suites_compile_without_spills(dtype, arch):
+    picks = _suite_picks(arch, dtype)
+    assert len(picks) >= 8
+    for kernel, spec, config in picks:
+        _check(kernel, spec, config, dtype, arch)
 
 
 def test_compiles_after_interpreted_launches():
@@ -57,5 +78,6 @@ def test_compiles_after_interpreted_launches():
 
     tconv.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), padding=1)
     tconv.conv_transpose2d(torch.randn(1, 2, 3, 3), torch.randn(2, 3, 2, 2), stride=2)
-    report = compile_kernel("fprop", "float16", _realistic_config("fprop", torch.float16), 90)
+    config = heuristic_config("fprop", DENSE, torch.float16, "sm_90")
+    report = compile_problem("fprop", DENSE, "float16", config, 90)
     assert report.tensor_cores and report.spill_bytes == 0

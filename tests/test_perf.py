@@ -1,0 +1,133 @@
+"""perf/: suites, static numbers, `tconv bench` end to end on the CPU and `tconv report`."""
+
+import csv
+import math
+import os
+
+import pytest
+import torch
+
+from tconv import cli
+from tconv.perf.report import read_run
+from tconv.perf.roofline import GPUS, gemm_macs, min_bytes, roofline_us
+from tconv.perf.suites import SUITES, Layer, layer_spec, scaled
+from tconv.spec import pass_specs
+
+# Totals of 2 x GEMM multiply-adds x count per suite, from ../shared/perf_shapes.md.
+PUBLISHED_GFLOP = {"resnet50": 523.2, "mobilenet_v2_dw": 2.7, "efficientnet_b0_dw": 4.4, "sd_unet": 532.6,
+                   "sd_vae": 2471.6, "dcgan": 13.4, "hifigan": 162.2, "wavenet_tcn": 317.3, "unet3d": 1468.7}
+
+
+@pytest.mark.parametrize("suite", PUBLISHED_GFLOP)
+def test_suite_totals_match_the_published_tables(suite):
+    total = sum(2 * gemm_macs(layer_spec(layer)) * layer.count for layer in SUITES[suite]) / 1e9
+    assert round(total, 1) == PUBLISHED_GFLOP[suite]
+
+
+def test_static_numbers_by_hand():
+    stem = layer_spec(SUITES["resnet50"][0])
+    assert stem.out_size == (112, 112)
+    flops = 2 * 64 * 112 * 112 * 64 * 3 * 7 * 7
+    assert 2 * gemm_macs(stem) == flops == 15_105_785_856
+    traffic = 2 * (64 * 3 * 224 * 224 + 64 * 3 * 7 * 7 + 64 * 64 * 112 * 112)
+    assert min_bytes(stem, "float16") == traffic == 122_046_848
+    assert min_bytes(stem, "float32") == 2 * traffic
+    # Compute-bound on an H100 (AI 124 < ridge 295 would be memory-bound: check which side wins).
+    h100 = GPUS["H100 SXM"]
+    assert roofline_us(flops, traffic, h100, "float16") == pytest.approx(max(flops / 989.4e6, traffic / 3.35e6))
+    assert roofline_us(flops, traffic, h100, "float16") == pytest.approx(36.43, abs=0.01)
+    # DCGAN G2, transposed 4/2/1: 4x4 -> 8x8; FLOPs in the scatter view.
+    g2 = layer_spec(SUITES["dcgan"][1])
+    assert g2.transposed and g2.out_size == (8, 8)
+    assert 2 * gemm_macs(g2) == 2 * 64 * 4 * 4 * 256 * 512 * 16
+    # 3D U-Net up4, transposed 2/2: 64^3 -> 128^3, every input element used by every tap.
+    up4 = layer_spec(SUITES["unet3d"][20])
+    assert up4.out_size == (128, 128, 128) and up4.useful_macs == gemm_macs(up4)
+    # Depthwise 3x3 s2: one input channel per output channel.
+    depthwise = layer_spec(SUITES["mobilenet_v2_dw"][1])
+    assert depthwise.depthwise and depthwise.out_size == (56, 56)
+    assert gemm_macs(depthwise) == 64 * 56 * 56 * 96 * 9
+    assert min_bytes(depthwise, "bfloat16") == 2 * (64 * 96 * 112 * 112 + 96 * 9 + 64 * 96 * 56 * 56)
+
+
+@pytest.mark.parametrize("suite", [s for s in SUITES if s != "tiny"])
+def test_scaled_layers_keep_their_kind(suite):
+    for layer in SUITES[suite]:
+        small = scaled(layer)
+        spec, full = layer_spec(small), layer_spec(layer)
+        assert spec.kernel_size == full.kernel_size and spec.stride == full.stride and spec.dilation == full.dilation
+        assert spec.transposed == full.transposed and spec.depthwise == full.depthwise
+        assert small.batch == 1 and max(small.in_channels, small.out_channels) <= 24
+        assert math.prod(spec.out_size) >= 1 and math.prod(spec.in_size) <= max(600, math.prod(full.in_size))
+        assert set(pass_specs(spec)) == {"fprop", "dgrad", "wgrad"}
+
+
+def _rows(path):
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
+    out = tmp_path / "bench.csv"
+    code = cli.main(["bench", "--suite", "tiny", "--dtypes", "float32,bfloat16", "--quick", "--archs", "90",
+                     "--workers", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "no timing was taken" in printed and "check against torch: 24 of 24 passed" in printed
+    rows = _rows(out)
+    layers = {row["layer"] for row in rows}
+    assert layers == {layer.name for layer in SUITES["tiny"]}
+    checks = [row for row in rows if row["source"] == "interpreter" and row["metric"] == "ok"]
+    assert len(checks) == 4 * 3 * 2 and all(row["value"] == "1" for row in checks)
+    spills = [row for row in rows if row["source"] == "sm_90" and row["metric"] == "spill_bytes"]
+    assert len(spills) == 24 and all(row["value"] == "0" for row in spills)
+    assert all(row["device"] == "cpu (no GPU)" and row["commit"] for row in rows)
+    assert not [row for row in rows if row["metric"] == "ms"]  # nothing timed without a GPU
+    flops = {row["layer"]: float(row["value"]) for row in rows if row["metric"] == "flops"}
+    assert flops["tiny 3x3"] == 2 * 2 * 8 * 8 * 16 * 16 * 9
+
+    assert cli.main(["report", "--csv", str(out)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    for name in ("roofline.png", "roofline_time.png", "work_ratio.png", "registers.png"):
+        assert os.path.getsize(tmp_path / name) > 1000
+        assert f"]({name})" in report
+    assert "No GPU timing was taken" in report and "not measured" in report
+    assert "| tiny 3x3 |" in report
+
+
+def _timed_csv(path):
+    """A small CSV as a GPU run would write it: static rows plus tconv / cuDNN timings."""
+    meta = {"run": "2026-01-01T00:00:00Z", "commit": "abc", "tconv": "0", "torch": "2", "triton": "3",
+            "device": "NVIDIA H100 80GB HBM3", "suite": "handmade", "layout": "channels_last"}
+    rows = []
+    for index, (name, tconv_ms, cudnn_ms) in enumerate([("a", 0.5, 1.0), ("b", 2.0, 1.0)]):
+        layer = Layer(name, 8, 64, (28, 28), 64, (3, 3), 1, 1)
+        spec = layer_spec(layer)
+        for pass_name in ("fprop", "wgrad"):
+            common = {**meta, "layer": name, "count": 1, "shape": layer.describe(), "pass": pass_name,
+                      "kernel": pass_name, "dtype": "float16"}
+            values = [("static", "flops", 2 * gemm_macs(spec)), ("static", "min_bytes", min_bytes(spec, "float16")),
+                      ("static", "arithmetic_intensity", 100 + index), ("H100 SXM", "roofline_us", 3.0),
+                      ("A100 SXM 80GB", "roofline_us", 9.0), ("sm_90", "config", "64x64x32 w4 s3 g8"),
+                      ("sm_90", "registers", 200), ("sm_90", "spill_bytes", 0), ("sm_90", "tensor_cores", 1),
+                      ("sm_90", "executed_over_useful", 1.1), ("tconv", "ms", tconv_ms), ("cudnn", "ms", cudnn_ms),
+                      ("tconv", "tflops", 10.0), ("cudnn", "tflops", 5.0),
+                      ("tconv", "speedup_vs_cudnn", cudnn_ms / tconv_ms)]
+            rows += [{**common, "source": s, "metric": m, "value": v} for s, m, v in values]
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_report_with_gpu_timings(tmp_path):
+    path = tmp_path / "timed.csv"
+    _timed_csv(path)
+    run = read_run(str(path))
+    assert run.timed and run.layers == ["a", "b"] and run.passes == ["fprop", "wgrad"]
+    assert cli.main(["report", "--csv", str(path), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    for name in ("speedup.png", "tflops_fprop.png", "tflops_wgrad.png", "roofline.png"):
+        assert os.path.getsize(tmp_path / "out" / name) > 1000 and f"]({name})" in report
+    assert "not measured" not in report.split("## Plots")[0]
+    assert "| 1.00x |" in report  # geomean of 2x and 0.5x
