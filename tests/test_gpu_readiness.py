@@ -8,10 +8,10 @@ import math
 
 import pytest
 import torch
+from tconv.perf.suites import SUITES, Layer, layer_spec
 
 from tconv.aot import FAMILY_OF_ARCH, compile_problem
 from tconv.configs import KERNELS, config_space, heuristic_config
-from tconv.perf.suites import SUITES, Layer, layer_spec
 from tconv.spec import pass_specs
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]

@@ -5,12 +5,11 @@ import math
 import os
 
 import pytest
-import torch
-
-from tconv import cli
 from tconv.perf.report import read_run
 from tconv.perf.roofline import GPUS, gemm_macs, min_bytes, roofline_us
 from tconv.perf.suites import SUITES, Layer, layer_spec, scaled
+
+from tconv import cli
 from tconv.spec import pass_specs
 
 # Totals of 2 x GEMM multiply-adds x count per suite, from ../shared/perf_shapes.md.
