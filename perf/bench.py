@@ -180,15 +180,11 @@ def quick_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.de
                 ok = error <= TOLERANCE[dtype]
                 failures += not ok
                 kernel = pass_specs(spec)[pass_name][0]
-                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
-                         "checked_shape", small.describe())
-                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
-                         "max_error", f"{error:.3g}")
-                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
-                         "tolerance", TOLERANCE[dtype])
-                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check", "ok", int(ok))
-                rows.add(layer, pass_name, kernel, name, "interpreter" if device.type == "cpu" else "check",
-                         "seconds_fwd_bwd", round(seconds, 3))
+                source = "interpreter" if device.type == "cpu" else "check"
+                for metric, value in (("checked_shape", small.describe()), ("max_error", f"{error:.3g}"),
+                                      ("tolerance", TOLERANCE[dtype]), ("ok", int(ok)),
+                                      ("seconds_fwd_bwd", round(seconds, 3))):
+                    rows.add(layer, pass_name, kernel, name, source, metric, value)
             if bar:
                 bar.update()
     return failures
