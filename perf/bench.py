@@ -35,7 +35,15 @@ from tconv.configs import KERNELS, config_space, heuristic_config
 from tconv.plan import executed_macs
 from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
-from tconv.tune import compile_all, make_operands, median_ms, operand_sets, run_kernel
+from tconv.tune import (
+    MAX_OPERAND_SETS,
+    ROTATE_BYTES,
+    compile_all,
+    make_operands,
+    median_ms,
+    operand_sets,
+    run_kernel,
+)
 
 from .roofline import GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
 from .suites import SUITES, Layer, layer_spec, scaled
@@ -199,7 +207,8 @@ def _cudnn_pass(layer: Layer, pass_name: str, dtype: torch.dtype, layout: str, d
                     (spec.out_channels, spec.in_channels_per_group)) + tuple(spec.kernel_size)
     shapes = [(spec.batch, spec.in_channels, *spec.in_size), weight_shape, (spec.batch, spec.out_channels, *spec.out_size)]
     element = torch.empty((), dtype=dtype).element_size()
-    sets = max(1, min(8, math.ceil(256 * 2**20 / (sum(math.prod(s) for s in shapes) * element))))
+    size = sum(math.prod(s) for s in shapes) * element
+    sets = max(1, min(MAX_OPERAND_SETS, math.ceil(ROTATE_BYTES / size)))  # as tconv.tune.operand_sets
     memory = {4: torch.channels_last, 5: torch.channels_last_3d}
     make = lambda shape: torch.randn(shape, dtype=dtype, device=device).to(
         memory_format=memory.get(len(shape), torch.contiguous_format) if layout == "channels_last" else torch.contiguous_format)

@@ -70,9 +70,15 @@ def _environment(device_type: str, index: int | None) -> tuple:
 
 
 def cache_path(device: torch.device) -> str:
-    env = environment(device)
+    return os.path.join(cache_dir(), _file_name(device.type, device.index if device.type == "cuda" else None))
+
+
+@functools.cache
+def _file_name(device_type: str, index: int | None) -> str:
+    """Computed once per device: cache_path runs on every launch."""
+    env = dict(_environment(device_type, index))
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{env['device']}-{env['capability']}-tconv{env['tconv']}-triton{env['triton']}")
-    return os.path.join(cache_dir(), f"tuned-{slug}.json")
+    return f"tuned-{slug}.json"
 
 
 def layout_of(tensor: torch.Tensor) -> str:
@@ -168,6 +174,7 @@ def forget() -> None:
         _loaded.clear()
         _warned.clear()
         _environment.cache_clear()
+        _file_name.cache_clear()
 
 
 def config_from_entry(entry: dict) -> KernelConfig:
