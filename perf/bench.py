@@ -4,9 +4,12 @@ Three parts, each a list of rows (one number or label per row):
 
 - static, on any machine: FLOPs, minimum bytes, arithmetic intensity and roofline-bound
   time on the GPUs in perf.roofline; for each compile target (sm_80, sm_90) the config
-  the heuristic (or the tuned cache) picks, the executed / useful multiply-adds of that
-  launch plan, and the kernel compiled ahead of time: registers, spills, shared memory,
-  tensor-core instructions. `--static` adds a compile sweep of every config space.
+  the heuristic picks, the executed / useful multiply-adds of that launch plan, and the
+  kernel compiled ahead of time exactly as the launch compiles (tconv.aot): registers,
+  spills, shared memory and its main loop read from the SASS (instructions, tensor-core
+  instructions, load widths, asynchronous copies) with the issue-bound share of tensor
+  peak, beside a plain GEMM's at the same config (tconv.sass; an upper bound, not a
+  timing). `--static` adds a compile sweep of every config space.
 - `--quick`: every layer, scaled down (perf.suites.scaled), run through tconv forward
   and backward (the interpreter on CPU) and compared with torch in float64.
 - on a CUDA device: tconv and cuDNN (torch.backends.cudnn.benchmark=True), optionally
@@ -29,21 +32,15 @@ import torch
 import triton
 
 import tconv
-from tconv import cache
-from tconv.aot import FAMILY_OF_ARCH
-from tconv.configs import KERNELS, config_space, heuristic_config
+from tconv import _launch
+from tconv.aot import FAMILY_OF_ARCH, compile_all, progress, reference_loop
+from tconv.configs import config_space, descriptor_of, heuristic_config
+from tconv.descriptors import PASS_KERNELS
+from tconv.descriptors.base import LAYOUTS, make_operands
 from tconv.plan import executed_macs
 from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
-from tconv.tune import (
-    MAX_OPERAND_SETS,
-    ROTATE_BYTES,
-    compile_all,
-    make_operands,
-    median_ms,
-    operand_sets,
-    run_kernel,
-)
+from tconv.tune import MAX_OPERAND_SETS, ROTATE_BYTES, median_ms, operand_sets
 
 from .roofline import GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
 from .suites import SUITES, Layer, layer_spec, scaled
@@ -81,6 +78,28 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+#: Compile metrics written per (layer, pass, dtype, layout, arch).
+def compile_metrics(report, reference) -> list[tuple[str, object]]:
+    loop = report.loop
+    metrics = [("registers", report.registers), ("spill_bytes", report.spill_bytes),
+               ("shared_bytes", report.shared_bytes), ("tensor_cores", int(report.tensor_cores)),
+               ("pipelined", int(report.pipelined))]
+    if loop is not None:
+        metrics += [("loop_instructions", loop.instructions),
+                    ("loop_tensor_core_instructions", loop.tensor_core_instructions),
+                    ("async_copies", loop.async_copies), ("load_bits", loop.load_bits),
+                    ("loads_128", loop.loads_of(128)), ("loads_16", loop.loads_of(16))]
+    if report.issue_bound_share is not None:
+        metrics.append(("issue_bound_share", round(report.issue_bound_share, 4)))
+    if reference is not None and reference.issue_bound_share is not None:
+        metrics.append(("gemm_issue_bound_share", round(reference.issue_bound_share, 4)))
+        if loop is not None and loop.tensor_core_instructions:
+            per_mma = loop.instructions / loop.tensor_core_instructions
+            gemm_per_mma = reference.loop.instructions / reference.loop.tensor_core_instructions
+            metrics.append(("loop_over_gemm", round(per_mma / gemm_per_mma, 3)))
+    return metrics
+
+
 def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers: int) -> None:
     jobs, picks = [], []
     for layer in layers:
@@ -101,21 +120,20 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                 for arch in archs:
                     config = heuristic_config(kernel, kernel_spec, dtype, FAMILY_OF_ARCH[arch])
                     picks.append((layer, pass_name, kernel, name, arch, config, kernel_spec))
-                    jobs.append((kernel, kernel_spec, name, config, arch))
-    results = compile_all(jobs, workers, "compiling for " + ", ".join(f"sm_{a}" for a in archs))
+                    jobs.append((kernel, kernel_spec, name, config, arch, rows.layout))
+    results = compile_all(jobs, workers, f"compiling ({rows.layout}) for " + ", ".join(f"sm_{a}" for a in archs))
     for layer, pass_name, kernel, name, arch, config, kernel_spec in picks:
         source = f"sm_{arch}"
         rows.add(layer, pass_name, kernel, name, source, "config", str(config))
         rows.add(layer, pass_name, kernel, name, source, "executed_over_useful",
                  round(executed_macs(kernel, kernel_spec, config) / max(kernel_spec.useful_macs, 1), 4))
-        report, error = results[(kernel, kernel_spec, name, config, arch)]
+        report, error = results[(kernel, kernel_spec, name, config, arch, rows.layout)]
         if report is None:
             rows.add(layer, pass_name, kernel, name, source, "compile_error", error)
             continue
-        rows.add(layer, pass_name, kernel, name, source, "registers", report.registers)
-        rows.add(layer, pass_name, kernel, name, source, "spill_bytes", report.spill_bytes)
-        rows.add(layer, pass_name, kernel, name, source, "shared_bytes", report.shared_bytes)
-        rows.add(layer, pass_name, kernel, name, source, "tensor_cores", int(report.tensor_cores))
+        reference = reference_loop(name, config, arch) if report.tensor_cores else None
+        for metric, value in compile_metrics(report, reference):
+            rows.add(layer, pass_name, kernel, name, source, metric, value)
 
 
 def space_rows(rows: Rows, dtypes, archs, workers: int) -> None:
@@ -125,26 +143,24 @@ def space_rows(rows: Rows, dtypes, archs, workers: int) -> None:
     jobs, entries = [], []
     for layer in (dense, depthwise):
         spec = layer_spec(layer)
-        for kernel in KERNELS:
+        for kernel in PASS_KERNELS:
             kernel_spec = pass_specs(spec)[kernel][1]  # a conv layer's pass is named after its kernel
             for dtype in dtypes:
                 for arch in archs:
                     for config in config_space(kernel, FAMILY_OF_ARCH[arch], spec.depthwise, dtype):
-                        jobs.append((kernel, kernel_spec, _dtype_name(dtype), config, arch))
+                        jobs.append((kernel, kernel_spec, _dtype_name(dtype), config, arch, rows.layout))
                         entries.append((layer, kernel, _dtype_name(dtype), arch, config, kernel_spec))
     results = compile_all(jobs, workers, "compiling every config space")
     for layer, kernel, name, arch, config, kernel_spec in entries:
-        report, error = results[(kernel, kernel_spec, name, config, arch)]
+        report, error = results[(kernel, kernel_spec, name, config, arch, rows.layout)]
         source = f"sm_{arch}"
         row_layer = Layer(f"{layer.name} [{config}]", layer.batch, layer.in_channels, layer.in_size, layer.out_channels,
                           layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups)
         if report is None:
             rows.add(row_layer, kernel, kernel, name, source, "compile_error", error)
             continue
-        rows.add(row_layer, kernel, kernel, name, source, "registers", report.registers)
-        rows.add(row_layer, kernel, kernel, name, source, "spill_bytes", report.spill_bytes)
-        rows.add(row_layer, kernel, kernel, name, source, "shared_bytes", report.shared_bytes)
-        rows.add(row_layer, kernel, kernel, name, source, "tensor_cores", int(report.tensor_cores))
+        for metric, value in compile_metrics(report, None):
+            rows.add(row_layer, kernel, kernel, name, source, metric, value)
 
 
 def _functional(layer: Layer):
@@ -236,14 +252,17 @@ def timing_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.d
             for dtype in dtypes:
                 name = _dtype_name(dtype)
                 traffic = min_bytes(spec, name)
-                operands = make_operands(kernel, kernel_spec, dtype, rows.layout, device,
-                                         operand_sets(kernel, kernel_spec, dtype))
-                times = {"tconv": median_ms(lambda a, b, k=kernel, ks=kernel_spec: run_kernel(k, ks, None, a, b), operands)}
+                descriptor = descriptor_of(kernel)
+                operands = [make_operands(descriptor, kernel_spec, dtype, rows.layout, device)
+                            for _ in range(operand_sets(descriptor, kernel_spec, dtype))]
+                config = _launch.choose_config(descriptor, kernel_spec, operands[0]["input"], operands[0])
+                run = lambda inputs, d=descriptor, ks=kernel_spec, c=config: _launch.run(d, ks, c, inputs)
+                times = {"tconv": median_ms(run, operands)}
                 reference, reference_operands = _cudnn_pass(layer, pass_name, dtype, rows.layout, device)
-                times["cudnn"] = median_ms(reference, reference_operands)
+                times["cudnn"] = median_ms(lambda tensors, r=reference: r(*tensors), reference_operands)
                 if with_compile and pass_name == "fprop":
                     compiled = torch.compile(reference, mode="max-autotune", dynamic=False)
-                    times["torch_compile"] = median_ms(compiled, reference_operands)
+                    times["torch_compile"] = median_ms(lambda tensors, c=compiled: c(*tensors), reference_operands)
                 for source, ms in times.items():
                     rows.add(layer, pass_name, kernel, name, source, "ms", round(ms, 5))
                     rows.add(layer, pass_name, kernel, name, source, "tflops", round(flops / ms / 1e9, 2))
@@ -252,7 +271,6 @@ def timing_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.d
                         bound = roofline_us(flops, traffic, peak, name)
                         rows.add(layer, pass_name, kernel, name, source, "pct_roofline", round(100 * bound / (ms * 1e3), 1))
                 rows.add(layer, pass_name, kernel, name, "tconv", "speedup_vs_cudnn", round(times["cudnn"] / times["tconv"], 3))
-                config = cache.choose_config(kernel, kernel_spec, operands[0][0])
                 rows.add(layer, pass_name, kernel, name, "tconv", "config", str(config))
                 if bar:
                     bar.update()
@@ -270,54 +288,59 @@ def write_csv(path: str, rows: list[dict]) -> None:
 
 
 def _bar(total: int, description: str):
-    from tconv.tune import _progress
-
-    return _progress(total, description)
+    return progress(total, description)
 
 
 def bench_main(args: argparse.Namespace) -> int:
     if args.suite not in SUITES:
         print(f"tconv bench: unknown suite {args.suite!r}; suites: {', '.join(SUITES)}", file=sys.stderr)
         return 2
+    layouts = args.layouts.split(",")
+    if not layouts or any(layout not in LAYOUTS for layout in layouts):
+        print(f"tconv bench: --layouts takes {', '.join(LAYOUTS)} (comma-separated), not {args.layouts!r}", file=sys.stderr)
+        return 2
     layers = SUITES[args.suite]
     passes = args.ops.split(",")
     dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
     archs = [int(a) for a in args.archs.split(",")] if args.archs else []
     meta = run_metadata()
-    rows = Rows(meta, args.suite, args.layout)
     print(f"tconv bench: suite {args.suite} ({len(layers)} layers), passes {', '.join(passes)}, dtypes "
-          f"{', '.join(map(_dtype_name, dtypes))} (float32 runs on TF32 tensor cores on CUDA), layout {args.layout}; "
+          f"{', '.join(map(_dtype_name, dtypes))} (float32 runs on TF32 tensor cores on CUDA), layouts {', '.join(layouts)}; "
           f"device: {meta['device']}")
-    static_rows(rows, layers, passes, dtypes, archs, args.workers)
-    if args.static:
-        space_rows(rows, dtypes, archs, args.workers)
-    failures = 0
-    if args.quick:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        bar = _bar(len(layers) * len(dtypes), "checking against torch" + (" (interpreter)" if device.type == "cpu" else ""))
-        failures = quick_rows(rows, layers, passes, dtypes, device, bar)
-        if bar:
+    failures, written = 0, []
+    for index, layout in enumerate(layouts):
+        rows = Rows(meta, args.suite, layout)
+        static_rows(rows, layers, passes, dtypes, archs, args.workers)
+        if args.static and index == 0:
+            space_rows(rows, dtypes, archs, args.workers)
+        if args.quick and index == 0:  # correctness does not depend on the layout's speed: check it once
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            bar = _bar(len(layers) * len(dtypes), f"checking against torch ({layout}"
+                       + (", interpreter)" if device.type == "cpu" else ")"))
+            failures = quick_rows(rows, layers, passes, dtypes, device, bar)
             bar.close()
+        if torch.cuda.is_available() and not args.no_timing:
+            bar = _bar(len(layers) * len(passes) * len(dtypes), f"timing tconv vs cuDNN ({layout})")
+            timing_rows(rows, layers, passes, dtypes, torch.device("cuda"), args.torch_compile, bar)
+            bar.close()
+        written += rows.rows
     if torch.cuda.is_available() and not args.no_timing:
-        bar = _bar(len(layers) * len(passes) * len(dtypes), "timing tconv vs cuDNN")
-        timing_rows(rows, layers, passes, dtypes, torch.device("cuda"), args.torch_compile, bar)
-        if bar:
-            bar.close()
         timed = "GPU timings taken"
     else:
         timed = "no GPU here: no timing was taken, only the static analysis"
         timed += " and the interpreter check" if args.quick else ""
-    write_csv(args.out, rows.rows)
-    print(f"{len(rows.rows)} rows appended to {args.out} ({timed}).")
+    write_csv(args.out, written)
+    print(f"{len(written)} rows appended to {args.out} ({timed}).")
     if args.quick:
         checks = len(layers) * len(dtypes) * len(passes)
-        print(f"check against torch: {checks - failures} of {checks} passed")
-    _summary(rows.rows, archs)
+        print(f"check against torch ({layouts[0]}): {checks - failures} of {checks} passed")
+    _summary(written, archs, layouts, passes)
     return 1 if failures else 0
 
 
-def _summary(rows: list[dict], archs) -> None:
-    """Spills / tensor-core / compile-error counts of the heuristic picks."""
+def _summary(rows: list[dict], archs, layouts, passes) -> None:
+    """Per arch: spills / compile errors of the heuristic picks, and the issue-bound share
+    (geomean and minimum over layers) per layout and pass."""
     for arch in archs:
         source = f"sm_{arch}"
         picked = [r for r in rows if r["source"] == source and not r["layer"].startswith("space")]
@@ -326,6 +349,14 @@ def _summary(rows: list[dict], archs) -> None:
         compiled = sum(1 for r in picked if r["metric"] == "registers")
         tensor = sum(1 for r in picked if r["metric"] == "tensor_cores" and int(r["value"]))
         print(f"{source}: {compiled} kernels compiled, {errors} failed, {spills} spill, {tensor} use tensor cores")
+        for layout in layouts:
+            for pass_name in passes:
+                shares = [float(r["value"]) for r in picked if r["metric"] == "issue_bound_share"
+                          and r["layout"] == layout and r["pass"] == pass_name]
+                if shares:
+                    geomean = math.exp(sum(map(math.log, shares)) / len(shares))
+                    print(f"  {layout:13} {pass_name:5} issue-bound share of tensor peak (static upper bound): "
+                          f"geomean {geomean:.2f}, min {min(shares):.2f} over {len(shares)}")
 
 
 def add_parser(commands) -> None:
@@ -333,7 +364,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--suite", default="resnet50", help=f"one of: {', '.join(SUITES)}")
     bench.add_argument("--ops", default="fprop,dgrad,wgrad", help="passes: fprop, dgrad, wgrad")
     bench.add_argument("--dtypes", default="float16,bfloat16,float32", help="comma-separated torch dtypes")
-    bench.add_argument("--layout", default="channels_last", choices=["channels_last", "contiguous"])
+    bench.add_argument("--layouts", default="channels_last,contiguous",
+                       help="input layouts, comma-separated (--quick checks the first only)")
     bench.add_argument("--archs", default="80,90", help="ahead-of-time compile targets ('' for none)")
     bench.add_argument("--static", action="store_true", help="also compile every config of every space")
     bench.add_argument("--quick", action="store_true", help="check every layer at reduced size against torch")

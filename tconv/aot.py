@@ -1,36 +1,50 @@
-"""Ahead-of-time compilation for NVIDIA targets, on any machine (no GPU needed).
+"""Ahead-of-time compilation for NVIDIA targets on any machine, exactly as a launch compiles.
 
-triton.compile with a GPUTarget produces PTX and a cubin on a CPU-only machine; the
-cuobjdump shipped inside Triton's package reads registers and stack (spills) from the
-cubin, Triton's metadata gives shared memory, and the PTX shows whether tensor cores
-are used (mma.sync on sm_80, wgmma on sm_90).
+A CUDA launch goes through Triton's JIT binder, which specialises the real arguments:
+integers equal to 1 become compile-time constants, integers divisible by 16 and 16-byte
+aligned pointers get `tt.divisibility = 16`, and these facts decide load vectorisation
+and cp.async pipelining. So the compile here builds the very arguments the launcher
+passes (the kernel descriptor's `arguments`, on meta tensors of the layout: their
+address 0 is aligned, as fresh CUDA allocations are) and lets Triton's own binder
+(`create_function_from_signature`) and `JITFunction._pack_args` (which calls the
+backend's `parse_attr`) turn them into the signature, constants and attributes. A
+Triton upgrade that changes its rules changes this compile with it.
+
+From the cubin: registers (cuobjdump), spills (ptxas -v, with Triton's register
+allocation option), shared memory (Triton's metadata) and the main loop read from the
+SASS (tconv.sass), with its issue-bound share of tensor peak.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 import os
 import re
 import subprocess
+import sys
 import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import torch
 import triton
-import triton.language as tl
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
+from triton.compiler.compiler import make_backend
+from triton.runtime.jit import create_function_from_signature
 
-from .configs import KernelConfig
-from .kernels import dgrad, fprop, wgrad
-from .spec import PADDING_MODES, ConvSpec
+from .configs import KernelConfig, descriptor_of
+from .descriptors import GEMM
+from .descriptors.base import make_operands, numerics
+from .sass import LoopReport, issue_bound_share, main_loop
+from .spec import ConvSpec, forward_spec
 
-KERNELS = {"fprop": fprop.conv_fprop_kernel, "dgrad": dgrad.conv_dgrad_kernel, "wgrad": wgrad.conv_wgrad_kernel}
-TRITON_DTYPES = {"float16": "fp16", "bfloat16": "bf16", "float32": "fp32", "float64": "fp64"}
 #: Shared memory one block may use (bytes), per arch (CUDA programming guide).
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}
 #: The config-space family each compile target stands for.
 FAMILY_OF_ARCH = {80: "sm_80", 90: "sm_90"}
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -43,66 +57,97 @@ class CompileReport:
     stack_bytes: int  # stack frame (cuobjdump); a few bytes need not be spills
     spill_bytes: int  # spill stores + loads (ptxas -v): registers that did not fit
     shared_bytes: int
-    tensor_cores: bool
+    loop: LoopReport | None  # the main loop (None: no loop found)
+    issue_bound_share: float | None  # of tensor peak; None without tensor-core instructions in the loop
+
+    @property
+    def tensor_cores(self) -> bool:
+        return self.loop is not None and self.loop.tensor_core_instructions > 0
 
     @property
     def fits(self) -> bool:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT[self.arch]
 
-
-def _signature(kernel, constexprs: dict, dtype: str) -> dict:
-    signature = {}
-    for name in kernel.arg_names:
-        if name in constexprs:
-            signature[name] = "constexpr"
-        elif name == "phases_ptr":
-            signature[name] = "*i32"
-        elif name == "workspace_ptr":
-            signature[name] = "*fp64" if dtype == "fp64" else "*fp32"
-        elif name.endswith("_ptr"):
-            signature[name] = f"*{dtype}"
-        else:
-            signature[name] = "i32"
-    return signature
+    @property
+    def pipelined(self) -> bool:
+        """Operand loads go through asynchronous copies (cp.async or TMA) in the main loop."""
+        return self.loop is not None and self.loop.async_copies > 0
 
 
+# ------------------------------------------------------------------ specialisation
 @functools.cache
-def compile_kernel(
-    kernel: str, dtype: str, config: KernelConfig, arch: int, kernel_size: tuple[int, int, int] = (1, 3, 3),
-    padding_mode: int = 0, index_64: bool = False, depthwise: bool = False,
-) -> CompileReport:
-    """Compile one kernel for sm_`arch` and read its resources."""
-    function = KERNELS[kernel]
-    tdtype = TRITON_DTYPES[dtype]
-    constexprs = {
-        "BLOCK_M": config.block_m, "BLOCK_N": config.block_n, "BLOCK_K": config.block_k,
-        "INPUT_PRECISION": "tf32" if dtype == "float32" else "ieee",
-        "ACC_DTYPE": tl.float64 if dtype == "float64" else tl.float32,
-        "UPCAST_DOT": False,
-        "INDEX_DTYPE": tl.int64 if index_64 else tl.int32,
-    }
-    if kernel in ("fprop", "wgrad"):
-        constexprs.update(
-            KERNEL_D=kernel_size[0], KERNEL_H=kernel_size[1], KERNEL_W=kernel_size[2], PADDING_MODE=padding_mode,
-            DEPTHWISE=depthwise,
-        )
-    if kernel == "dgrad":
-        constexprs["DEPTHWISE"] = depthwise
-    if kernel == "wgrad":
-        constexprs["BIAS_GRAD"] = True
-    else:
-        constexprs.update(HAS_BIAS=True, GROUP_M=config.group_m)
-    source = ASTSource(fn=function, signature=_signature(function, constexprs, tdtype), constexprs=constexprs)
-    compiled = triton.compile(
-        source, target=GPUTarget("cuda", arch, 32), options={"num_warps": config.num_warps, "num_stages": config.num_stages}
+def _binder(kernel_name: str, arch: int):
+    function = descriptor_of(kernel_name).function
+    backend = make_backend(GPUTarget("cuda", arch, 32))
+    return backend, create_function_from_signature(function.signature, function.params, backend)
+
+
+def specialize(kernel_name: str, spec: ConvSpec, dtype: str, layout: str, config: KernelConfig, arch: int,
+               bias: bool = False) -> tuple:
+    """(signature, constexprs, attrs, options) Triton's JIT derives for the launch the
+    launcher makes on fresh `layout` tensors of `spec` (what a compile needs, and a key)."""
+    kernel = descriptor_of(kernel_name)
+    torch_dtype = DTYPES[dtype]
+    operands = make_operands(kernel, spec, torch_dtype, layout, "meta", bias=bias, random=False)
+    tensors = {**operands, **kernel.allocate(spec, operands, config)}
+    args, meta = kernel.arguments(
+        spec, config, tensors, numerics(torch_dtype, True, torch.backends.cudnn.allow_tf32, tensors.values())
     )
-    ptx = compiled.asm["ptx"]
-    registers, stack = _cubin_resources(compiled.asm["cubin"])
-    tensor_core_op = "wgmma" if arch >= 90 else "mma.sync"
-    return CompileReport(
-        kernel, arch, dtype, config, registers, stack, _ptxas_spills(ptx, arch), compiled.metadata.shared,
-        tensor_core_op in ptx or "mma.sync" in ptx,
-    )
+    backend, binder = _binder(kernel.name, arch)
+    bound, specialization, options = binder(*args, **meta)
+    return kernel.function._pack_args(backend, meta, bound, specialization, options)
+
+
+def specialization_key(kernel_name: str, arch: int, specialized: tuple) -> str:
+    """Launches with equal keys compile to the same binary."""
+    signature, constexprs, attrs, options = specialized[1], specialized[2], specialized[3], specialized[0]
+    return repr((kernel_name, arch, sorted(signature.items()), sorted(constexprs.items()), sorted(attrs.items()),
+                 sorted(options.__dict__.items())))
+
+
+# ------------------------------------------------------------------------ compile
+def compile_launch(kernel_name: str, spec: ConvSpec, dtype: str, config: KernelConfig, arch: int,
+                   layout: str = "channels_last", bias: bool = False) -> CompileReport:
+    """Compile `kernel_name`'s launch on `spec` for sm_`arch` and read its resources and main loop."""
+    specialized = specialize(kernel_name, spec, dtype, layout, config, arch, bias)
+    return _compile(specialization_key(kernel_name, arch, specialized), kernel_name, dtype, config, arch, specialized)
+
+
+_compiled: dict[str, CompileReport] = {}
+
+
+def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch: int, specialized: tuple) -> CompileReport:
+    if key in _compiled:
+        return _compiled[key]
+    options, signature, constexprs, attrs = specialized
+    function = descriptor_of(kernel_name).function
+    compiled = triton.compile(ASTSource(function, signature, constexprs, attrs), target=GPUTarget("cuda", arch, 32),
+                              options=options.__dict__)
+    registers, stack, sass = _cubin_resources_and_sass(compiled.asm["cubin"])
+    loop = main_loop(sass)
+    share = None
+    if loop is not None and loop.tensor_core_instructions:
+        share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs))
+    report = CompileReport(kernel_name, arch, dtype, config, registers, stack, _ptxas_spills(compiled.asm["ptx"], arch),
+                           compiled.metadata.shared, loop, share)
+    _compiled[key] = report
+    return report
+
+
+def constexprs_precision(constexprs: dict) -> str:
+    """The tl.dot input precision a compile used ('ieee' when the kernel has no such constant)."""
+    return next((value for value in constexprs.values() if value in ("tf32", "ieee")), "ieee")
+
+
+#: A 1x1 channels_last convolution as a plain GEMM, large enough for every tile of every space.
+REFERENCE_GEMM = forward_spec((1, 512, 64, 64), (512, 512, 1, 1), (1, 1), (0, 0), (0, 0), (1, 1), 1)
+
+
+def reference_loop(dtype: str, config: KernelConfig, arch: int) -> CompileReport:
+    """The plain tiled GEMM (kernels/gemm.py) at `config`: what a gather-free loop costs."""
+    gemm_config = KernelConfig(config.block_m, config.block_n, config.block_k, config.group_m, config.num_warps,
+                               config.num_stages)
+    return compile_launch(GEMM.name, REFERENCE_GEMM, dtype, gemm_config, arch, "channels_last")
 
 
 def _nvidia_tool(name: str) -> str:
@@ -129,31 +174,70 @@ def _ptxas_spills(ptx: str, arch: int) -> int:
     return int(match.group(1)) + int(match.group(2))
 
 
-def _cubin_resources(cubin: bytes) -> tuple[int, int]:
+def _cubin_resources_and_sass(cubin: bytes) -> tuple[int, int, str]:
+    """(registers, stack bytes, SASS text) of a cubin, from the cuobjdump in Triton's package."""
     cuobjdump = _nvidia_tool("cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as file:
         file.write(cubin)
         file.flush()
-        text = subprocess.run([cuobjdump, "--dump-resource-usage", file.name], capture_output=True, text=True, check=True).stdout
+        text = subprocess.run([cuobjdump, "--dump-resource-usage", "--dump-sass", file.name], capture_output=True,
+                              text=True, check=True).stdout
     match = re.search(r"REG:(\d+) STACK:(\d+)", text)
     if match is None:
-        raise RuntimeError(f"cuobjdump gave no resource line:\n{text}")
-    return int(match.group(1)), int(match.group(2))
+        raise RuntimeError(f"cuobjdump gave no resource line:\n{text[:2000]}")
+    return int(match.group(1)), int(match.group(2)), text
 
 
-def compile_args(kernel: str, spec: ConvSpec, dtype: str, config: KernelConfig, arch: int) -> tuple:
-    """compile_kernel's arguments for `kernel` launched on `spec`: kernel size, padding
-    mode, depthwise branch and index width are its compile-time constants (problems that
-    share them share one compile)."""
-    kernel_size = (1,) * (3 - spec.dims) + tuple(spec.kernel_size)
-    largest = max(
-        spec.batch * spec.in_channels * math.prod(spec.in_size),
-        spec.batch * spec.out_channels * math.prod(spec.out_size),
-    )
-    padding_mode = PADDING_MODES[spec.padding_mode] if kernel != "dgrad" else 0
-    return kernel, dtype, config, arch, kernel_size, padding_mode, largest >= 2**31 - 1, spec.depthwise
+# --------------------------------------------------------------- many at a time
+#: A compile job: (kernel name, spec, dtype name, config, arch, layout).
+Job = tuple
 
 
-def compile_problem(kernel: str, spec: ConvSpec, dtype: str, config: KernelConfig, arch: int) -> CompileReport:
-    """Compile `kernel` as it would be launched for `spec`."""
-    return compile_kernel(*compile_args(kernel, spec, dtype, config, arch))
+def _compile_job(job: Job) -> tuple[CompileReport | None, str | None]:
+    try:
+        return compile_launch(*job), None
+    except Exception as error:  # a config this Triton cannot build: dropped, with the reason
+        return None, f"{type(error).__name__}: {str(error)[:160]}"
+
+
+def compile_all(jobs: Sequence[Job], workers: int, description: str) -> dict:
+    """{job: (report, error)} for compile jobs; jobs whose launches specialise alike
+    compile once. Parallel across `workers` processes, with a progress bar."""
+    keys = {}
+    for job in dict.fromkeys(jobs):
+        kernel_name, spec, dtype, config, arch, layout = job
+        keys[job] = specialization_key(kernel_name, arch, specialize(kernel_name, spec, dtype, layout, config, arch))
+    first_job_of = {}
+    for job, key in keys.items():
+        first_job_of.setdefault(key, job)
+    unique = list(first_job_of.items())
+    bar = progress(len(unique), description)
+    results = {}
+    if workers <= 1 or len(unique) <= 1:
+        for key, job in unique:
+            results[key] = _compile_job(job)
+            bar.update()
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for (key, _), result in zip(unique, pool.map(_compile_job, [job for _, job in unique], chunksize=1)):
+                results[key] = result
+                bar.update()
+    bar.close()
+    return {job: results[key] for job, key in keys.items()}
+
+
+class _NoBar:
+    def update(self, count: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress(total: int, description: str):
+    """A tqdm bar with an ETA on stderr (a no-op without tqdm or with nothing to do)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return _NoBar()
+    return tqdm(total=total, desc=description, file=sys.stderr, disable=total == 0)

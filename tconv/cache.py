@@ -1,4 +1,4 @@
-"""Which config a launch uses: a tuned entry from the on-disk cache, else the heuristic.
+"""The tuned-config cache: configs timed by `tconv tune` (or online tuning), on disk.
 
 The cache is one JSON file per environment (tconv version, Triton version, device name
 and compute capability), in ``$TCONV_CACHE_DIR`` or the user cache directory
@@ -10,8 +10,8 @@ Writes are read-merge-replace under an exclusive lock on a side file, through a
 temporary file and ``os.replace``: concurrent tuners never lose each other's entries and
 an interrupted sweep never leaves a half-written file.
 
-``TCONV_AUTOTUNE=1`` tunes a shape the first time a CUDA launch sees it (tconv.tune)
-and stores the winner; without a GPU it has nothing to time and warns once.
+Which config a launch uses (tuned entry, else online tuning with ``TCONV_AUTOTUNE=1``,
+else the heuristic) is decided by tconv._launch.choose_config.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import warnings
 import torch
 import triton
 
-from .configs import KernelConfig, arch_family, heuristic_config
+from .configs import KernelConfig
 from .spec import ConvSpec
 
 FORMAT = 1
@@ -101,7 +101,7 @@ def entry_key(kernel: str, spec: ConvSpec, dtype: torch.dtype, layout: str) -> s
     )
 
 
-def _warn_once(path: str, message: str) -> None:
+def warn_once(path: str, message: str) -> None:
     if path not in _warned:
         _warned.add(path)
         warnings.warn(message, UserWarning, stacklevel=3)
@@ -115,11 +115,11 @@ def _read(path: str, env: dict) -> dict:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as error:
-        _warn_once(path, f"tconv: ignoring unreadable tuned-config cache {path} ({error})")
+        warn_once(path, f"tconv: ignoring unreadable tuned-config cache {path} ({error})")
         return {}
     header = {key: data.get(key) for key in env} if isinstance(data, dict) else None
     if header != env or data.get("format") != FORMAT or not isinstance(data.get("entries"), dict):
-        _warn_once(path, f"tconv: ignoring stale tuned-config cache {path} (written for {header}, this is {env})")
+        warn_once(path, f"tconv: ignoring stale tuned-config cache {path} (written for {header}, this is {env})")
         return {}
     return data["entries"]
 
@@ -180,23 +180,3 @@ def forget() -> None:
 def config_from_entry(entry: dict) -> KernelConfig:
     fields = KernelConfig.__dataclass_fields__
     return KernelConfig(**{name: entry[name] for name in fields if name in entry})
-
-
-def choose_config(kernel: str, spec: ConvSpec, tensor: torch.Tensor) -> KernelConfig:
-    """The config a launch of `kernel` on `spec` uses: tuned entry, else (with
-    TCONV_AUTOTUNE=1 on CUDA) tune it now, else the heuristic. `tensor` is the launch's
-    first operand (its dtype, device and layout are part of the key)."""
-    device, dtype = tensor.device, tensor.dtype
-    key = entry_key(kernel, spec, dtype, layout_of(tensor))
-    entry = entries(device).get(key)
-    if entry is not None:
-        return config_from_entry(entry)
-    if os.environ.get("TCONV_AUTOTUNE") == "1":
-        if device.type == "cuda":
-            from .tune import tune_problem
-
-            result = tune_problem(kernel, spec, dtype, layout_of(tensor), device)
-            store(device, {key: result.entry()})
-            return result.config
-        _warn_once("autotune", "tconv: TCONV_AUTOTUNE=1 needs a CUDA device to time configs; using the heuristic")
-    return heuristic_config(kernel, spec, dtype, arch_family(device))

@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--dtypes", default="float32,float16,bfloat16", help="comma-separated torch dtypes")
     demo.set_defaults(run=_demo)
     from .perf import bench, report
-    from .tune import add_parser as add_tune
+    from .tune_command import add_parser as add_tune
 
     add_tune(commands)
     bench.add_parser(commands)

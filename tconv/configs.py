@@ -79,13 +79,15 @@ def arch_family(device: torch.device) -> str:
 
 
 # ------------------------------------------------------------------------- spaces
+# Tiles of the sizes Hopper and Ampere GEMMs use (up to 256 on a side, BLOCK_K 64,
+# 3-5 stages on sm_90, 2-4 on sm_80, 4 or 8 warps), plus the thin tiles thin layers need.
 _DENSE = {
-    "sm_90": dict(block_m=(32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
-                  num_stages=(3, 4), group_m=(8,), split_k=(0,)),
-    "sm_80": dict(block_m=(32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
-                  num_stages=(2, 3), group_m=(8,), split_k=(0,)),
-    "fallback": dict(block_m=(32, 64), block_n=(16, 32, 64), block_k=(16, 32), num_warps=(4,),
-                     num_stages=(2,), group_m=(8,), split_k=(0,)),
+    "sm_90": dict(block_m=(32, 64, 128, 256), block_n=(16, 32, 64, 128, 256), block_k=(16, 32, 64), num_warps=(4, 8),
+                  num_stages=(3, 4, 5), group_m=(8,), split_k=(0,)),
+    "sm_80": dict(block_m=(32, 64, 128, 256), block_n=(16, 32, 64, 128, 256), block_k=(16, 32, 64), num_warps=(4, 8),
+                  num_stages=(2, 3, 4), group_m=(8,), split_k=(0,)),
+    "fallback": dict(block_m=(32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
+                     num_stages=(2, 3), group_m=(8,), split_k=(0,)),
 }
 # Depthwise fprop/dgrad: elementwise tiles of BLOCK_M positions x BLOCK_N channels (no
 # tl.dot, BLOCK_K unused beyond its one channel).
@@ -96,11 +98,11 @@ _DEPTHWISE = {
 }
 # wgrad: BLOCK_M output channels x BLOCK_N input channels (of one tap) x BLOCK_K positions.
 _WGRAD = {
-    "sm_90": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64), block_k=(16, 32, 64), num_warps=(4, 8),
-                  num_stages=(3,), group_m=(8,), split_k=(0, 1, 8, 32)),
-    "sm_80": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64), block_k=(16, 32, 64), num_warps=(4, 8),
+    "sm_90": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
+                  num_stages=(3, 4), group_m=(8,), split_k=(0, 1, 8, 32)),
+    "sm_80": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
                   num_stages=(2, 3), group_m=(8,), split_k=(0, 1, 8, 32)),
-    "fallback": dict(block_m=(16, 32, 64), block_n=(16, 32), block_k=(16, 32), num_warps=(4,), num_stages=(2,),
+    "fallback": dict(block_m=(16, 32, 64), block_n=(16, 32, 64), block_k=(16, 32), num_warps=(4,), num_stages=(2,),
                      group_m=(8,), split_k=(0, 8)),
 }
 _WGRAD_DEPTHWISE = {
@@ -108,41 +110,44 @@ _WGRAD_DEPTHWISE = {
                  group_m=(8,), split_k=(0, 1, 8, 32))
     for family in FAMILIES
 }
-SPACES = {
-    ("fprop", False): _DENSE, ("dgrad", False): _DENSE, ("wgrad", False): _WGRAD,
-    ("fprop", True): _DEPTHWISE, ("dgrad", True): _DEPTHWISE, ("wgrad", True): _WGRAD_DEPTHWISE,
-}
+DENSE_SPACE, ELEMENTWISE_SPACE, WGRAD_SPACE, WGRAD_ELEMENTWISE_SPACE = _DENSE, _DEPTHWISE, _WGRAD, _WGRAD_DEPTHWISE
 
 
-def _fits_registers(config: KernelConfig, kernel: str, depthwise: bool, dtype: torch.dtype) -> bool:
-    """Per-thread tile elements within what compiled without spills (tconv.aot sweeps on
-    sm_80/sm_90), in 32-bit registers: accumulator <= 32 (16 for elementwise depthwise
-    tiles), each operand tile (BLOCK_M x BLOCK_K and BLOCK_K x BLOCK_N) <= 16. 8 warps
-    only where 4 would not fit: the same tile with more warps is not another candidate
-    worth compiling."""
-    accumulator_scale = 2 if dtype == torch.float64 else 1  # 32-bit registers per accumulator
-    operand_scale = 1 if dtype in (torch.float16, torch.bfloat16) else 2  # 16-bit values pack in pairs
+def descriptor_of(kernel):
+    """A kernel descriptor from itself or its registered name."""
+    if isinstance(kernel, str):
+        from .descriptors import KERNELS
 
-    def fits(warps: int) -> bool:
-        threads = 32 * warps
-        accumulator = config.block_m * config.block_n * accumulator_scale / threads
-        if depthwise and kernel != "wgrad":
-            return accumulator <= 16
-        operands = max(config.block_m, config.block_n) * config.block_k * operand_scale / threads
-        return accumulator <= 32 and operands <= 16
+        return KERNELS[kernel]
+    return kernel
 
-    return fits(config.num_warps) and (config.num_warps == 4 or not fits(4))
+
+#: 32-bit accumulator registers per thread a tile may take (of 255): 128x128 with 8 warps
+#: (64 per thread) compiles to ~125 registers with no spills on sm_80/sm_90, 128x256 with
+#: 8 warps (128) leaves the gather about 120 more. Measured as the launch compiles
+#: (tconv.aot); the heuristic's picks are checked spill-free by tests/test_gpu_readiness.py.
+MAX_ACCUMULATOR_REGISTERS = 128
+
+
+def _fits_registers(config: KernelConfig, elementwise: bool, dtype: torch.dtype) -> bool:
+    """The fp32 (fp64: two registers each) accumulator tile per thread within budget;
+    elementwise (depthwise) tiles also hold their operand products, so half of it."""
+    per_element = 2 if dtype == torch.float64 else 1
+    registers = config.block_m * config.block_n * per_element / (32 * config.num_warps)
+    return registers <= MAX_ACCUMULATOR_REGISTERS / (2 if elementwise else 1)
 
 
 @functools.cache
-def config_space(kernel: str, family: str, depthwise: bool = False, dtype: torch.dtype = torch.float16) -> tuple:
-    """Every config of a space that fits the registers, before any problem is known."""
-    axes = SPACES[(kernel, depthwise)][family]
+def config_space(kernel, family: str, depthwise: bool = False, dtype: torch.dtype = torch.float16) -> tuple:
+    """Every config of a kernel's space (a descriptor or its name) that fits the
+    registers, before any problem is known."""
+    kernel = descriptor_of(kernel)
+    axes = kernel.spaces[depthwise][family]
     names = list(axes)
     configs = (KernelConfig(**dict(zip(names, values))) for values in itertools.product(*axes.values()))
     return tuple(
         c for c in configs
-        if _fits_registers(c, kernel, depthwise, dtype) and shared_bytes(c, dtype) <= SHARED_LIMIT[family]
+        if _fits_registers(c, depthwise and kernel.name != "wgrad", dtype) and shared_bytes(c, dtype) <= SHARED_LIMIT[family]
     )
 
 
@@ -151,26 +156,16 @@ def _next_pow2(value: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, value))))
 
 
-def gemm_extents(kernel: str, spec: ConvSpec) -> tuple[int, int, int]:
-    """(rows, columns, reduction per tap) the kernel's BLOCK_M / BLOCK_N / BLOCK_K tile."""
-    positions = spec.batch * math.prod(spec.out_size)
-    if kernel == "wgrad":  # rows: output channels; columns: input channels of a tap
-        if spec.depthwise:
-            return spec.out_channels, 1, positions
-        return spec.out_channels_per_group, spec.in_channels_per_group, positions
-    columns = spec.out_channels if spec.depthwise else spec.out_channels_per_group
-    return positions, columns, spec.in_channels_per_group
-
-
 def shared_bytes(config: KernelConfig, dtype: torch.dtype) -> int:
     """Shared memory of the pipelined operand tiles, num_stages deep."""
     element = torch.empty((), dtype=dtype).element_size()
     return config.num_stages * (config.block_m + config.block_n) * config.block_k * element
 
 
-def prune(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[KernelConfig]:
+def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[KernelConfig]:
     """The candidates worth running for one problem, in space order."""
-    rows, columns, reduction = gemm_extents(kernel, spec)
+    kernel = descriptor_of(kernel)
+    rows, columns, reduction = kernel.extents(spec)
     candidates = []
     for config in config_space(kernel, family, spec.depthwise, dtype):
         if min(config.block_m, config.block_n, config.block_k) < 16:
@@ -179,17 +174,163 @@ def prune(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[
             continue  # tiles far larger than the problem: pure padding
         if config.block_n > max(16, _next_pow2(columns)):
             continue
-        if kernel != "wgrad" and config.block_k > max(16, _next_pow2(reduction)):
-            continue
+        if config.block_k > max(16, _next_pow2(reduction)):
+            continue  # (wgrad's reduction is every position: its K tiles are never pruned here)
         if shared_bytes(config, dtype) > SHARED_LIMIT[family]:
             continue
-        if kernel == "wgrad" and config.split_k * config.block_k > reduction:
+        if config.split_k * config.block_k > reduction:
             continue  # splits that would be empty
         candidates.append(config)
     return candidates
 
 
 # ----------------------------------------------------------------------- heuristic
+#: Programs for a full GPU: two waves on an H100's 132 SMs (A100: 108).
+TARGET_PROGRAMS = 264
+#: Streaming multiprocessors a family's programs spread over (H100 SXM, A100; fallback: an RTX 4090-class GPU).
+SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
+
+#: The heuristic's candidates per (kernel, family): (BLOCK_M, BLOCK_N, BLOCK_K, warps,
+#: stages, issue-bound share). The share is the static model of the tile's main loop,
+#: compiled as a launch compiles (fp16, channels_last) on a 3x3, a strided 3x3 and a
+#: 1x1 layer, the worst of the three; every entry compiled without spills and with
+#: cp.async pipelining. Measured by `python -m tconv.perf.derive_shortlist` (rerun it
+#: when a main loop changes). The fallback family uses sm_80's.
+HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
+    ("fprop", "sm_90"): (
+        (128, 128, 64, 8, 4, 1.000),
+        (256, 128, 64, 8, 4, 1.000),
+        (128, 256, 64, 8, 4, 1.000),
+        (128, 128, 64, 4, 4, 1.000),
+        (128, 128, 32, 4, 4, 1.000),
+        (128, 64, 64, 4, 4, 0.721),
+        (128, 64, 64, 8, 4, 0.593),
+        (64, 128, 64, 4, 4, 0.921),
+        (128, 64, 32, 4, 4, 0.554),
+        (64, 64, 64, 4, 4, 0.540),
+        (64, 64, 32, 4, 4, 0.403),
+        (128, 32, 64, 4, 4, 0.365),
+        (64, 32, 64, 4, 4, 0.269),
+        (32, 64, 64, 4, 4, 0.405),
+        (64, 32, 32, 4, 4, 0.209),
+        (32, 32, 32, 4, 4, 0.160),
+        (128, 16, 64, 4, 4, 0.173),
+        (64, 16, 32, 4, 4, 0.099),
+        (128, 128, 16, 8, 4, 0.552),
+        (128, 64, 16, 4, 4, 0.413),
+        (64, 64, 16, 4, 4, 0.269),
+        (64, 32, 16, 4, 4, 0.127),
+        (32, 16, 16, 4, 4, 0.039),
+    ),
+    ("dgrad", "sm_90"): (
+        (128, 128, 64, 8, 4, 0.749),
+        (256, 128, 64, 8, 4, 1.000),
+        (128, 256, 64, 8, 4, 1.000),
+        (128, 128, 64, 4, 4, 1.000),
+        (128, 128, 32, 4, 4, 0.795),
+        (128, 64, 64, 4, 4, 0.548),
+        (128, 64, 64, 8, 4, 0.398),
+        (64, 128, 64, 4, 4, 0.699),
+        (128, 64, 32, 4, 4, 0.410),
+        (64, 64, 64, 4, 4, 0.375),
+        (64, 64, 32, 4, 4, 0.259),
+        (128, 32, 64, 4, 4, 0.292),
+        (64, 32, 64, 4, 4, 0.202),
+        (32, 64, 64, 4, 4, 0.234),
+        (64, 32, 32, 4, 4, 0.137),
+        (32, 32, 32, 4, 4, 0.091),
+        (128, 16, 64, 4, 4, 0.148),
+        (64, 16, 32, 4, 4, 0.068),
+        (128, 128, 16, 8, 4, 0.323),
+        (128, 64, 16, 4, 4, 0.277),
+        (64, 64, 16, 4, 4, 0.162),
+        (64, 32, 16, 4, 4, 0.082),
+        (32, 16, 16, 4, 4, 0.022),
+    ),
+    ("wgrad", "sm_90"): (
+        (128, 128, 64, 8, 4, 0.651),
+        (128, 128, 32, 8, 4, 0.564),
+        (128, 64, 64, 4, 4, 0.341),
+        (128, 64, 32, 4, 4, 0.314),
+        (64, 128, 64, 4, 4, 0.316),
+        (64, 64, 64, 4, 4, 0.327),
+        (64, 64, 32, 4, 4, 0.282),
+        (128, 32, 64, 4, 4, 0.171),
+        (64, 32, 64, 4, 4, 0.143),
+        (64, 32, 32, 4, 4, 0.131),
+        (32, 32, 32, 4, 4, 0.116),
+        (64, 16, 32, 4, 4, 0.062),
+        (32, 16, 32, 4, 4, 0.058),
+    ),
+    ("fprop", "sm_80"): (
+        (128, 128, 64, 8, 3, 1.000),
+        (256, 128, 64, 8, 3, 1.000),
+        (128, 256, 64, 8, 3, 1.000),
+        (128, 128, 64, 4, 3, 1.000),
+        (128, 128, 32, 4, 3, 1.000),
+        (128, 64, 64, 4, 3, 1.000),
+        (128, 64, 64, 8, 3, 1.000),
+        (64, 128, 64, 4, 3, 1.000),
+        (128, 64, 32, 4, 3, 1.000),
+        (64, 64, 32, 4, 3, 0.826),
+        (128, 32, 64, 4, 3, 0.746),
+        (64, 32, 64, 4, 3, 0.593),
+        (32, 64, 64, 4, 3, 0.692),
+        (64, 32, 32, 4, 3, 0.432),
+        (32, 32, 32, 4, 3, 0.276),
+        (128, 16, 64, 4, 3, 0.421),
+        (64, 16, 32, 4, 3, 0.232),
+        (128, 128, 16, 8, 3, 0.859),
+        (64, 64, 16, 4, 3, 0.552),
+        (64, 32, 16, 4, 3, 0.256),
+        (32, 16, 16, 4, 3, 0.073),
+    ),
+    ("dgrad", "sm_80"): (
+        (128, 256, 64, 8, 3, 1.000),
+        (128, 128, 64, 8, 3, 1.000),
+        (128, 128, 64, 4, 3, 1.000),
+        (128, 128, 32, 4, 3, 1.000),
+        (128, 64, 64, 8, 3, 0.908),
+        (64, 128, 64, 4, 3, 1.000),
+        (128, 64, 32, 4, 3, 0.895),
+        (64, 64, 64, 4, 3, 0.848),
+        (64, 64, 32, 4, 3, 0.634),
+        (128, 32, 64, 4, 3, 0.670),
+        (64, 32, 64, 4, 3, 0.496),
+        (32, 64, 64, 4, 3, 0.557),
+        (64, 32, 32, 4, 3, 0.350),
+        (32, 32, 32, 4, 3, 0.227),
+        (128, 16, 64, 4, 3, 0.358),
+        (64, 16, 32, 4, 3, 0.182),
+        (128, 128, 16, 8, 3, 0.557),
+        (128, 64, 16, 4, 3, 0.512),
+        (64, 64, 16, 4, 3, 0.305),
+        (64, 32, 16, 4, 3, 0.168),
+        (32, 16, 16, 4, 3, 0.044),
+    ),
+    ("wgrad", "sm_80"): (
+        (128, 128, 64, 8, 3, 1.000),
+        (128, 128, 32, 8, 3, 1.000),
+        (128, 64, 64, 4, 3, 0.770),
+        (128, 64, 32, 4, 3, 0.734),
+        (64, 128, 64, 4, 3, 0.717),
+        (64, 64, 64, 4, 3, 0.723),
+        (64, 64, 32, 4, 3, 0.646),
+        (128, 32, 64, 4, 3, 0.482),
+        (64, 32, 64, 4, 3, 0.371),
+        (64, 32, 32, 4, 3, 0.333),
+        (32, 32, 32, 4, 3, 0.302),
+        (64, 16, 32, 4, 3, 0.172),
+        (32, 16, 32, 4, 3, 0.152),
+    ),
+}
+
+
+def _wave_efficiency(programs: int, sms: int) -> float:
+    """Busy share of the SMs over the waves a grid takes (1 for full waves)."""
+    return programs / (math.ceil(programs / sms) * sms)
+
+
 def _tile_for(count: int, largest: int) -> int:
     """The largest power-of-two tile (16..largest) that pads `count` by at most 1/8."""
     tile = largest
@@ -198,40 +339,44 @@ def _tile_for(count: int, largest: int) -> int:
     return tile
 
 
-#: Programs for a full GPU: two waves on an H100's 132 SMs (A100: 108).
-TARGET_PROGRAMS = 264
+def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype) -> KernelConfig:
+    """Depthwise tiles (no tensor cores, so no issue-bound share to rank by)."""
+    wide = dtype == torch.float64
+    positions_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
+    if kernel == "wgrad":
+        return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
+    return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(columns, 32), 16, num_stages=2)
 
 
 @functools.lru_cache(maxsize=4096)
-def heuristic_config(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> KernelConfig:
+def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> KernelConfig:
     """A deterministic config from shape, dtype and architecture (no benchmarking).
 
-    BLOCK_N follows the output channels of a group and BLOCK_K its input channels, so
-    thin layers do not multiply padding; BLOCK_K is 16 for 32-bit inputs (the same bytes
-    per step as 32 16-bit channels). 128-row tiles (8 warps) only where the problem
-    still gives two waves of programs. Every choice is spill-free on sm_80 and sm_90
-    (tests/test_gpu_readiness.py compiles the picks for the perf suites). CPU tensors
-    make the same choice as an H100 (INTERPRETER_FAMILY).
+    Among the shortlist's tiles that the problem's pruned space holds (deepest pipeline
+    that fits the dtype's shared memory), the one with the highest
+    issue-bound share x wave efficiency on the family's SMs x useful / executed
+    multiply-adds: the static model's best loop, given enough programs to fill the GPU
+    and little padding. Depthwise layers (no tensor cores) keep elementwise tiles sized
+    by their channels. CPU tensors make the same choice as an H100 (INTERPRETER_FAMILY).
     """
-    rows, columns, reduction = gemm_extents(kernel, spec)
-    wide = dtype == torch.float64  # no tensor cores, twice the registers per element
-    small = family == "fallback"
-    if kernel == "wgrad":
-        positions_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16  # same bytes per K step
-        if spec.depthwise:
-            return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
-        # 16-row tiles spill a few bytes at some kernel sizes (ptxas on sm_90): 32 at least.
-        block_m = max(32, _tile_for(rows, 32 if wide else 64))
-        block_n = _tile_for(columns, 32)
-        return KernelConfig(block_m, block_n, positions_k, num_stages=2 if small else 3)
+    descriptor = descriptor_of(kernel)
+    rows, columns, _ = descriptor.extents(spec)
     if spec.depthwise:
-        return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(columns, 32), 16, num_stages=2)
-    # float32 operands take twice the registers of 16-bit ones: 64 x 64 spills on 7x7 (sm_90).
-    block_n = _tile_for(columns, 32 if dtype in (torch.float32, torch.float64) else 64)
-    block_k = 16 if wide or dtype == torch.float32 else _tile_for(reduction, 32)
-    block_m = 32 if rows <= 32 else 64
-    programs_at_128 = math.ceil(rows / 128) * math.ceil(columns / 64) * spec.groups
-    # 16-bit only: the float32 build spills on 7x7 kernels (sm_90).
-    if dtype in (torch.float16, torch.bfloat16) and not small and block_n == 64 and programs_at_128 >= TARGET_PROGRAMS:
-        return KernelConfig(128, 64, block_k, num_warps=8, num_stages=3)
-    return KernelConfig(block_m, block_n, block_k, num_warps=4, num_stages=2 if small else 3)
+        return _elementwise_config(descriptor.name, rows, columns, dtype)
+    table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]
+    candidates = prune(descriptor, spec, dtype, family)
+    best, best_score = None, -1.0
+    for block_m, block_n, block_k, warps, stages, share in table:
+        fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
+                   == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
+        if not fitting:
+            continue
+        config = max(fitting, key=lambda c: c.num_stages)
+        programs = math.prod(descriptor.grid(spec, config))
+        work = spec.useful_macs / max(1, descriptor.executed_macs(spec, config))
+        score = share * _wave_efficiency(programs, SMS[family]) * work
+        if score > best_score + 1e-9:
+            best, best_score = config, score
+    if best is None:  # nothing of the shortlist fits (a tiny problem): the smallest candidate
+        return min(candidates, key=lambda c: (c.block_m * c.block_n * c.block_k, c.num_warps, -c.num_stages))
+    return best

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .functional import convolution, transposed_convolution
+from .spec import PADDING_MODES
 
 __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "convert"]
 
@@ -19,8 +20,17 @@ class _ConvMixin:
     _op: str
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        # torch keeps [last_before, last_after, ..., first_before, first_after] for every
-        # padding (int, tuple or 'same'); reading it gives 'same' its asymmetric split.
+        # As torch's forward: zeros padding reads self.padding at every call (so changing it
+        # after construction counts, and bad values raise torch's errors) ...
+        if self.padding_mode == "zeros":
+            return convolution(self._op, self._dims, input, weight, bias, self.stride, self.padding, self.dilation,
+                               self.groups)
+        if self.padding_mode not in PADDING_MODES:  # torch's F.pad raises this type
+            raise NotImplementedError(
+                f"Unrecognised padding_mode {self.padding_mode!r}: expected one of {sorted(PADDING_MODES)}"
+            )
+        # ... the other modes pad by [last_before, last_after, ..., first_before, first_after],
+        # fixed at construction for every padding (int, tuple or 'same': its asymmetric split).
         pairs = self._reversed_padding_repeated_twice
         pad_before = tuple(pairs[2 * i] for i in reversed(range(self._dims)))
         pad_after = tuple(pairs[2 * i + 1] for i in reversed(range(self._dims)))

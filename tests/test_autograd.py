@@ -1,6 +1,9 @@
 """Backward passes, all in tconv's kernels: gradcheck, grads against torch for every
 dtype, opcheck, torch.compile, autocast, determinism, double backward."""
 
+import dataclasses
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -186,21 +189,39 @@ def test_double_backward_raises_clearly():
         grad_weight.sum().backward()
 
 
-WGRAD_LAYERS = [  # (input shape, weight shape, stride, padding): realistic layers at small batch
-    ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1),
-    ((8, 256, 56, 56), (64, 256, 1, 1), 1, 0),
-    ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1),
-    ((2, 320, 64, 64), (320, 320, 3, 3), 1, 1),
-    ((2, 64, 32, 32, 32), (64, 64, 3, 3, 3), 1, 1),
-    ((16, 128, 2048), (128, 128, 7), 1, 3),
-    ((8, 144, 56, 56), (144, 1, 3, 3), 1, 1),  # depthwise (groups = 144)
+WGRAD_LAYERS = [  # (input shape, weight shape, stride, padding, split): realistic layers at small batch
+    # split: whether the heuristic launch splits the reduction. Every layer but one has fewer
+    # weight tiles than TARGET_PROGRAMS (two waves), so split-K must fill the GPU; the
+    # 320-channel one already has 450 tiles and needs no split.
+    ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, True),
+    ((8, 256, 56, 56), (64, 256, 1, 1), 1, 0, True),
+    ((8, 128, 56, 56), (128, 128, 3, 3), 2, 1, True),
+    ((2, 320, 64, 64), (320, 320, 3, 3), 1, 1, False),
+    ((2, 64, 32, 32, 32), (64, 64, 3, 3, 3), 1, 1, True),
+    ((16, 128, 2048), (128, 128, 7), 1, 3, True),
+    ((8, 144, 56, 56), (144, 1, 3, 3), 1, 1, True),  # depthwise (groups = 144)
 ]
 
 
-@pytest.mark.parametrize("input_shape,weight_shape,stride,padding", WGRAD_LAYERS)
-def test_wgrad_work_close_to_useful(input_shape, weight_shape, stride, padding):
+def _check_split(spec, config):
+    """wgrad_split covers the rows with non-empty splits of whole K steps; returns it."""
+    from tconv.plan import wgrad_split
+
+    rows = spec.batch * math.prod(spec.out_size)
+    splits, rows_per_split = wgrad_split(spec, config)
+    assert splits >= 1, (splits, config)
+    assert rows_per_split > 0 and rows_per_split % config.block_k == 0, (rows_per_split, config)
+    assert splits * rows_per_split >= rows, ("rows left out", splits, rows_per_split, rows, config)
+    assert (splits - 1) * rows_per_split < rows, ("empty split", splits, rows_per_split, rows, config)
+    if config.split_k:
+        assert splits <= config.split_k, (splits, config)
+    return splits, rows_per_split
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,stride,padding,split", WGRAD_LAYERS)
+def test_wgrad_work_close_to_useful(input_shape, weight_shape, stride, padding, split):
     from tconv.configs import heuristic_config
-    from tconv.plan import executed_macs, wgrad_grid
+    from tconv.plan import executed_macs
     from tconv.spec import conv_spec
 
     groups = input_shape[1] // weight_shape[1]
@@ -210,7 +231,11 @@ def test_wgrad_work_close_to_useful(input_shape, weight_shape, stride, padding):
     config = heuristic_config("wgrad", spec, torch.float16)
     ratio = executed_macs("wgrad", spec, config) / spec.useful_macs
     assert ratio <= 1.25, ratio
-    assert wgrad_grid(spec, config)[2] >= 1
+
+    splits, _ = _check_split(spec, config)
+    assert (splits > 1) == split, (splits, config)
+    for split_k in (1, 2, 3, 8, 32, 1000):  # explicit split counts (tuned configs) too
+        _check_split(spec, dataclasses.replace(config, split_k=split_k))
 
 
 def test_torch_compile_dynamic_shapes_and_unbatched():

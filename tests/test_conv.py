@@ -68,8 +68,22 @@ def test_zero_batch_and_zero_channels():
 
 
 @pytest.mark.parametrize("tf32", [False, True])
-def test_float32_follows_tf32_switch_without_changing_cpu_results(tf32, monkeypatch):
+def test_float32_follows_tf32_switch(tf32, monkeypatch):
+    """A CUDA launch of float32 uses TF32 tensor cores exactly when torch's cudnn.allow_tf32
+    is set (as compiled: the specialisation a launch makes); the interpreter never does."""
+    from tconv.perf.suites import Layer, layer_spec
+
+    from tconv.aot import specialize
+    from tconv.descriptors.base import numerics
+
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", tf32)
+    spec = layer_spec(Layer("3x3", 2, 32, (8, 8), 32, (3, 3), 1, 1))
+    from tconv.configs import KernelConfig
+
+    _, signature, constexprs, _ = specialize("fprop", spec, "float32", "channels_last", KernelConfig(64, 32, 16), 90)
+    precision = constexprs[(list(signature).index("INPUT_PRECISION"),)]
+    assert precision == ("tf32" if tf32 else "ieee")
+    assert numerics(torch.float32, False, tf32, [])["INPUT_PRECISION"] == "ieee"
     run_case(CONV_CASES[7], torch.float32)
 
 

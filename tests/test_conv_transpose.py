@@ -87,11 +87,33 @@ def test_module_output_size_unreachable():
         ours(torch.randn(1, 3, 4, 4), output_size=(20, 20))
 
 
-def test_module_rejects_non_zeros_padding_mode_like_torch():
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_module_rejects_non_zeros_padding_mode_like_torch(dims, mode):
+    """torch's constructor refuses the mode, so it is set afterwards: forward must refuse it
+    as torch's does (ValueError naming 'zeros'), not silently compute a zero-padded result."""
+    ours_type, torch_type = MODULES[dims]
+    theirs, ours = torch_type(3, 4, 3, stride=2, padding=1), ours_type(3, 4, 3, stride=2, padding=1)
+    input = torch.randn(2, 3, *(4,) * dims)
+    for module in (theirs, ours):
+        module.padding_mode = mode
     with pytest.raises(ValueError, match="zeros"):
-        torch.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
+        theirs(input)
     with pytest.raises(ValueError, match="zeros"):
-        tconv.nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
+        ours(input)
+    with pytest.raises(ValueError, match="zeros"):
+        ours(input, output_size=[8] * dims)
+
+
+def test_module_zeros_padding_mode_after_reset():
+    """Setting padding_mode back to 'zeros' computes torch's result again."""
+    reference = torch.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, dtype=torch.float64)
+    ours = tconv.nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1)
+    ours.load_state_dict(reference.state_dict())
+    ours.padding_mode = "reflect"
+    ours.padding_mode = "zeros"
+    input = torch.randn(2, 3, 5, 4)
+    assert_close(ours(input), reference(input.double()), torch.float32)
 
 
 def _work_ratio(in_size, in_channels, out_channels, kernel, stride, batch=8):

@@ -72,19 +72,75 @@ def test_unsupported_dtype_is_a_clear_not_implemented_error():
         tconv.conv2d(x.long(), w.long())
 
 
+def _set(**attributes):
+    return lambda module: [setattr(module, name, value) for name, value in attributes.items()]
+
+
+# (name, constructor kwargs, attributes set after construction, word the message must contain).
+# tconv's modules are torch's subclasses, so torch's constructor checks every argument; an
+# attribute changed afterwards is checked by the forward pass only, which tconv replaces.
+MODULE_ATTRIBUTE_CASES = [
+    ("unknown padding_mode", {"padding": 1}, _set(padding_mode="foo"), "padding.mode"),
+    ("groups do not divide", {}, _set(groups=4), "groups"),
+    ("groups vs in channels", {}, _set(groups=2), "channels"),
+    ("zero groups", {}, _set(groups=0), "groups"),
+    ("zero stride", {}, _set(stride=(0, 0)), "stride"),
+    ("stride tuple too long", {}, _set(stride=(1, 1, 1)), "stride"),
+    ("zero dilation", {}, _set(dilation=(0, 0)), "dilation"),
+    ("unknown padding string", {}, _set(padding="bar"), "padding"),
+    ("same with stride", {"padding": "same"}, _set(stride=(2, 2)), "stride"),
+    ("negative padding", {}, _set(padding=(-1, -1)), "padding"),
+]
 @pytest.mark.parametrize(
-    "kwargs,word",
-    [
-        ({"padding_mode": "foo"}, "padding_mode"),
-        ({"padding": "same", "stride": 2}, "stride"),
-        ({"groups": 4}, "divisible"),
-        ({"padding": "bar"}, "padding"),
-    ],
+    "name,kwargs,change,word",
+    [pytest.param(*case, id=case[0]) for case in MODULE_ATTRIBUTE_CASES],
 )
-def test_module_constructor_errors_are_torch_errors(kwargs, word):
-    # The constructor is torch's own: same checks, same messages.
-    with pytest.raises(ValueError, match=word):
-        tconv.nn.Conv2d(6, 6 if "groups" not in kwargs else 5, 3, **kwargs)
+def test_module_bad_attribute_is_torch_error(name, kwargs, change, word):
+    """A bad module argument (set after construction, past torch's constructor checks) gives
+    torch's exception type from forward, with a message naming the argument."""
+    input = torch.randn(2, 8, 8, 8)
+    theirs_module = torch.nn.Conv2d(8, 6, 3, **kwargs)
+    ours_module = tconv.nn.Conv2d(8, 6, 3, **kwargs)
+    for module in (theirs_module, ours_module):
+        change(module)
+    with pytest.raises(Exception) as theirs:
+        theirs_module(input)
+    with pytest.raises(type(theirs.value), match=f"(?i){word}"):
+        ours_module(input)
+
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_module_bad_attribute_every_dims(dims):
+    """The same forward check in every tconv.nn.Conv*d (groups that do not divide C_out)."""
+    input = torch.randn(2, 8, *(5,) * dims)
+    theirs_module = getattr(torch.nn, f"Conv{dims}d")(8, 6, 3)
+    ours_module = getattr(tconv.nn, f"Conv{dims}d")(8, 6, 3)
+    for module in (theirs_module, ours_module):
+        module.groups = 4
+    with pytest.raises(RuntimeError, match="groups") as theirs:
+        theirs_module(input)
+    with pytest.raises(RuntimeError, match="groups") as ours:
+        ours_module(input)
+    assert type(ours.value) is type(theirs.value)
+
+
+@pytest.mark.parametrize(
+    "change,word",
+    [(_set(groups=3), "groups"), (_set(stride=(0, 0)), "stride"), (_set(output_padding=(2, 2)), "output padding"),
+     (_set(padding=(-1, -1)), "padding"), (_set(dilation=(0, 0)), "dilation")],
+    ids=["groups", "stride", "output_padding", "padding", "dilation"],
+)
+def test_transposed_module_bad_attribute_is_torch_error(change, word):
+    input = torch.randn(2, 8, 5, 5)
+    theirs_module = torch.nn.ConvTranspose2d(8, 6, 3, stride=2)
+    ours_module = tconv.nn.ConvTranspose2d(8, 6, 3, stride=2)
+    for module in (theirs_module, ours_module):
+        change(module)
+    with pytest.raises(Exception) as theirs:
+        theirs_module(input)
+    with pytest.raises(type(theirs.value), match=f"(?i){word}"):
+        ours_module(input)
 
 
 @pytest.mark.parametrize("mode,padding", [("reflect", 8), ("circular", 9)])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tconv.perf.suites import SUITES, Layer, layer_spec
 
-from tconv.aot import FAMILY_OF_ARCH, compile_problem
+from tconv.aot import FAMILY_OF_ARCH, compile_launch
 from tconv.configs import KERNELS, config_space, heuristic_config
 from tconv.spec import pass_specs
 
@@ -46,7 +46,7 @@ def _suite_picks(arch: int, dtype: torch.dtype):
 
 
 def _check(kernel, spec, config, dtype, arch):
-    report = compile_problem(kernel, spec, str(dtype).removeprefix("torch."), config, arch)
+    report = compile_launch(kernel, spec, str(dtype).removeprefix("torch."), config, arch)
     where = f"{kernel} {dtype} sm_{arch} {config} kernel {spec.kernel_size}"
     assert report.spill_bytes == 0, f"{where}: {report.spill_bytes} bytes spilled"
     assert report.fits, f"{where}: {report.shared_bytes} bytes of shared memory"
@@ -79,5 +79,5 @@ def test_compiles_after_interpreted_launches():
     tconv.conv2d(torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3), padding=1)
     tconv.conv_transpose2d(torch.randn(1, 2, 3, 3), torch.randn(2, 3, 2, 2), stride=2)
     config = heuristic_config("fprop", DENSE, torch.float16, "sm_90")
-    report = compile_problem("fprop", DENSE, "float16", config, 90)
+    report = compile_launch("fprop", DENSE, "float16", config, 90)
     assert report.tensor_cores and report.spill_bytes == 0

@@ -135,3 +135,12 @@ def test_no_padded_copy_for_any_padding_mode(mode, dims, monkeypatch):
     monkeypatch.undo()
     torch_module.load_state_dict(module.state_dict())
     assert_close(output, torch_module(input.double()), torch.float32)
+
+
+def test_module_padding_changed_after_construction_is_used():
+    """torch's forward reads module.padding at every call; so does tconv's."""
+    input = torch.randn(1, 3, 6, 6)
+    theirs, ours = torch.nn.Conv2d(3, 4, 3, padding=1, dtype=torch.float64), tconv.nn.Conv2d(3, 4, 3, padding=1)
+    ours.load_state_dict(theirs.state_dict())
+    theirs.padding = ours.padding = (2, 2)
+    assert_close(ours(input), theirs(input.double()), torch.float32)

@@ -69,10 +69,10 @@ def _rows(path):
 def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     code = cli.main(["bench", "--suite", "tiny", "--dtypes", "float32,bfloat16", "--quick", "--archs", "90",
-                     "--workers", "2", "--out", str(out)])
+                     "--layouts", "channels_last", "--workers", "2", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
-    assert "no timing was taken" in printed and "check against torch: 24 of 24 passed" in printed
+    assert "no timing was taken" in printed and "check against torch (channels_last): 24 of 24 passed" in printed
     rows = _rows(out)
     layers = {row["layer"] for row in rows}
     assert layers == {layer.name for layer in SUITES["tiny"]}
@@ -94,25 +94,53 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     assert "| tiny 3x3 |" in report
 
 
-def _timed_csv(path):
-    """A small CSV as a GPU run would write it: static rows plus tconv / cuDNN timings."""
+#: Issue-bound shares of the hand-made CSV per (arch, layout): layers a and b (fprop; wgrad is 0.9 x).
+SHARES = {("sm_90", "channels_last"): (0.5, 0.8), ("sm_90", "contiguous"): (0.25, 0.4),
+          ("sm_80", "channels_last"): (1.0, 0.64), ("sm_80", "contiguous"): (0.3, 0.6)}
+GEMM_SHARES = {"sm_90": 0.9, "sm_80": 0.95}
+
+
+def _compile_values(arch, layout, pass_name, index, depthwise):
+    """What bench writes per compile target: resources, the SASS main loop and the issue-bound share."""
+    values = [(arch, "config", "64x64x32 w4 s3 g8"), (arch, "registers", 200 if arch == "sm_90" else 168),
+              (arch, "spill_bytes", 0), (arch, "shared_bytes", 49152), (arch, "tensor_cores", 0 if depthwise else 1),
+              (arch, "pipelined", 1), (arch, "executed_over_useful", 1.1), (arch, "loop_instructions", 120 + index),
+              (arch, "async_copies", 8), (arch, "load_bits", 128 if layout == "channels_last" else 16),
+              (arch, "loads_128", 8 if layout == "channels_last" else 0),
+              (arch, "loads_16", 0 if layout == "channels_last" else 64)]
+    if not depthwise:  # no tensor-core loop: no share
+        share = SHARES[(arch, layout)][index] * (0.9 if pass_name == "wgrad" else 1.0)
+        values += [(arch, "loop_tensor_core_instructions", 16), (arch, "issue_bound_share", round(share, 4)),
+                   (arch, "gemm_issue_bound_share", GEMM_SHARES[arch]), (arch, "loop_over_gemm", 1.25 + index)]
+    return values
+
+
+def _timed_csv(path, layouts=("channels_last",), depthwise=False):
+    """A small CSV as a GPU run would write it: static rows, sm_80 / sm_90 compile rows and tconv / cuDNN
+    timings, for each of `layouts` under one run id (contiguous: tconv twice as slow); `depthwise` adds a
+    depthwise layer c (no tensor-core loop, so no issue-bound share; speedup 1x)."""
     meta = {"run": "2026-01-01T00:00:00Z", "commit": "abc", "tconv": "0", "torch": "2", "triton": "3",
-            "device": "NVIDIA H100 80GB HBM3", "suite": "handmade", "layout": "channels_last"}
+            "device": "NVIDIA H100 80GB HBM3", "suite": "handmade"}
+    layers = [(Layer("a", 8, 64, (28, 28), 64, (3, 3), 1, 1), 0.5, 1.0),
+              (Layer("b", 8, 64, (28, 28), 64, (3, 3), 1, 1), 2.0, 1.0)]
+    if depthwise:
+        layers.append((Layer("c", 8, 64, (28, 28), 64, (3, 3), 1, 1, 1, 64), 1.0, 1.0))
     rows = []
-    for index, (name, tconv_ms, cudnn_ms) in enumerate([("a", 0.5, 1.0), ("b", 2.0, 1.0)]):
-        layer = Layer(name, 8, 64, (28, 28), 64, (3, 3), 1, 1)
-        spec = layer_spec(layer)
-        for pass_name in ("fprop", "wgrad"):
-            common = {**meta, "layer": name, "count": 1, "shape": layer.describe(), "pass": pass_name,
-                      "kernel": pass_name, "dtype": "float16"}
-            values = [("static", "flops", 2 * gemm_macs(spec)), ("static", "min_bytes", min_bytes(spec, "float16")),
-                      ("static", "arithmetic_intensity", 100 + index), ("H100 SXM", "roofline_us", 3.0),
-                      ("A100 SXM 80GB", "roofline_us", 9.0), ("sm_90", "config", "64x64x32 w4 s3 g8"),
-                      ("sm_90", "registers", 200), ("sm_90", "spill_bytes", 0), ("sm_90", "tensor_cores", 1),
-                      ("sm_90", "executed_over_useful", 1.1), ("tconv", "ms", tconv_ms), ("cudnn", "ms", cudnn_ms),
-                      ("tconv", "tflops", 10.0), ("cudnn", "tflops", 5.0),
-                      ("tconv", "speedup_vs_cudnn", cudnn_ms / tconv_ms)]
-            rows += [{**common, "source": s, "metric": m, "value": v} for s, m, v in values]
+    for layout in layouts:
+        for index, (layer, tconv_ms, cudnn_ms) in enumerate(layers):
+            tconv_ms *= 2 if layout == "contiguous" else 1
+            spec = layer_spec(layer)
+            for pass_name in ("fprop", "wgrad"):
+                common = {**meta, "layer": layer.name, "count": 1, "shape": layer.describe(), "pass": pass_name,
+                          "kernel": pass_name, "dtype": "float16", "layout": layout}
+                values = [("static", "flops", 2 * gemm_macs(spec)), ("static", "min_bytes", min_bytes(spec, "float16")),
+                          ("static", "arithmetic_intensity", 100 + index), ("H100 SXM", "roofline_us", 3.0),
+                          ("A100 SXM 80GB", "roofline_us", 9.0)]
+                for arch in ("sm_80", "sm_90"):
+                    values += _compile_values(arch, layout, pass_name, index, spec.depthwise)
+                values += [("tconv", "ms", tconv_ms), ("cudnn", "ms", cudnn_ms), ("tconv", "tflops", 10.0 / tconv_ms),
+                           ("cudnn", "tflops", 5.0), ("tconv", "speedup_vs_cudnn", cudnn_ms / tconv_ms)]
+                rows += [{**common, "source": s, "metric": m, "value": v} for s, m, v in values]
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -130,3 +158,51 @@ def test_report_with_gpu_timings(tmp_path):
         assert os.path.getsize(tmp_path / "out" / name) > 1000 and f"]({name})" in report
     assert "not measured" not in report.split("## Plots")[0]
     assert "| 1.00x |" in report  # geomean of 2x and 0.5x
+
+
+def test_report_with_two_layouts_and_the_static_model(tmp_path):
+    path = tmp_path / "two.csv"
+    _timed_csv(path, layouts=("channels_last", "contiguous"), depthwise=True)
+    run = read_run(str(path))
+    assert run.layouts == ["channels_last", "contiguous"] and run.layers == ["a", "b", "c"]
+    assert len(run.keys) == 3 * 2 * 2  # layer x pass x layout: neither layout overwrites the other
+    assert run.value(run.key("a", "fprop", "float16", "contiguous"), "sm_90", "issue_bound_share") == 0.25
+    assert run.value(run.key("a", "fprop", "float16"), "sm_90", "issue_bound_share") == 0.5  # the first layout
+    assert run.value(run.key("c", "fprop", "float16"), "sm_90", "issue_bound_share") is None  # depthwise
+
+    out = tmp_path / "out"
+    assert cli.main(["report", "--csv", str(path), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    for name in ("issue_bound_share.png", "registers.png", "speedup.png", "tflops_fprop.png"):
+        assert os.path.getsize(out / name) > 1000 and f"]({name})" in report
+    assert report.count("](issue_bound_share.png)") == 1
+
+    summary, rest = report.split("## Static model: issue-bound share of tensor peak")
+    # Summary per pass x dtype x layout: contiguous tconv is twice as slow (speedups 1x, 0.25x, 0.5x).
+    assert "| fprop | float16 | channels_last | 3 |" in summary and "| fprop | float16 | contiguous | 3 |" in summary
+    assert "| 1.00x |" in summary and "| 0.50x |" in summary
+    static = rest.split("## Plots")[0]
+    assert "not a timing" in static and "](issue_bound_share.png)" in static
+    # geomean(0.5, 0.8) = 0.632, minimum 0.5 at layer a, GEMM reference 0.9; c (depthwise) has no share.
+    assert "| sm_90 | channels_last | fprop | 2 of 3 | 0.632 | 0.500 (a) | 0.900 |" in static
+    assert "| sm_90 | contiguous | fprop | 2 of 3 | 0.316 | 0.250 (a) | 0.900 |" in static  # sqrt(0.25 x 0.4)
+    assert "| sm_80 | channels_last | wgrad | 2 of 3 | 0.720 | 0.576 (b) | 0.950 |" in static  # 0.9 x sqrt(1 x 0.64)
+    assert static.count("| sm_") == 2 * 2 * 2  # arch x layout x pass
+    per_layer = report.split("## Per layer")[1]
+    assert "| layout |" in per_layer and "issue-bound share" in per_layer and "loop / GEMM" in per_layer
+    row = next(line for line in per_layer.splitlines() if line.startswith("| a |") and "| contiguous |" in line
+               and "| fprop |" in line)
+    assert "| 0.30 / 0.25 |" in row and "| 1.25 / 1.25 |" in row
+    header, rule = per_layer.strip().splitlines()[:2]
+    assert header.count("|") == rule.count("|") == row.count("|")
+
+
+def test_report_of_one_layout_has_no_layout_column(tmp_path):
+    path = tmp_path / "one.csv"
+    _timed_csv(path)
+    assert cli.main(["report", "--csv", str(path), "--out", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    summary, per_layer = report.split("## Summary")[1].split("## Static model")[0], report.split("## Per layer")[1]
+    assert "| layout |" not in summary + per_layer and "layout channels_last." in report
+    assert "| sm_90 | channels_last | fprop | 2 | 0.632 | 0.500 (a) | 0.900 |" in report
+    assert os.path.getsize(tmp_path / "issue_bound_share.png") > 1000

@@ -2,7 +2,7 @@
 
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import tconv
@@ -87,10 +87,10 @@ def test_module_padding_mode_random(dims, mode, data):
     )
     stride = 1 if padding == "same" else tuple(data.draw(st.integers(1, 2)) for _ in range(dims))
     pads = [d * (k - 1) for d, k in zip(dilation, kernel)] if padding == "same" else [2 * p for p in padding]
-    if any(s + p < d * (k - 1) + 1 for s, p, d, k in zip(size, pads, dilation, kernel)):
-        return  # kernel larger than the padded input: covered by the error tests
-    if padding == "same" and mode == "reflect" and any(p - p // 2 >= s for p, s in zip(pads, size)):
-        return
+    # A kernel larger than the padded input is covered by the error tests; reflect padding
+    # must stay below the input size (torch's rule).
+    assume(all(s + p >= d * (k - 1) + 1 for s, p, d, k in zip(size, pads, dilation, kernel)))
+    assume(not (padding == "same" and mode == "reflect" and any(p - p // 2 >= s for p, s in zip(pads, size))))
     kwargs = dict(stride=stride, padding=padding, dilation=dilation, padding_mode=mode)
     torch_type = getattr(torch.nn, f"Conv{dims}d")
     reference = torch_type(3, 2, kernel, dtype=torch.float64, **kwargs)

@@ -1,0 +1,77 @@
+"""Measure the heuristic's shortlist: compile each candidate tile of each kernel as the
+launch compiles it (tconv.aot) on representative channels_last fp16 layers, for sm_90 and
+sm_80, and print the table tconv/configs.py keeps as HEURISTIC_SHORTLIST (the worst
+issue-bound share over the layers, and whether any spilled or was not pipelined).
+
+    python -m tconv.perf.derive_shortlist [--workers 2]
+
+It takes a few minutes on a CPU; rerun it after changing a kernel's main loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from tconv.aot import compile_all
+from tconv.configs import SHARED_LIMIT, KernelConfig, shared_bytes
+from tconv.spec import pass_specs
+
+from .suites import Layer, layer_spec
+
+#: The representative layer: a padded 3x3, stride 1 (add layers to rank by the worst of several).
+LAYERS = [Layer("3x3", 32, 128, (28, 28), 128, (3, 3), 1, 1)]
+TILES = {
+    "dense": [(256, 128, 64, 8), (128, 256, 64, 8), (128, 128, 64, 8), (128, 128, 64, 4), (128, 128, 32, 4),
+              (128, 64, 64, 4), (128, 64, 64, 8), (64, 128, 64, 4), (128, 64, 32, 4), (64, 64, 64, 4), (64, 64, 32, 4),
+              (128, 32, 64, 4), (64, 32, 64, 4), (32, 64, 64, 4), (64, 32, 32, 4), (32, 32, 32, 4), (128, 16, 64, 4),
+              (64, 16, 32, 4), (128, 128, 16, 8), (128, 64, 16, 4), (64, 64, 16, 4), (64, 32, 16, 4), (32, 16, 16, 4)],
+    "wgrad": [(128, 128, 64, 8), (128, 128, 32, 8), (128, 64, 64, 4), (128, 64, 32, 4), (64, 128, 64, 4), (64, 64, 64, 4),
+              (64, 64, 32, 4), (128, 32, 64, 4), (64, 32, 64, 4), (64, 32, 32, 4), (32, 32, 32, 4), (64, 16, 32, 4),
+              (32, 16, 32, 4)],
+}
+STAGES = {90: (4, 3), 80: (3, 2)}
+
+
+def with_stages(tile, arch) -> KernelConfig:
+    """The deepest pipeline of the arch's preference that fits shared memory (fp16)."""
+    import torch
+
+    for stages in STAGES[arch]:
+        config = KernelConfig(*tile[:3], num_warps=tile[3], num_stages=stages)
+        if shared_bytes(config, torch.float16) <= SHARED_LIMIT[f"sm_{arch}"]:
+            return config
+    return KernelConfig(*tile[:3], num_warps=tile[3], num_stages=STAGES[arch][-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    jobs = []
+    for arch in (90, 80):
+        for kernel in ("fprop", "dgrad", "wgrad"):
+            for tile in TILES["wgrad" if kernel == "wgrad" else "dense"]:
+                for layer in LAYERS:
+                    spec = pass_specs(layer_spec(layer))[kernel][1]
+                    jobs.append((kernel, spec, "float16", with_stages(tile, arch), arch, "channels_last"))
+    results = compile_all(jobs, args.workers, "compiling the shortlist")
+    for arch in (90, 80):
+        for kernel in ("fprop", "dgrad", "wgrad"):
+            print(f'    ("{kernel}", "sm_{arch}"): (')
+            for tile in TILES["wgrad" if kernel == "wgrad" else "dense"]:
+                config = with_stages(tile, arch)
+                reports = [results[job][0] for job in jobs if job[0] == kernel and job[4] == arch and job[3] == config]
+                if any(r is None for r in reports):
+                    print(f"        # {config}: compile failed")
+                    continue
+                share = min(r.issue_bound_share or 0 for r in reports)
+                spills = max(r.spill_bytes for r in reports)
+                pipelined = all(r.pipelined for r in reports)
+                note = "" if not spills and pipelined else f"  # spills {spills} B, pipelined {pipelined}"
+                print(f"        ({tile[0]}, {tile[1]}, {tile[2]}, {tile[3]}, {config.num_stages}, {share:.3f}),{note}")
+            print("    ),")
+
+
+if __name__ == "__main__":
+    main()

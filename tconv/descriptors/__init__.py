@@ -1,0 +1,15 @@
+"""One descriptor per Triton kernel (see base.py): the registry every consumer looks
+kernels up in. Adding a kernel is its ``@triton.jit`` file in kernels/, its descriptor
+module here and one line below."""
+
+from .base import Descriptor
+from .dgrad import DGRAD
+from .fprop import FPROP
+from .gemm import GEMM
+from .wgrad import WGRAD, WGRAD_REDUCE
+
+KERNELS: dict[str, Descriptor] = {d.name: d for d in (FPROP, DGRAD, WGRAD, WGRAD_REDUCE, GEMM)}
+#: The kernels a conv pass launches and tunes (wgrad_reduce rides on wgrad's launch).
+PASS_KERNELS = ("fprop", "dgrad", "wgrad")
+
+__all__ = ["DGRAD", "FPROP", "GEMM", "KERNELS", "PASS_KERNELS", "WGRAD", "WGRAD_REDUCE", "Descriptor"]

@@ -1,0 +1,155 @@
+"""What every kernel descriptor shares: the launch contract's vocabulary.
+
+A descriptor is one object per ``@triton.jit`` kernel that says everything needed to
+launch it: which tensors a launch reads and writes (and how outputs are allocated),
+how (problem, config, tensors) become the kernel's arguments and compile-time
+constants, the grid, the GEMM extents its tiles cover, the multiply-adds that grid
+executes and its config space. The launchers (tconv._launch), the ahead-of-time
+compile (tconv.aot), the tuner and the benchmarks all call the same methods, so the
+compile report describes exactly what a launch compiles.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+import triton.language as tl
+from triton.runtime.jit import JITFunction
+
+from ..configs import KernelConfig
+from ..spec import ConvSpec
+
+#: CUDA's limit on grid axes 1 and 2.
+MAX_GRID_YZ = 65535
+#: Layouts a problem's 4-d/5-d tensors can be given in.
+LAYOUTS = ("channels_last", "contiguous")
+
+
+class Descriptor:
+    """Base of the kernel descriptors (subclasses fill in every method)."""
+
+    name: str
+    function: JITFunction
+    #: {depthwise: {family: axes}}: the config space, as data (see tconv.configs).
+    spaces: Mapping[bool, Mapping[str, dict]] = {}
+    #: Names of the tensors a caller passes (the rest are allocated by `allocate`).
+    operand_names: tuple[str, ...] = ()
+    #: The tensor a pass of this kernel produces (what the tuner compares between configs).
+    result: str = "output"
+
+    def operand_shapes(self, spec: ConvSpec) -> dict[str, tuple[int, ...]]:
+        """Logical ([N, C, *spatial]-style) shapes of the operands a caller passes."""
+        raise NotImplementedError
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping[str, torch.Tensor], config: KernelConfig) -> dict:
+        """The tensors the launch writes (outputs, workspaces) or derives (tables), on the operands' device."""
+        raise NotImplementedError
+
+    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
+        """(positional arguments, keyword meta-parameters and launch options) of one launch."""
+        raise NotImplementedError
+
+    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def launch_grid(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping) -> tuple[int, ...]:
+        """The grid of a launch on these tensors (the same as `grid` unless a kernel says otherwise)."""
+        return self.grid(spec, config)
+
+    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        """(rows, columns, reduction per tap): what BLOCK_M, BLOCK_N and BLOCK_K tile."""
+        raise NotImplementedError
+
+    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
+        """Multiply-adds the launch's grid executes (whole tiles, padding included)."""
+        raise NotImplementedError
+
+    def uses_tensor_cores(self, spec: ConvSpec) -> bool:
+        return not spec.depthwise
+
+    def check_grid(self, spec: ConvSpec, config: KernelConfig) -> None:
+        """Raise NotImplementedError before a launch CUDA would refuse."""
+        for axis, count in enumerate(self.grid(spec, config)[1:], start=1):
+            if count > MAX_GRID_YZ:
+                raise NotImplementedError(
+                    f"tconv's {self.name} kernel launches {count} programs on grid axis {axis}; CUDA allows {MAX_GRID_YZ}"
+                )
+
+
+# ------------------------------------------------------------------- shared helpers
+def in_3d(values: tuple[int, ...], fill: int) -> tuple[int, ...]:
+    """A 1-d or 2-d tuple padded at the front to 3 entries."""
+    return (fill,) * (3 - len(values)) + tuple(values)
+
+
+def layout_3d(tensor: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Sizes and strides of an [N, C, *spatial] tensor as [N, C, D, H, W]."""
+    sizes = tuple(tensor.shape[:2]) + in_3d(tuple(tensor.shape[2:]), 1)
+    strides = tuple(tensor.stride()[:2]) + in_3d(tuple(tensor.stride()[2:]), 0)
+    return sizes, strides
+
+
+def output_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
+    """torch's rule: a 4-d/5-d conv output is channels_last when input or weight is."""
+    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(input.dim())
+    if layout is None:
+        return torch.contiguous_format
+    for tensor in (input, weight):
+        if tensor.dim() == input.dim() and tensor.is_contiguous(memory_format=layout) and not tensor.is_contiguous():
+            return layout
+    return torch.contiguous_format
+
+
+def in_layout(tensor: torch.Tensor, layout: str) -> torch.Tensor:
+    """`tensor` in `layout` ('channels_last' applies to 4-d and 5-d tensors only)."""
+    if layout == "channels_last" and tensor.dim() in (4, 5):
+        return tensor.contiguous(memory_format=torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d)
+    return tensor.contiguous()
+
+
+def _max_offset(tensor: torch.Tensor) -> int:
+    return sum((size - 1) * abs(stride) for size, stride in zip(tensor.shape, tensor.stride()))
+
+
+def numerics(dtype: torch.dtype, compiled: bool, tf32: bool, tensors) -> dict:
+    """Accumulator, tensor-core precision, index width and the interpreter's bf16 workaround.
+
+    `compiled`: a CUDA launch (False: Triton's interpreter on the CPU). float32 uses TF32
+    tensor cores on CUDA when `tf32` (torch.backends.cudnn.allow_tf32 for a launch).
+    Offsets are 32-bit unless some tensor spans 2^31 elements or more.
+    """
+    wide = any(_max_offset(t) >= 2**31 - 1 for t in tensors if isinstance(t, torch.Tensor) and t.numel() > 0)
+    return {
+        "INPUT_PRECISION": "tf32" if dtype == torch.float32 and compiled and tf32 else "ieee",
+        "ACC_DTYPE": tl.float64 if dtype == torch.float64 else tl.float32,
+        "UPCAST_DOT": not compiled and dtype == torch.bfloat16,
+        "INDEX_DTYPE": tl.int64 if wide else tl.int32,
+    }
+
+
+def launch_options(config: KernelConfig) -> dict:
+    return {"num_warps": config.num_warps, "num_stages": config.num_stages}
+
+
+def tile_meta(config: KernelConfig) -> dict:
+    return {"BLOCK_M": config.block_m, "BLOCK_N": config.block_n, "BLOCK_K": config.block_k}
+
+
+def tiles(count: int, block: int) -> int:
+    return math.ceil(count / block)
+
+
+def make_operands(kernel: Descriptor, spec: ConvSpec, dtype: torch.dtype, layout: str, device, *, bias: bool = False,
+                  random: bool = True) -> dict:
+    """The operands a caller passes to one launch of `kernel`, in `layout`: fresh random
+    values, or uninitialised (`random=False`, e.g. on the meta device for a compile)."""
+    operands = {}
+    for name, shape in kernel.operand_shapes(spec).items():
+        if name == "bias" and not bias:
+            operands[name] = None
+            continue
+        make = torch.randn if random else torch.empty
+        operands[name] = in_layout(make(shape, dtype=dtype, device=device), layout)
+    return operands

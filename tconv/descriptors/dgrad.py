@@ -1,0 +1,105 @@
+"""Launch contract of kernels/dgrad.py: transposed convolution (and conv's input gradient)
+by stride phases, every phase a dense implicit GEMM in one launch."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Mapping
+
+import torch
+
+from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
+from ..kernels import dgrad
+from ..spec import ConvSpec, phase_steps, spec_phases
+from .base import Descriptor, in_3d, launch_options, layout_3d, output_memory_format, tile_meta, tiles
+
+
+@functools.lru_cache(maxsize=256)
+def phase_table(spec: ConvSpec) -> torch.Tensor:
+    """int32 [3, max_stride, 5] phase records (first output, outputs, first tap, taps,
+    first input) on the CPU; 1-d and 2-d problems get one trivial phase in their missing dims."""
+    records = [[(0, 1, 0, 1, 0)]] * (3 - spec.dims) + [
+        [(p.first_out, p.outputs, p.first_tap, p.taps, p.first_input) for p in dim] for dim in spec_phases(spec)
+    ]
+    table = torch.zeros((3, max(len(dim) for dim in records), 5), dtype=torch.int32)
+    for d, dim in enumerate(records):
+        table[d, : len(dim)] = torch.tensor(dim, dtype=torch.int32)
+    return table
+
+
+def phase_products(spec: ConvSpec, field: str) -> list[int]:
+    """A per-dimension phase field multiplied out over every phase, in launch order (w fastest)."""
+    values = [1]
+    for dim in spec_phases(spec):
+        values = [v * getattr(phase, field) for v in values for phase in dim]
+    return values
+
+
+class Dgrad(Descriptor):
+    """Per phase: M = batch x the phase's outputs, N = out_channels / groups,
+    K = in_channels / groups x the phase's taps; groups on axis 1, phases on axis 2."""
+
+    name = "dgrad"
+    result = "output"
+    function = dgrad.conv_dgrad_kernel
+    spaces = {False: DENSE_SPACE, True: ELEMENTWISE_SPACE}
+    operand_names = ("input", "weight", "bias")
+
+    def operand_shapes(self, spec: ConvSpec) -> dict:
+        return {
+            "input": (spec.batch, spec.in_channels, *spec.in_size),
+            "weight": (spec.in_channels, spec.out_channels_per_group, *spec.kernel_size),
+            "bias": (spec.out_channels,),
+        }
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
+        input, weight = tensors["input"], tensors["weight"]
+        output = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
+                             memory_format=output_memory_format(input, weight))
+        return {"output": output, "phases": phase_table(spec).to(input.device, non_blocking=True)}
+
+    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
+        input, weight, bias, output, phases = (tensors[name] for name in ("input", "weight", "bias", "output", "phases"))
+        (batch, _, *in_size), in_strides = layout_3d(input)
+        _, weight_strides = layout_3d(weight)
+        _, out_strides = layout_3d(output)
+        steps = [phase_steps(s, d) for s, d in zip(in_3d(spec.stride, 1), in_3d(spec.dilation, 1))]
+        args = (
+            input, weight, bias, output, phases,
+            batch, *in_size, *in_strides,
+            *weight_strides,
+            *out_strides,
+            *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
+            phases.shape[1], spec.in_channels_per_group, self.extents(spec)[1], spec.out_channels_per_group,
+        )
+        meta = dict(HAS_BIAS=bias is not None, DEPTHWISE=spec.depthwise, GROUP_M=config.group_m,
+                    **tile_meta(config), **numerics, **launch_options(config))
+        return args, meta
+
+    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        columns = spec.out_channels if spec.depthwise else spec.out_channels_per_group
+        return max(phase_products(spec, "outputs")) * spec.batch, columns, spec.in_channels_per_group
+
+    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
+        """Axis 0 covers the largest phase's tiles, axis 1 the groups, axis 2 the phases."""
+        rows, columns, _ = self.extents(spec)
+        phases = len(phase_products(spec, "outputs"))
+        return tiles(rows, config.block_m) * tiles(columns, config.block_n), 1 if spec.depthwise else spec.groups, phases
+
+    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
+        """Tiles past a phase's rows exit before the K loop, so each phase counts its own tiles."""
+        _, columns, _ = self.extents(spec)
+        column_tiles = tiles(columns, config.block_n)
+        if spec.depthwise:
+            per_step = config.block_m * config.block_n
+        else:
+            per_step = spec.groups * tiles(spec.in_channels_per_group, config.block_k) * math.prod(
+                (config.block_m, config.block_n, config.block_k))
+        return sum(
+            tiles(spec.batch * outputs, config.block_m) * column_tiles * taps * per_step
+            for outputs, taps in zip(phase_products(spec, "outputs"), phase_products(spec, "taps"))
+        )
+
+
+DGRAD = Dgrad()

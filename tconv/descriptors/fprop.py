@@ -1,0 +1,77 @@
+"""Launch contract of kernels/fprop.py: forward convolution as an implicit GEMM."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
+from ..kernels import fprop
+from ..spec import PADDING_MODES, ConvSpec
+from .base import Descriptor, in_3d, launch_options, layout_3d, output_memory_format, tile_meta, tiles
+
+
+class Fprop(Descriptor):
+    """M = batch x output positions, N = out_channels / groups, K = in_channels / groups x taps;
+    groups on grid axis 1 (depthwise: one launch-wide group over every output channel)."""
+
+    name = "fprop"
+    result = "output"
+    function = fprop.conv_fprop_kernel
+    spaces = {False: DENSE_SPACE, True: ELEMENTWISE_SPACE}
+    operand_names = ("input", "weight", "bias")
+
+    def operand_shapes(self, spec: ConvSpec) -> dict:
+        return {
+            "input": (spec.batch, spec.in_channels, *spec.in_size),
+            "weight": (spec.out_channels, spec.in_channels_per_group, *spec.kernel_size),
+            "bias": (spec.out_channels,),
+        }
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
+        input, weight = tensors["input"], tensors["weight"]
+        output = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
+                             memory_format=output_memory_format(input, weight))
+        return {"output": output}
+
+    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
+        input, weight, bias, output = (tensors[name] for name in ("input", "weight", "bias", "output"))
+        (batch, _, *in_size), in_strides = layout_3d(input)
+        _, weight_strides = layout_3d(weight)
+        (_, _, *out_size), out_strides = layout_3d(output)
+        kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
+        args = (
+            input, weight, bias, output,
+            batch, *in_size, *in_strides,
+            *weight_strides,
+            *out_size, *out_strides,
+            *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
+            spec.in_channels_per_group, self.extents(spec)[1], spec.out_channels_per_group,
+        )
+        meta = dict(
+            KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
+            HAS_BIAS=bias is not None, DEPTHWISE=spec.depthwise, GROUP_M=config.group_m,
+            **tile_meta(config), **numerics, **launch_options(config),
+        )
+        return args, meta
+
+    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        columns = spec.out_channels if spec.depthwise else spec.out_channels_per_group
+        return spec.batch * math.prod(spec.out_size), columns, spec.in_channels_per_group
+
+    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+        rows, columns, _ = self.extents(spec)
+        return tiles(rows, config.block_m) * tiles(columns, config.block_n), 1 if spec.depthwise else spec.groups
+
+    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
+        programs = math.prod(self.grid(spec, config))
+        taps = math.prod(spec.kernel_size)
+        if spec.depthwise:  # one multiply-add per tile element and tap, on CUDA cores
+            return programs * taps * config.block_m * config.block_n
+        channel_steps = tiles(spec.in_channels_per_group, config.block_k)
+        return programs * taps * channel_steps * config.block_m * config.block_n * config.block_k
+
+
+FPROP = Fprop()

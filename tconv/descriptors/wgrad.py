@@ -1,0 +1,151 @@
+"""Launch contracts of kernels/wgrad.py: the split-K weight-gradient GEMM into an fp32
+workspace, and the in-order reduction of its splits (deterministic, no atomics)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+from ..configs import TARGET_PROGRAMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, KernelConfig
+from ..kernels import wgrad
+from ..spec import PADDING_MODES, ConvSpec
+from .base import Descriptor, in_3d, launch_options, layout_3d, tile_meta, tiles
+
+#: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
+MAX_SPLITS = 64
+MIN_STEPS_PER_SPLIT = 8
+
+
+def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class Wgrad(Descriptor):
+    """Takes the forward conv's spec. M = out_channels / groups, N = in_channels / groups
+    (one tap per column tile), K = batch x output positions split across grid axis 2."""
+
+    name = "wgrad"
+    result = "grad_weight"
+    function = wgrad.conv_wgrad_kernel
+    spaces = {False: WGRAD_SPACE, True: WGRAD_ELEMENTWISE_SPACE}
+    operand_names = ("input", "grad_output")
+
+    def operand_shapes(self, spec: ConvSpec) -> dict:
+        return {"input": (spec.batch, spec.in_channels, *spec.in_size),
+                "grad_output": (spec.batch, spec.out_channels, *spec.out_size)}
+
+    @staticmethod
+    def split_stride(spec: ConvSpec, bias_grad: bool) -> int:
+        """Workspace elements per split: the weight, then (only when asked) the bias."""
+        return spec.out_channels * spec.in_channels_per_group * math.prod(spec.kernel_size) + (
+            spec.out_channels if bias_grad else 0)
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
+        """The split partials' workspace, and the results the reduction writes into."""
+        input, bias_grad = tensors["input"], bool(tensors.get("bias_grad", False))
+        splits, _ = self.split(spec, config)
+        workspace = torch.empty((splits, self.split_stride(spec, bias_grad)), dtype=accumulator_dtype(input.dtype),
+                                device=input.device)
+        grad_weight = torch.empty((spec.out_channels, spec.in_channels_per_group, *spec.kernel_size), dtype=input.dtype,
+                                  device=input.device)
+        grad_bias = torch.empty((spec.out_channels,), dtype=input.dtype, device=input.device) if bias_grad else None
+        return {"workspace": workspace, "grad_weight": grad_weight, "grad_bias": grad_bias}
+
+    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
+        input, grad_output, workspace = tensors["input"], tensors["grad_output"], tensors["workspace"]
+        bias_grad = bool(tensors.get("bias_grad", False))
+        (batch, _, *in_size), in_strides = layout_3d(input)
+        (_, _, *out_size), grad_strides = layout_3d(grad_output)
+        kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
+        _, rows_per_split = self.split(spec, config)
+        args = (
+            input, grad_output, workspace,
+            batch, *in_size, *in_strides,
+            *out_size, *grad_strides,
+            *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
+            spec.in_channels_per_group, spec.out_channels if spec.depthwise else spec.out_channels_per_group,
+            spec.out_channels_per_group, rows_per_split, workspace.shape[1], self.split_stride(spec, False),
+        )
+        meta = dict(
+            KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
+            BIAS_GRAD=bias_grad, DEPTHWISE=spec.depthwise, **tile_meta(config), **numerics, **launch_options(config),
+        )
+        return args, meta
+
+    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        positions = spec.batch * math.prod(spec.out_size)
+        if spec.depthwise:
+            return spec.out_channels, 1, positions
+        return spec.out_channels_per_group, spec.in_channels_per_group, positions
+
+    def tiles(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+        """(axis-0 tiles, groups): output-channel tiles x taps x input-channel tiles."""
+        rows, columns, _ = self.extents(spec)
+        taps = math.prod(spec.kernel_size)
+        if spec.depthwise:
+            return tiles(rows, config.block_m) * taps, 1
+        return tiles(rows, config.block_m) * taps * tiles(columns, config.block_n), spec.groups
+
+    def split(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+        """(splits, rows per split): config.split_k parts or, when that is 0, enough for
+        about TARGET_PROGRAMS programs with at least MIN_STEPS_PER_SPLIT K steps each."""
+        rows = self.extents(spec)[2]
+        if config.split_k:
+            splits = max(1, min(config.split_k, MAX_SPLITS, tiles(rows, config.block_k)))
+        else:
+            most = max(1, min(MAX_SPLITS, rows // (MIN_STEPS_PER_SPLIT * config.block_k)))
+            splits = max(1, min(most, tiles(TARGET_PROGRAMS, math.prod(self.tiles(spec, config)))))
+        rows_per_split = tiles(tiles(rows, splits), config.block_k) * config.block_k
+        return max(1, tiles(rows, rows_per_split)), rows_per_split
+
+    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
+        return (*self.tiles(spec, config), self.split(spec, config)[0])
+
+    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
+        splits, rows_per_split = self.split(spec, config)
+        rows = self.extents(spec)[2]
+        steps = sum(tiles(min(rows_per_split, rows - s * rows_per_split), config.block_k) for s in range(splits))
+        per_step = config.block_m * config.block_k * (1 if spec.depthwise else config.block_n)
+        return math.prod(self.tiles(spec, config)) * steps * per_step
+
+
+class WgradReduce(Descriptor):
+    """Sums the split partials of the workspace in split order, casts once and writes
+    grad_weight (contiguous) and grad_bias. Launched right after Wgrad, on the tensors
+    Wgrad.allocate made."""
+
+    name = "wgrad_reduce"
+    function = wgrad.wgrad_reduce_kernel
+    operand_names = ("workspace", "grad_weight", "grad_bias")
+    BLOCK = 1024
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
+        return {}
+
+    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
+        workspace, grad_weight, grad_bias = tensors["workspace"], tensors["grad_weight"], tensors["grad_bias"]
+        args = (workspace, grad_weight, grad_bias, workspace.shape[0], workspace.shape[1], grad_weight.numel())
+        return args, {"BIAS_GRAD": grad_bias is not None, "BLOCK": self.BLOCK, "num_warps": 4}
+
+    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int]:
+        """Covers a workspace row with bias partials; without them the last block's
+        bias lanes are masked off."""
+        return (tiles(WGRAD.split_stride(spec, True), self.BLOCK),)
+
+    def launch_grid(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping) -> tuple[int]:
+        return (tiles(tensors["workspace"].shape[1], self.BLOCK),)
+
+    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        return WGRAD.split_stride(spec, True), 1, 1
+
+    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
+        return 0
+
+    def uses_tensor_cores(self, spec: ConvSpec) -> bool:
+        return False
+
+
+WGRAD = Wgrad()
+WGRAD_REDUCE = WgradReduce()

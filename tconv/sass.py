@@ -1,0 +1,131 @@
+"""The main loop of a kernel, read from its SASS, and the static issue bound it implies.
+
+Definitions (../shared/STATIC_MODEL.md): a loop is a backward branch (a BRA to a lower
+address); the main loop is the innermost loop holding tensor-core instructions (HGMMA
+on sm_90, HMMA on sm_80, DMMA for float64), or, in a kernel without them (depthwise),
+the innermost loop holding global loads. Per iteration (one BLOCK_K step) it counts
+every instruction from the branch target to the branch, inclusive.
+
+The issue-bound share of tensor peak: an SM issues 4 warp-instructions per clock and
+does `peak` dense multiply-adds per clock, so a K step needs at least
+BLOCK_M * BLOCK_N * BLOCK_K / peak clocks of tensor work and num_warps * instructions / 4
+clocks of issue; the share is min(1, the first / the second). It is an upper bound on
+the fraction of tensor peak the loop can reach: latency, memory and the epilogue are
+not in it. It is not a timing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .configs import KernelConfig
+
+#: Dense multiply-adds per clock per SM. sm_90 / sm_80 16-bit and TF32 from the
+#: architecture whitepapers; float64 (DMMA) from the datasheets' FP64 tensor-core peaks
+#: (H100 SXM 67 TFLOPS at 132 SMs x 1.98 GHz; A100 19.5 TFLOPS at 108 SMs x 1.41 GHz).
+TENSOR_MACS_PER_CLOCK = {
+    90: {"16-bit": 2048, "tf32": 1024, "float64": 128},
+    80: {"16-bit": 1024, "tf32": 512, "float64": 64},
+}
+WARP_INSTRUCTIONS_PER_CLOCK = 4
+TENSOR_CORE_OPCODES = ("HGMMA", "HMMA", "DMMA")
+
+_LINE = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+_TARGET = re.compile(r"0x([0-9a-f]+)\s*$")
+_WIDTHS = {"128": 128, "64": 64, "U16": 16, "S16": 16, "U8": 8, "S8": 8}
+
+
+@dataclass(frozen=True)
+class LoopReport:
+    instructions: int  # per iteration, branch target to branch inclusive
+    tensor_core_instructions: int
+    global_loads: tuple[tuple[int, int], ...]  # (bits, count) of LDG and LDGSTS, widest first
+    async_copies: int  # LDGSTS (cp.async) + UTMALDG (TMA)
+    tma_loads: int
+
+    @property
+    def load_bits(self) -> int:
+        """The narrowest global load in the loop (128 when every operand comes by TMA)."""
+        return min((bits for bits, _ in self.global_loads), default=128 if self.tma_loads else 0)
+
+    def loads_of(self, bits: int) -> int:
+        return dict(self.global_loads).get(bits, 0)
+
+
+def _instructions(sass: str) -> list[tuple[int, str]]:
+    """(address, instruction text without predicate) of every SASS line."""
+    result = []
+    for match in _LINE.finditer(sass):
+        text = match.group(2)
+        if text.startswith("@"):
+            text = text.split(None, 1)[1] if " " in text else text
+        result.append((int(match.group(1), 16), text))
+    return result
+
+
+def _opcode(text: str) -> str:
+    return text.split(None, 1)[0]
+
+
+def _load_bits(opcode: str) -> int | None:
+    parts = opcode.split(".")
+    if parts[0] not in ("LDG", "LDGSTS"):
+        return None
+    return next((_WIDTHS[p] for p in parts[1:] if p in _WIDTHS), 32)
+
+
+def main_loop(sass: str) -> LoopReport | None:
+    instructions = _instructions(sass)
+    loops = []
+    for address, text in instructions:
+        opcode = _opcode(text)
+        if opcode.split(".")[0] == "BRA":
+            target = _TARGET.search(text)
+            if target and int(target.group(1), 16) < address:
+                loops.append((int(target.group(1), 16), address))
+
+    def body(loop):
+        return [_opcode(text) for address, text in instructions if loop[0] <= address <= loop[1]]
+
+    def has(loop, predicate):
+        return any(predicate(opcode) for opcode in body(loop))
+
+    tensor = [loop for loop in loops if has(loop, lambda op: op.split(".")[0] in TENSOR_CORE_OPCODES)]
+    loading = [loop for loop in loops if has(loop, lambda op: _load_bits(op) is not None or op.startswith("UTMALDG"))]
+    candidates = tensor or loading
+    if not candidates:
+        return None
+    loop = min(candidates, key=lambda span: span[1] - span[0])
+    opcodes = body(loop)
+    widths: dict[int, int] = {}
+    for opcode in opcodes:
+        bits = _load_bits(opcode)
+        if bits is not None:
+            widths[bits] = widths.get(bits, 0) + 1
+    tma = sum(op.startswith("UTMALDG") for op in opcodes)
+    return LoopReport(
+        instructions=len(opcodes),
+        tensor_core_instructions=sum(op.split(".")[0] in TENSOR_CORE_OPCODES for op in opcodes),
+        global_loads=tuple(sorted(widths.items(), reverse=True)),
+        async_copies=sum(op.startswith("LDGSTS") for op in opcodes) + tma,
+        tma_loads=tma,
+    )
+
+
+def peak_macs_per_clock(arch: int, dtype: str, precision: str = "tf32") -> int:
+    """Dense tensor-core multiply-adds per clock per SM for `dtype` operands."""
+    if dtype in ("float16", "bfloat16"):
+        return TENSOR_MACS_PER_CLOCK[arch]["16-bit"]
+    if dtype == "float64":
+        return TENSOR_MACS_PER_CLOCK[arch]["float64"]
+    if precision != "tf32":
+        raise ValueError("float32 without TF32 does not run on tensor cores")
+    return TENSOR_MACS_PER_CLOCK[arch]["tf32"]
+
+
+def issue_bound_share(config: KernelConfig, loop_instructions: int, arch: int, dtype: str, precision: str = "tf32") -> float:
+    """min(1, tensor clocks / issue clocks) of one K step (an upper bound, not a timing)."""
+    tensor_clocks = config.block_m * config.block_n * config.block_k / peak_macs_per_clock(arch, dtype, precision)
+    issue_clocks = config.num_warps * loop_instructions / WARP_INSTRUCTIONS_PER_CLOCK
+    return min(1.0, tensor_clocks / issue_clocks)

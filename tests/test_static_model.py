@@ -1,0 +1,157 @@
+"""The compile is the launch, and the main loop read from its SASS: tconv.aot and tconv.sass.
+
+Compiles run for sm_80/sm_90 on the CPU (no GPU needed); every check here can fail if
+the AOT path drifts from what a CUDA launch would compile, or if the SASS reading
+drifts from the static model's definitions (../shared/STATIC_MODEL.md)."""
+
+import ast
+import inspect
+
+import pytest
+import torch
+from tconv.perf.suites import SUITES, Layer, layer_spec
+from triton.backends.compiler import GPUTarget
+from triton.compiler.compiler import make_backend
+from triton.runtime.jit import create_function_from_signature
+
+import tconv
+from tconv import _launch, aot, sass, tune
+from tconv.configs import KernelConfig, heuristic_config
+from tconv.descriptors import KERNELS
+from tconv.spec import pass_specs
+
+SASS_SNIPPET = """
+        /*0100*/                   IMAD R1, R2, R3, R4 ;
+        /*0110*/                   LDGSTS.E.BYPASS.128 [R5], desc[UR4][R6.64], P1 ;
+        /*0120*/                   LDG.E.U16 R7, desc[UR4][R8.64] ;
+        /*0130*/                   HGMMA.64x64x16.F32 R24, gdesc[UR8], R24 ;
+        /*0140*/               @P3 BRA 0x110 ;
+        /*0150*/                   LDG.E.64 R9, desc[UR4][R10.64] ;
+        /*0160*/                   BRA 0x150 ;
+        /*0170*/                   EXIT ;
+        /*0180*/                   BRA 0x180;
+"""
+
+
+def test_sass_main_loop_is_the_innermost_tensor_core_loop():
+    loop = sass.main_loop(SASS_SNIPPET)
+    assert loop.instructions == 4  # 0x110 .. 0x140 inclusive
+    assert loop.tensor_core_instructions == 1
+    assert dict(loop.global_loads) == {128: 1, 16: 1}
+    assert loop.async_copies == 1 and loop.load_bits == 16
+    # Without tensor-core instructions: the innermost loop with global loads (0x150..0x160).
+    loop = sass.main_loop(SASS_SNIPPET.replace("HGMMA.64x64x16.F32", "FFMA"))
+    assert loop.tensor_core_instructions == 0 and loop.instructions == 2 and dict(loop.global_loads) == {64: 1}
+
+
+def test_issue_bound_share_formula():
+    config = KernelConfig(128, 64, 32, num_warps=8)
+    # (128*64*32 / 2048) tensor clocks / (8 * 74 / 4) issue clocks: the calibration point 0.86.
+    assert sass.issue_bound_share(config, 74, 90, "float16") == pytest.approx(128 / 148)
+    assert sass.issue_bound_share(config, 89, 80, "float16") == 1.0  # capped
+    small = KernelConfig(64, 32, 32, num_warps=4)  # (64*32*32 / 2048) / (4 * 72 / 4) = 0.44
+    assert sass.issue_bound_share(small, 72, 90, "float16") == pytest.approx(32 / 72)
+    # TF32's peak is half: the same loop leaves twice the share of it.
+    assert sass.issue_bound_share(small, 72, 90, "float32") == pytest.approx(64 / 72)
+    with pytest.raises(ValueError):
+        sass.issue_bound_share(config, 74, 90, "float32", "ieee")
+
+
+# The calibration points of the static model: a plain tiled GEMM's loop.
+CALIBRATION = [(90, KernelConfig(128, 64, 32, num_warps=8, num_stages=3), 74, 2),
+               (90, KernelConfig(64, 32, 32, num_warps=4, num_stages=3), 72, 2),
+               (90, KernelConfig(128, 128, 64, num_warps=8, num_stages=3), 106, 4),
+               (80, KernelConfig(128, 64, 32, num_warps=8, num_stages=3), 89, 16)]
+
+
+@pytest.mark.parametrize("arch,config,instructions,tensor_core", CALIBRATION, ids=lambda v: str(v))
+def test_plain_gemm_loop_matches_the_calibration(arch, config, instructions, tensor_core):
+    report = aot.reference_loop("float16", config, arch)
+    loop = report.loop
+    assert loop.tensor_core_instructions == tensor_core
+    assert abs(loop.instructions - instructions) <= 0.15 * instructions, loop
+    assert report.pipelined and loop.load_bits == 128 and report.spill_bytes == 0
+
+
+def _recorded_launch(monkeypatch, kernel_name, spec, dtype, layout, config):
+    """The arguments tconv's launcher really passes for `spec` on CPU tensors (recorded,
+    not run), and the operands it was given."""
+    recorded = {}
+
+    class Recorder:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                recorded.update(args=args, kwargs=kwargs)
+            return launch
+
+    monkeypatch.setattr(_launch, "launchable", lambda function, device: (Recorder(), False))
+    kernel = KERNELS[kernel_name]
+    from tconv.descriptors.base import make_operands
+
+    operands = make_operands(kernel, spec, dtype, layout, "cpu")
+    _launch.run(kernel, spec, config, operands) if kernel_name != "wgrad" else _launch.launch(
+        kernel, spec, config, {**operands, **kernel.allocate(spec, operands, config)})
+    return recorded["args"], recorded["kwargs"]
+
+
+@pytest.mark.parametrize("kernel_name", ["fprop", "dgrad", "wgrad"])
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, monkeypatch):
+    """Triton's binder on the launcher's real arguments (CPU tensors, 64-byte aligned
+    like CUDA's) gives the signature, constants and attributes the AOT compile uses."""
+    layer = layer_spec(Layer("3x3", 2, 32, (9, 9), 48, (3, 3), 1, 1))
+    kernel, spec = pass_specs(layer)[{"fprop": "fprop", "dgrad": "dgrad", "wgrad": "wgrad"}[kernel_name]]
+    config = KernelConfig(64, 32, 32, num_warps=4, num_stages=3)
+    args, kwargs = _recorded_launch(monkeypatch, kernel, spec, torch.float16, layout, config)
+    function = KERNELS[kernel].function
+    backend = make_backend(GPUTarget("cuda", 90, 32))
+    binder = create_function_from_signature(function.signature, function.params, backend)
+    bound, specialization, options = binder(*args, **kwargs)
+    from_launch = function._pack_args(backend, kwargs, bound, specialization, options)
+    from_aot = aot.specialize(kernel, spec, "float16", layout, config, 90)
+    assert from_aot[1] == from_launch[1]  # signature
+    assert from_aot[2] == from_launch[2]  # compile-time constants (integers equal to 1 among them)
+    assert from_aot[3] == from_launch[3]  # divisibility attributes
+    assert from_aot[0].__dict__ == from_launch[0].__dict__  # options: warps, stages, ...
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_channels_last_fp16_fprop_is_pipelined_with_wide_loads(arch):
+    """The default config of a ResNet-50 3x3 layer, channels_last fp16: cp.async (LDGSTS)
+    with 128-bit operand loads, no spills; the NCHW launch is not (issue 14's work)."""
+    layer = next(layer for layer in SUITES["resnet50"] if layer.name == "l1.c2 3x3")
+    spec = pass_specs(layer_spec(layer))["fprop"][1]
+    config = heuristic_config("fprop", spec, torch.float16, aot.FAMILY_OF_ARCH[arch])
+    report = aot.compile_launch("fprop", spec, "float16", config, arch, "channels_last")
+    assert report.pipelined and report.loop.load_bits == 128 and report.spill_bytes == 0
+    assert report.tensor_cores and 0 < report.issue_bound_share <= 1
+    contiguous = aot.compile_launch("fprop", spec, "float16", config, arch, "contiguous")
+    assert contiguous.loop.load_bits == 16 and contiguous.loop.instructions > report.loop.instructions
+
+
+def test_tuner_is_handed_a_callable_and_never_imports_the_launcher():
+    tree = ast.parse(inspect.getsource(tune))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "_launch" not in imported and "tconv._launch" not in imported
+
+    def failing(config, operands):
+        raise RuntimeError("out of resources")
+
+    candidates = [KernelConfig(32, 16, 16), KernelConfig(64, 16, 16)]
+    assert tune.tune_problem(failing, [{}], candidates, candidates[0], torch.float16) is None
+
+
+def test_gemm_kernel_is_a_1x1_convolution():
+    """The fourth kernel, registered with one line: a channels_last 1x1 conv as a plain GEMM."""
+    from tconv.descriptors import GEMM
+    from tconv.descriptors.base import make_operands
+    from tconv.testing import assert_close
+
+    spec = layer_spec(Layer("1x1", 3, 40, (5, 7), 24, (1, 1)))
+    assert GEMM.supports(spec)
+    operands = make_operands(GEMM, spec, torch.float32, "channels_last", "cpu", bias=True)
+    output = _launch.run(GEMM, spec, KernelConfig(32, 16, 16), operands)["output"]
+    input, weight, bias = (operands[name].double() for name in ("input", "weight", "bias"))
+    assert_close(output, torch.nn.functional.conv2d(input, weight, bias), torch.float32)
+    assert tconv.conv2d  # the public ops keep using fprop; GEMM serves the static model
