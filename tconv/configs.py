@@ -192,10 +192,11 @@ SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
 
 #: The heuristic's candidates per (kernel, family): (BLOCK_M, BLOCK_N, BLOCK_K, warps,
 #: stages, issue-bound share). The share is the static model of the tile's main loop,
-#: compiled as a launch compiles (fp16, channels_last) on a 3x3, a strided 3x3 and a
-#: 1x1 layer, the worst of the three; every entry compiled without spills and with
-#: cp.async pipelining. Measured by `python -m tconv.perf.derive_shortlist` (rerun it
-#: when a main loop changes). The fallback family uses sm_80's.
+#: compiled as a launch compiles (fp16, channels_last) on a padded 3x3 layer (128
+#: channels, 28x28, batch 32); every entry compiled without spills and with cp.async
+#: pipelining (four sm_80 tiles that spilled 8-24 bytes are left out). Measured by
+#: `python -m tconv.perf.derive_shortlist` (rerun it when a main loop changes). The
+#: fallback family uses sm_80's.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
     ("fprop", "sm_90"): (
         (128, 128, 64, 8, 4, 1.000),
