@@ -83,7 +83,7 @@ def compile_metrics(report, reference) -> list[tuple[str, object]]:
     loop = report.loop
     metrics = [("registers", report.registers), ("spill_bytes", report.spill_bytes),
                ("shared_bytes", report.shared_bytes), ("tensor_cores", int(report.tensor_cores)),
-               ("pipelined", int(report.pipelined))]
+               ("pipelined", int(report.pipelined)), ("shared_stages", report.shared_stages)]
     if loop is not None:
         metrics += [("loop_instructions", loop.instructions),
                     ("loop_tensor_core_instructions", loop.tensor_core_instructions),

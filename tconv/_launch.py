@@ -21,7 +21,7 @@ from triton.runtime.jit import JITFunction
 
 from . import cache
 from .configs import KernelConfig, arch_family, heuristic_config, prune
-from .descriptors import DGRAD, FPROP, WGRAD, WGRAD_REDUCE, Descriptor
+from .descriptors import DGRAD, FPROP, WGRAD, Descriptor
 from .descriptors.base import in_layout, numerics, output_memory_format
 from .spec import ConvSpec
 
@@ -101,11 +101,12 @@ def launch(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: Ma
 
 
 def run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, operands: Mapping) -> dict:
-    """Allocate and launch one pass of `kernel` (wgrad with its reduction); returns every tensor."""
+    """Allocate and launch one pass of `kernel` (and what it says follows, e.g. wgrad's
+    reduction); returns every tensor."""
     tensors = {**operands, **kernel.allocate(spec, operands, config)}
-    launch(kernel, spec, config, tensors)
-    if kernel is WGRAD:
-        launch(WGRAD_REDUCE, spec, config, tensors)
+    while kernel is not None:
+        launch(kernel, spec, config, tensors)
+        kernel = kernel.then
     return tensors
 
 

@@ -69,6 +69,13 @@ class CompileReport:
         return self.spill_bytes == 0 and self.shared_bytes <= SHARED_LIMIT[self.arch]
 
     @property
+    def shared_stages(self) -> int:
+        """Operand tiles (BLOCK_M + BLOCK_N) x BLOCK_K the shared memory holds: the pipeline's
+        depth when its loads are asynchronous; 1 (loads through registers) otherwise."""
+        stage = (self.config.block_m + self.config.block_n) * self.config.block_k * DTYPES[self.dtype].itemsize
+        return self.shared_bytes // stage if self.pipelined else 1
+
+    @property
     def pipelined(self) -> bool:
         """Operand loads go through asynchronous copies (cp.async or TMA) in the main loop."""
         return self.loop is not None and self.loop.async_copies > 0

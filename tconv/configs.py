@@ -122,19 +122,23 @@ def descriptor_of(kernel):
     return kernel
 
 
-#: 32-bit accumulator registers per thread a tile may take (of 255): 128x128 with 8 warps
-#: (64 per thread) compiles to ~125 registers with no spills on sm_80/sm_90, 128x256 with
-#: 8 warps (128) leaves the gather about 120 more. Measured as the launch compiles
-#: (tconv.aot); the heuristic's picks are checked spill-free by tests/test_gpu_readiness.py.
-MAX_ACCUMULATOR_REGISTERS = 128
+#: 32-bit accumulator registers per thread a tile may take (of 255), measured as the
+#: launch compiles (tconv.aot) on the extremes of every space: 16-bit tiles up to 128
+#: (128x256 or 256x128 with 8 warps compile without spills); 32- and 64-bit operands
+#: need more registers around the dot (TF32 128x256 and 128x64 with 4 warps, float64
+#: 64x64 with 4 warps spill on 3x3 and 3x3x3 layers), so 32; elementwise (depthwise)
+#: tiles hold their operand products too, so 16.
+MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16}
+
+
+def accumulator_registers(config: KernelConfig, dtype: torch.dtype) -> float:
+    """fp32 (fp64: two registers each) accumulator registers per thread of a tile."""
+    return config.block_m * config.block_n * (2 if dtype == torch.float64 else 1) / (32 * config.num_warps)
 
 
 def _fits_registers(config: KernelConfig, elementwise: bool, dtype: torch.dtype) -> bool:
-    """The fp32 (fp64: two registers each) accumulator tile per thread within budget;
-    elementwise (depthwise) tiles also hold their operand products, so half of it."""
-    per_element = 2 if dtype == torch.float64 else 1
-    registers = config.block_m * config.block_n * per_element / (32 * config.num_warps)
-    return registers <= MAX_ACCUMULATOR_REGISTERS / (2 if elementwise else 1)
+    budget = "elementwise" if elementwise else "16-bit" if dtype in (torch.float16, torch.bfloat16) else "wide"
+    return accumulator_registers(config, dtype) <= MAX_ACCUMULATOR_REGISTERS[budget]
 
 
 @functools.cache
@@ -327,6 +331,14 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
 }
 
 
+#: Accumulator registers per thread of the heuristic's 32- and 64-bit picks: at 32
+#: (the space's bound) a few layers (TF32 3x3x3 on sm_80, float64 7x7) spill 24 bytes.
+HEURISTIC_WIDE_ACCUMULATOR = 16
+#: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
+#: it: the share is an upper bound, padded work is certain tensor-core time.
+MAX_WORK_RATIO = 1.25
+
+
 def _wave_efficiency(programs: int, sms: int) -> float:
     """Busy share of the SMs over the waves a grid takes (1 for full waves)."""
     return programs / (math.ceil(programs / sms) * sms)
@@ -353,8 +365,10 @@ def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype
 def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> KernelConfig:
     """A deterministic config from shape, dtype and architecture (no benchmarking).
 
-    Among the shortlist's tiles that the problem's pruned space holds (deepest pipeline
-    that fits the dtype's shared memory), the one with the highest
+    Among the shortlist's tiles (for 32- and 64-bit inputs with BLOCK_K scaled to the same
+    bytes per step) that the problem's pruned space holds (deepest pipeline that fits the
+    dtype's shared memory) and that execute at most MAX_WORK_RATIO times
+    the useful multiply-adds (when any does), the one with the highest
     issue-bound share x wave efficiency on the family's SMs x useful / executed
     multiply-adds: the static model's best loop, given enough programs to fill the GPU
     and little padding. Depthwise layers (no tensor cores) keep elementwise tiles sized
@@ -366,8 +380,13 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         return _elementwise_config(descriptor.name, rows, columns, dtype)
     table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]
     candidates = prune(descriptor, spec, dtype, family)
-    best, best_score = None, -1.0
+    scored = []
+    element = torch.empty((), dtype=dtype).element_size()
     for block_m, block_n, block_k, warps, stages, share in table:
+        block_k = max(16, block_k * 2 // element)  # the bytes per K step the 16-bit tile was measured with
+        if element > 2 and accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype) > (
+                HEURISTIC_WIDE_ACCUMULATOR):
+            continue
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
         if not fitting:
@@ -375,7 +394,10 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         config = max(fitting, key=lambda c: c.num_stages)
         programs = math.prod(descriptor.grid(spec, config))
         work = spec.useful_macs / max(1, descriptor.executed_macs(spec, config))
-        score = share * _wave_efficiency(programs, SMS[family]) * work
+        scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, work))
+    lean = [entry for entry in scored if entry[2] >= 1 / MAX_WORK_RATIO]
+    best, best_score = None, -1.0
+    for config, score, _ in lean or scored:  # first of equals wins: the table's order
         if score > best_score + 1e-9:
             best, best_score = config, score
     if best is None:  # nothing of the shortlist fits (a tiny problem): the smallest candidate

@@ -75,18 +75,19 @@ def test_pruning_drops_empty_wgrad_splits():
 
 def test_register_rule_bounds_the_accumulator_per_thread():
     """Every space config keeps its fp32 accumulator (fp64: two registers an element)
-    within MAX_ACCUMULATOR_REGISTERS per thread, and the rule is what shrinks fp64's spaces."""
+    within the dtype's budget per thread, and the rule is what shrinks the wide spaces."""
     from tconv.configs import MAX_ACCUMULATOR_REGISTERS
 
     for kernel in KERNELS:
         for family in FAMILIES:
             half = config_space(kernel, family, False, torch.float16)
-            double = config_space(kernel, family, False, torch.float64)
-            assert set(double) < set(half) or family == "fallback"
-            for dtype, space in ((torch.float16, half), (torch.float64, double)):
-                for c in space:
+            for dtype in (torch.float32, torch.float64):
+                wide = config_space(kernel, family, False, dtype)
+                assert set(wide) < set(half), (kernel, family, dtype)
+                for c in wide:
                     registers = c.block_m * c.block_n * (2 if dtype == torch.float64 else 1) / (32 * c.num_warps)
-                    assert registers <= MAX_ACCUMULATOR_REGISTERS, (kernel, family, dtype, c)
+                    assert registers <= MAX_ACCUMULATOR_REGISTERS["wide"], (kernel, family, dtype, c)
+            assert max(c.block_m * c.block_n / (32 * c.num_warps) for c in half) == MAX_ACCUMULATOR_REGISTERS["16-bit"]
     # The tiles Hopper and Ampere GEMMs use are in the dense spaces.
     for family, stages in (("sm_90", 3), ("sm_80", 3)):
         tiles = {(c.block_m, c.block_n, c.block_k, c.num_warps) for c in config_space("fprop", family) if c.num_stages == stages}

@@ -38,6 +38,8 @@ class Descriptor:
     operand_names: tuple[str, ...] = ()
     #: The tensor a pass of this kernel produces (what the tuner compares between configs).
     result: str = "output"
+    #: A kernel launched right after this one on the same tensors to finish the pass (wgrad's reduction).
+    then: Descriptor | None = None
 
     def operand_shapes(self, spec: ConvSpec) -> dict[str, tuple[int, ...]]:
         """Logical ([N, C, *spatial]-style) shapes of the operands a caller passes."""

@@ -147,5 +147,6 @@ class WgradReduce(Descriptor):
         return False
 
 
-WGRAD = Wgrad()
 WGRAD_REDUCE = WgradReduce()
+WGRAD = Wgrad()
+WGRAD.then = WGRAD_REDUCE
