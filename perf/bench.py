@@ -118,7 +118,7 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                     rows.add(layer, pass_name, kernel, name, gpu, "roofline_us",
                              round(roofline_us(flops, traffic, GPUS[gpu], name), 3))
                 for arch in archs:
-                    config = heuristic_config(kernel, kernel_spec, dtype, FAMILY_OF_ARCH[arch])
+                    config = heuristic_config(kernel, kernel_spec, dtype, FAMILY_OF_ARCH[arch], rows.layout)
                     picks.append((layer, pass_name, kernel, name, arch, config, kernel_spec))
                     jobs.append((kernel, kernel_spec, name, config, arch, rows.layout))
     results = compile_all(jobs, workers, f"compiling ({rows.layout}) for " + ", ".join(f"sm_{a}" for a in archs))

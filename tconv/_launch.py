@@ -122,7 +122,7 @@ def choose_config(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, oper
     entry = cache.entries(device).get(key)
     if entry is not None:
         return cache.config_from_entry(entry)
-    heuristic = heuristic_config(kernel, spec, dtype, arch_family(device))
+    heuristic = heuristic_config(kernel, spec, dtype, arch_family(device), layout)
     if os.environ.get("TCONV_AUTOTUNE") != "1":
         return heuristic
     if device.type != "cuda":

@@ -4,7 +4,7 @@
 the GPU when there is one, else through Triton's interpreter on the CPU), forward in
 three dtypes and backward in float32, checks each against torch's float64 result and
 prints the work the forward launch issued against the useful work. `tconv tune`
-(tconv.tune), `tconv bench` and `tconv report` (tconv.perf) live beside it.
+(tconv.tune_command), `tconv bench` and `tconv report` (tconv.perf) live beside it.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _demo(args: argparse.Namespace) -> int:
                 spec, _ = conv_spec(name, case.dims, input, weight, bias, case.kwargs.get("stride", 1),
                                     case.kwargs.get("padding", 0), case.kwargs.get("dilation", 1), case.kwargs.get("groups", 1))
                 kernel = "fprop"
-            ratio = executed_macs(kernel, spec, heuristic_config(kernel, spec, dtype)) / spec.useful_macs
+            ratio = executed_macs(kernel, spec, heuristic_config(kernel, spec, dtype, layout="contiguous")) / spec.useful_macs
             shape = "x".join(map(str, actual.shape))
             print(
                 f"{case.name:38} {str(dtype).removeprefix('torch.'):9} {shape:>18} {error:13.2e} {TOLERANCE[dtype]:9.0e} "

@@ -198,7 +198,9 @@ SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
 #: stages, issue-bound share). The share is the static model of the tile's main loop,
 #: compiled as a launch compiles (fp16, channels_last) on a padded 3x3 layer (128
 #: channels, 28x28, batch 32); every entry compiled without spills and with cp.async
-#: pipelining (four sm_80 tiles that spilled 8-24 bytes are left out). Measured by
+#: pipelining (four sm_80 tiles that spilled 8-24 bytes are left out, and three dgrad
+#: tiles that spilled on the suites' 1x1, 512-channel 3x3 and 3-d transposed layers:
+#: sm_80 128x256x64 and 64x64x64, sm_90 32x64x64, in dgrad and fprop). Measured by
 #: `python -m tconv.perf.derive_shortlist` (rerun it when a main loop changes). The
 #: fallback family uses sm_80's.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
@@ -216,7 +218,6 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (64, 64, 32, 4, 4, 0.403),
         (128, 32, 64, 4, 4, 0.365),
         (64, 32, 64, 4, 4, 0.269),
-        (32, 64, 64, 4, 4, 0.405),
         (64, 32, 32, 4, 4, 0.209),
         (32, 32, 32, 4, 4, 0.160),
         (128, 16, 64, 4, 4, 0.173),
@@ -241,7 +242,6 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (64, 64, 32, 4, 4, 0.259),
         (128, 32, 64, 4, 4, 0.292),
         (64, 32, 64, 4, 4, 0.202),
-        (32, 64, 64, 4, 4, 0.234),
         (64, 32, 32, 4, 4, 0.137),
         (32, 32, 32, 4, 4, 0.091),
         (128, 16, 64, 4, 4, 0.148),
@@ -291,14 +291,12 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 16, 16, 4, 3, 0.073),
     ),
     ("dgrad", "sm_80"): (
-        (128, 256, 64, 8, 3, 1.000),
         (128, 128, 64, 8, 3, 1.000),
         (128, 128, 64, 4, 3, 1.000),
         (128, 128, 32, 4, 3, 1.000),
         (128, 64, 64, 8, 3, 0.908),
         (64, 128, 64, 4, 3, 1.000),
         (128, 64, 32, 4, 3, 0.895),
-        (64, 64, 64, 4, 3, 0.848),
         (64, 64, 32, 4, 3, 0.634),
         (128, 32, 64, 4, 3, 0.670),
         (64, 32, 64, 4, 3, 0.496),
@@ -334,6 +332,10 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
 #: Accumulator registers per thread of the heuristic's 32- and 64-bit picks: at 32
 #: (the space's bound) a few layers (TF32 3x3x3 on sm_80, float64 7x7) spill 24 bytes.
 HEURISTIC_WIDE_ACCUMULATOR = 16
+#: Without channels_last (loads through registers, one element wide, no cp.async: issue
+#: 14's work) tiles with BLOCK_K 64 or 64 accumulator registers spill on the suites'
+#: layers; BLOCK_K <= 32 and 32 registers compile clean.
+GATHERED_LIMITS = {"block_k": 32, "accumulator": 32}
 #: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
 #: it: the share is an upper bound, padded work is certain tensor-core time.
 MAX_WORK_RATIO = 1.25
@@ -362,7 +364,8 @@ def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype
 
 
 @functools.lru_cache(maxsize=4096)
-def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> KernelConfig:
+def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY,
+                     layout: str = "channels_last") -> KernelConfig:
     """A deterministic config from shape, dtype and architecture (no benchmarking).
 
     Among the shortlist's tiles (for 32- and 64-bit inputs with BLOCK_K scaled to the same
@@ -371,8 +374,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     the useful multiply-adds (when any does), the one with the highest
     issue-bound share x wave efficiency on the family's SMs x useful / executed
     multiply-adds: the static model's best loop, given enough programs to fill the GPU
-    and little padding. Depthwise layers (no tensor cores) keep elementwise tiles sized
-    by their channels. CPU tensors make the same choice as an H100 (INTERPRETER_FAMILY).
+    and little padding. Other layouts than channels_last keep within GATHERED_LIMITS.
+    Depthwise layers (no tensor cores) keep elementwise tiles sized by their channels.
+    CPU tensors make the same choice as an H100 (INTERPRETER_FAMILY).
     """
     descriptor = descriptor_of(kernel)
     rows, columns, _ = descriptor.extents(spec)
@@ -384,8 +388,10 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     element = torch.empty((), dtype=dtype).element_size()
     for block_m, block_n, block_k, warps, stages, share in table:
         block_k = max(16, block_k * 2 // element)  # the bytes per K step the 16-bit tile was measured with
-        if element > 2 and accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype) > (
-                HEURISTIC_WIDE_ACCUMULATOR):
+        accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
+        if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
+            continue
+        if layout != "channels_last" and (block_k > GATHERED_LIMITS["block_k"] or accumulator > GATHERED_LIMITS["accumulator"]):
             continue
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]

@@ -68,7 +68,7 @@ def tune_main(args: argparse.Namespace) -> int:
                 operands = [make_operands(kernel, spec, dtype, args.layout, device)
                             for _ in range(operand_sets(kernel, spec, dtype))]
                 run = lambda config, inputs, k=kernel, s=spec: _launch.run(k, s, config, inputs)[k.result]
-                heuristic = heuristic_config(kernel, spec, dtype, arch_family(device))
+                heuristic = heuristic_config(kernel, spec, dtype, arch_family(device), args.layout)
                 result = tune_problem(run, operands, prune(kernel, spec, dtype, arch_family(device)), heuristic, dtype)
                 if result is None:
                     rows.append((names[0], kernel.name, str(dtype), heuristic, float("nan"), float("nan"), "all failed"))
@@ -99,7 +99,7 @@ def _dry_run(problems: dict, dtypes: list[torch.dtype], args: argparse.Namespace
     for (kernel, spec), names in problems.items():
         for dtype in dtypes:
             candidates = prune(kernel, spec, dtype, family)
-            heuristic = heuristic_config(kernel, spec, dtype, family)
+            heuristic = heuristic_config(kernel, spec, dtype, family, args.layout)
             listing.append((names, kernel, spec, dtype, candidates, heuristic))
             if args.compile:
                 name = str(dtype).removeprefix("torch.")

@@ -98,16 +98,18 @@ MODULE_ATTRIBUTE_CASES = [
 def test_module_bad_attribute_is_torch_error(name, kwargs, change, word):
     """A bad module argument (set after construction, past torch's constructor checks) gives
     torch's exception type from forward, with a message naming the argument."""
-    input = torch.randn(2, 8, 8, 8)
-    theirs_module = torch.nn.Conv2d(8, 6, 3, **kwargs)
-    ours_module = tconv.nn.Conv2d(8, 6, 3, **kwargs)
+    _raise_alike(torch.nn.Conv2d(8, 6, 3, **kwargs), tconv.nn.Conv2d(8, 6, 3, **kwargs), change,
+                 torch.randn(2, 8, 8, 8), word)
+
+
+def _raise_alike(theirs_module, ours_module, change, input, word):
+    """After `change` on both, tconv's forward raises torch's exception type, naming `word`."""
     for module in (theirs_module, ours_module):
         change(module)
     with pytest.raises(Exception) as theirs:
         theirs_module(input)
     with pytest.raises(type(theirs.value), match=f"(?i){word}"):
         ours_module(input)
-
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])
@@ -132,15 +134,8 @@ def test_module_bad_attribute_every_dims(dims):
     ids=["groups", "stride", "output_padding", "padding", "dilation"],
 )
 def test_transposed_module_bad_attribute_is_torch_error(change, word):
-    input = torch.randn(2, 8, 5, 5)
-    theirs_module = torch.nn.ConvTranspose2d(8, 6, 3, stride=2)
-    ours_module = tconv.nn.ConvTranspose2d(8, 6, 3, stride=2)
-    for module in (theirs_module, ours_module):
-        change(module)
-    with pytest.raises(Exception) as theirs:
-        theirs_module(input)
-    with pytest.raises(type(theirs.value), match=f"(?i){word}"):
-        ours_module(input)
+    _raise_alike(torch.nn.ConvTranspose2d(8, 6, 3, stride=2), tconv.nn.ConvTranspose2d(8, 6, 3, stride=2), change,
+                 torch.randn(2, 8, 5, 5), word)
 
 
 @pytest.mark.parametrize("mode,padding", [("reflect", 8), ("circular", 9)])

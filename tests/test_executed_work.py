@@ -56,7 +56,8 @@ def _layer_spec(transposed, input, weight, **kwargs):
 def _modelled(pass_name, layer):
     """(kernel name, modelled multiply-adds) of one pass of a layer."""
     kernel, spec = pass_specs(layer)[pass_name]
-    return getattr(kernel, "name", kernel), executed_macs(kernel, spec, heuristic_config(kernel, spec, DTYPE))
+    config = heuristic_config(kernel, spec, DTYPE, layout="contiguous")  # the layout of the tensors these tests launch
+    return getattr(kernel, "name", kernel), executed_macs(kernel, spec, config)
 
 
 # (name, transposed, input shape, weight shape, kwargs): dense layers, tiles partly filled.
@@ -154,7 +155,7 @@ def test_counter_sees_the_kernels_dots(dot_macs):
     (guards against counting nothing, e.g. if the interpreter stopped using create_dot)."""
     input, weight = torch.randn(1, 16, 4, 4, dtype=DTYPE), torch.randn(16, 16, 1, 1, dtype=DTYPE)
     layer = _layer_spec(False, input, weight)
-    config = heuristic_config("fprop", layer, DTYPE)
+    config = heuristic_config("fprop", layer, DTYPE, layout="contiguous")
     output = tconv.conv2d(input, weight)
     assert_close(output, F.conv2d(input.double(), weight.double()), DTYPE)
     # 16 rows, 16 output channels, 16 input channels: one program, one K step of one tile.

@@ -31,23 +31,23 @@ def _extremes(arch: int, dtype: torch.dtype):
                 yield kernel, pass_specs(layer)[kernel][1], config
 
 
-def _suite_picks(arch: int, dtype: torch.dtype):
+def _suite_picks(arch: int, dtype: torch.dtype, layout: str = "channels_last"):
     """Every distinct (kernel, config, depthwise) the heuristic picks on the suites, each
     compiled for its layer with the most taps (the most registers: taps are unrolled)."""
     picks = {}
     for layers in SUITES.values():
         for layer in layers:
             for kernel, spec in pass_specs(layer_spec(layer)).values():
-                config = heuristic_config(kernel, spec, dtype, FAMILY_OF_ARCH[arch])
+                config = heuristic_config(kernel, spec, dtype, FAMILY_OF_ARCH[arch], layout)
                 key = (kernel, config, spec.depthwise)
                 if key not in picks or math.prod(spec.kernel_size) > math.prod(picks[key][1].kernel_size):
                     picks[key] = (kernel, spec, config)
     return list(picks.values())
 
 
-def _check(kernel, spec, config, dtype, arch):
-    report = compile_launch(kernel, spec, str(dtype).removeprefix("torch."), config, arch)
-    where = f"{kernel} {dtype} sm_{arch} {config} kernel {spec.kernel_size}"
+def _check(kernel, spec, config, dtype, arch, layout="channels_last"):
+    report = compile_launch(kernel, spec, str(dtype).removeprefix("torch."), config, arch, layout)
+    where = f"{kernel} {dtype} {layout} sm_{arch} {config} kernel {spec.kernel_size}"
     assert report.spill_bytes == 0, f"{where}: {report.spill_bytes} bytes spilled"
     assert report.fits, f"{where}: {report.shared_bytes} bytes of shared memory"
     dense = not spec.depthwise
@@ -63,12 +63,13 @@ def test_space_extremes_compile_without_spills(dtype, arch):
 
 
 @pytest.mark.parametrize("arch", [80, 90])
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_heuristic_picks_for_the_suites_compile_without_spills(dtype, arch):
-    picks = _suite_picks(arch, dtype)
+@pytest.mark.parametrize("dtype,layout", [(dtype, "channels_last") for dtype in DTYPES] + [(torch.float16, "contiguous")],
+                         ids=str)
+def test_heuristic_picks_for_the_suites_compile_without_spills(dtype, layout, arch):
+    picks = _suite_picks(arch, dtype, layout)
     assert len(picks) >= 8
     for kernel, spec, config in picks:
-        _check(kernel, spec, config, dtype, arch)
+        _check(kernel, spec, config, dtype, arch, layout)
 
 
 def test_compiles_after_interpreted_launches():

@@ -2,6 +2,7 @@
 `tconv tune --dry-run`."""
 
 import copy
+import itertools
 import json
 import multiprocessing
 import os
@@ -83,11 +84,13 @@ def test_register_rule_bounds_the_accumulator_per_thread():
             half = config_space(kernel, family, False, torch.float16)
             for dtype in (torch.float32, torch.float64):
                 wide = config_space(kernel, family, False, dtype)
-                assert set(wide) < set(half), (kernel, family, dtype)
+                assert set(wide) <= set(half), (kernel, family, dtype)
+                assert set(wide) < set(half) or family == "fallback", (kernel, family, dtype)  # fallback: small tiles only
                 for c in wide:
                     registers = c.block_m * c.block_n * (2 if dtype == torch.float64 else 1) / (32 * c.num_warps)
                     assert registers <= MAX_ACCUMULATOR_REGISTERS["wide"], (kernel, family, dtype, c)
-            assert max(c.block_m * c.block_n / (32 * c.num_warps) for c in half) == MAX_ACCUMULATOR_REGISTERS["16-bit"]
+            if family != "fallback" and kernel != "wgrad":  # the big GEMM tiles reach the 16-bit budget exactly
+                assert max(c.block_m * c.block_n / (32 * c.num_warps) for c in half) == MAX_ACCUMULATOR_REGISTERS["16-bit"]
     # The tiles Hopper and Ampere GEMMs use are in the dense spaces.
     for family, stages in (("sm_90", 3), ("sm_80", 3)):
         tiles = {(c.block_m, c.block_n, c.block_k, c.num_warps) for c in config_space("fprop", family) if c.num_stages == stages}
@@ -101,10 +104,11 @@ def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
     tuner could have chosen."""
     for layer in ALL_LAYERS:
         for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
-            for dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-                config = heuristic_config(kernel, spec, dtype, family)
+            for dtype, layout in itertools.product((torch.float16, torch.bfloat16, torch.float32, torch.float64),
+                                                   ("channels_last", "contiguous")):
+                config = heuristic_config(kernel, spec, dtype, family, layout)
                 heuristic_config.cache_clear()
-                assert heuristic_config(kernel, spec, dtype, family) == config
+                assert heuristic_config(kernel, spec, dtype, family, layout) == config
                 assert config in prune(kernel, spec, dtype, family), (layer.name, pass_name, dtype, config)
 
 
@@ -178,7 +182,7 @@ def test_cache_round_trip_is_read_by_the_ops(cache_folder, monkeypatch):
     input, weight = torch.randn(2, 6, 9, 9), torch.randn(10, 6, 3, 3)
     spec = conv_spec("conv2d", 2, input, weight, None, 1, 1, 1, 1)[0]
     tuned = KernelConfig(32, 16, 16, group_m=4, num_warps=4, num_stages=2)
-    assert tuned != heuristic_config("fprop", spec, torch.float32)
+    assert tuned != heuristic_config("fprop", spec, torch.float32, layout="contiguous")
     key = cache.entry_key("fprop", spec, torch.float32, "contiguous")
     path = cache.store(torch.device("cpu"), {key: {**tuned.as_dict(), "ms": 0.5}})
     assert path.startswith(str(cache_folder)) and os.path.exists(path)
@@ -223,7 +227,7 @@ def test_corrupt_cache_warns_and_falls_back(cache_folder, monkeypatch):
     with pytest.warns(UserWarning, match="unreadable tuned-config cache"):
         output = tconv.conv2d(input, weight)
     spec = conv_spec("conv2d", 2, input, weight, None, 1, 0, 1, 1)[0]
-    assert used == [heuristic_config("fprop", spec, torch.float32)]
+    assert used == [heuristic_config("fprop", spec, torch.float32, layout="contiguous")]
     assert_close(output, F.conv2d(input.double(), weight.double()), torch.float32)
     # Storing over a corrupt file replaces it with a valid one.
     cache.store(torch.device("cpu"), {"k": KernelConfig(16, 16, 16).as_dict()})
