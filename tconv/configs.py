@@ -333,9 +333,10 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
 #: (the space's bound) a few layers (TF32 3x3x3 on sm_80, float64 7x7) spill 24 bytes.
 HEURISTIC_WIDE_ACCUMULATOR = 16
 #: Without channels_last (loads through registers, one element wide, no cp.async: issue
-#: 14's work) tiles with BLOCK_K 64 or 64 accumulator registers spill on the suites'
-#: layers; BLOCK_K <= 32 and 32 registers compile clean.
-GATHERED_LIMITS = {"block_k": 32, "accumulator": 32}
+#: 14's work) tiles with 128-byte K steps (BLOCK_K 64 in fp16, 32 in fp32) or 64
+#: accumulator registers spill on the suites' layers; 64-byte K steps and 32 registers
+#: compile clean.
+GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32}
 #: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
 #: it: the share is an upper bound, padded work is certain tensor-core time.
 MAX_WORK_RATIO = 1.25
@@ -391,7 +392,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
             continue
-        if layout != "channels_last" and (block_k > GATHERED_LIMITS["block_k"] or accumulator > GATHERED_LIMITS["accumulator"]):
+        if layout != "channels_last" and (block_k * element > GATHERED_LIMITS["k_step_bytes"]
+                                          or accumulator > GATHERED_LIMITS["accumulator"]):
             continue
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
