@@ -27,6 +27,14 @@ Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extent
 
 DEPTHWISE (one input channel per group, e.g. a depthwise conv's input gradient) runs as
 one group spanning every output channel with an elementwise multiply-add per tap.
+
+The K loop runs over (tap, channel block), channel blocks fastest, with the tap carried
+as per-dimension counters (no division in the loop). The kernel extents are constexprs
+(a phase's tap counts stay runtime values, bounded by them). With TAP_BITS (fewer than 32
+kernel taps) each row's input offset at tap 0 and a bit per valid tap are computed once
+per tile, so a step's gather is a scalar delta and a shift per row. EVEN_K (channels a
+multiple of BLOCK_K) drops the channel masks; a 1x1 kernel (at most one tap per phase)
+keeps the plain GEMM loop.
 """
 
 import triton
@@ -43,6 +51,28 @@ def phase_fields(phases_ptr, dim, residue, max_stride):
 
 
 @triton.jit
+def valid_taps(
+    base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w, in_step_d, in_step_h, in_step_w,
+    in_depth, in_height, in_width, KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
+):
+    """Per row, bit (td * KERNEL_H + th) * KERNEL_W + tw set when the phase has tap
+    (td, th, tw) and it reads a real input element (fewer than 32 kernel taps). Built once
+    per tile, so a K step's row mask is one shift."""
+    bits = tl.zeros(base_h.shape, dtype=tl.int32)
+    for td in tl.static_range(KERNEL_D):
+        in_d = base_d - td * in_step_d
+        valid_d = row_in_range & (td < taps_d) & (in_d >= 0) & (in_d < in_depth)
+        for th in tl.static_range(KERNEL_H):
+            in_h = base_h - th * in_step_h
+            valid_h = valid_d & (th < taps_h) & (in_h >= 0) & (in_h < in_height)
+            for tw in tl.static_range(KERNEL_W):
+                in_w = base_w - tw * in_step_w
+                valid = valid_h & (tw < taps_w) & (in_w >= 0) & (in_w < in_width)
+                bits = bits | (valid.to(tl.int32) << ((td * KERNEL_H + th) * KERNEL_W + tw))
+    return bits
+
+
+@triton.jit
 def conv_dgrad_kernel(
     # pointers
     input_ptr, weight_ptr, bias_ptr, output_ptr, phases_ptr,
@@ -51,7 +81,8 @@ def conv_dgrad_kernel(
     in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
     # weight strides
     weight_stride_c, weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w,
-    # output strides
+    # output sizes and strides
+    out_depth, out_height, out_width,
     out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
     # geometry
     stride_d, stride_h, stride_w,
@@ -59,7 +90,8 @@ def conv_dgrad_kernel(
     in_step_d, in_step_h, in_step_w,
     max_stride, in_channels_per_group, out_channels_per_group, depthwise_multiplier,
     # meta-parameters
-    HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
+    HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr, TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
@@ -72,6 +104,15 @@ def conv_dgrad_kernel(
     first_out_d, outs_d, first_tap_d, taps_d, first_in_d = phase_fields(phases_ptr, 0, residue_d, max_stride)
     first_out_h, outs_h, first_tap_h, taps_h, first_in_h = phase_fields(phases_ptr, 1, residue_h, max_stride)
     first_out_w, outs_w, first_tap_w, taps_w, first_in_w = phase_fields(phases_ptr, 2, residue_w, max_stride)
+    # At stride 1 a dimension has one phase, all its outputs: taking that extent from the
+    # arguments (not the table) keeps its divisibility known, so rows stay provably
+    # contiguous and the epilogue's stores vectorise along positions when they are.
+    if stride_d == 1:
+        outs_d = out_depth
+    if stride_h == 1:
+        outs_h = out_height
+    if stride_w == 1:
+        outs_w = out_width
 
     # The grid is sized for the largest phase; tiles past this phase's rows do nothing.
     num_rows = batch * outs_d * outs_h * outs_w
@@ -82,49 +123,84 @@ def conv_dgrad_kernel(
     # A phase may have no outputs (stride > output size); its rows are all masked, and
     # the divisors are kept >= 1 so the index split stays defined.
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
+    base_d = first_in_d + jd
+    base_h = first_in_h + jh
+    base_w = first_in_w + jw
     input_row_base = n.to(INDEX_DTYPE) * in_stride_n + (group * in_channels_per_group).to(INDEX_DTYPE) * in_stride_c
+    if TAP_BITS:
+        # Each row's input offset at tap 0 (a tap then adds a scalar delta) and a bit per
+        # tap saying whether it reads a real element: computed once.
+        input_rows = input_row_base + (
+            base_d.to(INDEX_DTYPE) * in_stride_d + base_h.to(INDEX_DTYPE) * in_stride_h
+            + base_w.to(INDEX_DTYPE) * in_stride_w
+        )
+        tap_bits = valid_taps(base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w,
+                              in_step_d, in_step_h, in_step_w, in_depth, in_height, in_width,
+                              KERNEL_D, KERNEL_H, KERNEL_W)
 
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
     out_channels = group * out_channels_per_group + cols
-    weight_col_base = cols.to(INDEX_DTYPE) * weight_stride_o
+    channels = tl.arange(0, BLOCK_K)
+    if EVEN_K:
+        # Columns past the edge (last tile only) wrap onto real channels and are never
+        # stored, so with whole channel blocks the weight load needs no mask.
+        weight_col_base = (cols % out_channels_per_group).to(INDEX_DTYPE) * weight_stride_o
+    else:
+        weight_col_base = cols.to(INDEX_DTYPE) * weight_stride_o
+    if TAP_BITS:
+        a_tile = input_ptr + input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
+        b_tile = weight_ptr + (
+            (group * in_channels_per_group + channels).to(INDEX_DTYPE) * weight_stride_c)[:, None] + weight_col_base[None, :]
     depthwise_input_col = (cols // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
     depthwise_weight_col = (
         (cols // depthwise_multiplier).to(INDEX_DTYPE) * weight_stride_c
         + (cols % depthwise_multiplier).to(INDEX_DTYPE) * weight_stride_o
     )
 
-    channels = tl.arange(0, BLOCK_K)
     channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
     num_steps = taps_d * taps_h * taps_w * channel_blocks
     if pid_m * BLOCK_M >= num_rows:
         num_steps = 0
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    # K steps over (tap, channel block), channel blocks fastest; the per-dimension tap
+    # indices are counters carried across steps (the phase's tap counts are runtime
+    # values, so dividing the step would cost real divisions every step).
+    channel_start = tl.full((), 0, tl.int32)
+    td = tl.full((), 0, tl.int32)
+    th = tl.full((), 0, tl.int32)
+    tw = tl.full((), 0, tl.int32)
     for step in range(0, num_steps):
-        tap = step // channel_blocks
-        channel_start = (step - tap * channel_blocks) * BLOCK_K
-        tw = tap % taps_w
-        th = (tap // taps_w) % taps_h
-        td = tap // (taps_w * taps_h)
-
-        in_d = first_in_d + jd - td * in_step_d
-        in_h = first_in_h + jh - th * in_step_h
-        in_w = first_in_w + jw - tw * in_step_w
-        row_mask = (
-            row_in_range
-            & (in_d >= 0) & (in_d < in_depth)
-            & (in_h >= 0) & (in_h < in_height)
-            & (in_w >= 0) & (in_w < in_width)
-        )
-        row_offset = input_row_base + (
-            in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
-        )
-
-        tap_offset = (
-            (first_tap_d + td * tap_step_d) * weight_stride_d
-            + (first_tap_h + th * tap_step_h) * weight_stride_h
-            + (first_tap_w + tw * tap_step_w) * weight_stride_w
-        )
+        if KERNEL_D * KERNEL_H * KERNEL_W == 1:
+            # A 1x1 kernel at stride 1 is a plain GEMM loop: no counters (they stop
+            # Triton from pipelining the loads there).
+            channel_start = step * BLOCK_K
+        if KERNEL_D * KERNEL_H * KERNEL_W == 1:
+            tap_offset = 0  # the only tap; said statically so the weight's alignment stays known
+        else:
+            tap_offset = (
+                (first_tap_d + td * tap_step_d) * weight_stride_d
+                + (first_tap_h + th * tap_step_h) * weight_stride_h
+                + (first_tap_w + tw * tap_step_w) * weight_stride_w
+            )
+        if TAP_BITS:
+            tap_delta = -(td * (in_step_d * in_stride_d) + th * (in_step_h * in_stride_h) + tw * (in_step_w * in_stride_w))
+            row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
+            row_mask = ((tap_bits >> ((td * KERNEL_H + th) * KERNEL_W + tw)) & 1) != 0
+        else:
+            in_d = base_d - td * in_step_d
+            in_h = base_h - th * in_step_h
+            in_w = base_w - tw * in_step_w
+            row_mask = (
+                row_in_range
+                & (in_d >= 0) & (in_d < in_depth)
+                & (in_h >= 0) & (in_h < in_height)
+                & (in_w >= 0) & (in_w < in_width)
+            )
+            row_offset = input_row_base + (
+                in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h
+                + in_w.to(INDEX_DTYPE) * in_stride_w
+            )
         if DEPTHWISE:
             # One input channel per group, launched as one group over every output
             # channel: output channel oc reads input channel oc // multiplier only.
@@ -137,19 +213,33 @@ def conv_dgrad_kernel(
             acc += a.to(ACC_DTYPE) * b.to(ACC_DTYPE)[None, :]
         else:
             channel = channel_start + channels
-            channel_mask = channel < in_channels_per_group
-            a = tl.load(
-                input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :],
-                mask=row_mask[:, None] & channel_mask[None, :],
-                other=0.0,
-            )
-            weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
-            b = tl.load(
-                weight_ptr + weight_rows[:, None] + weight_col_base[None, :],
-                mask=channel_mask[:, None] & col_in_range[None, :],
-                other=0.0,
-            )
+            if TAP_BITS:
+                # Tile pointers built once, moved by one scalar per step.
+                a_pointers = a_tile + (tap_delta + channel_start * in_stride_c).to(INDEX_DTYPE)
+                b_pointers = b_tile + (channel_start * weight_stride_c + tap_offset).to(INDEX_DTYPE)
+            else:
+                weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
+                a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
+                b_pointers = weight_ptr + weight_rows[:, None] + weight_col_base[None, :]
+            if EVEN_K:
+                a = tl.load(a_pointers, mask=row_mask[:, None], other=0.0)
+                b = tl.load(b_pointers)
+            else:
+                channel_mask = channel < in_channels_per_group
+                a = tl.load(a_pointers, mask=row_mask[:, None] & channel_mask[None, :], other=0.0)
+                b = tl.load(b_pointers, mask=channel_mask[:, None] & col_in_range[None, :], other=0.0)
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+        if KERNEL_D * KERNEL_H * KERNEL_W > 1:
+            channel_start += BLOCK_K
+            next_tap = channel_start >= in_channels_per_group
+            channel_start = tl.where(next_tap, 0, channel_start)
+            tw += next_tap.to(tl.int32)
+            next_h = tw >= taps_w
+            tw = tl.where(next_h, 0, tw)
+            th += next_h.to(tl.int32)
+            next_d = th >= taps_h
+            th = tl.where(next_d, 0, th)
+            td += next_d.to(tl.int32)
 
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
     store_output(

@@ -17,10 +17,14 @@ Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extent
 Depthwise layers (one input channel per group) run as one group spanning every output
 channel, with an elementwise multiply-add per tap instead of tl.dot (DEPTHWISE).
 
-The K loop runs over (tap, channel block) pairs, tap-major. Row offsets of a tap are
-recomputed from per-row base indices (vectors of BLOCK_M), never per element, and the
-padding is resolved in that gather: zeros by the load mask, reflect / replicate /
-circular by folding the index, so no padded copy of the input ever exists.
+The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
+as counters (no division in the loop). With zeros padding and fewer than 32 taps
+(TAP_BITS), each row's input offset at tap 0 and a bit per tap saying whether that tap
+reads a real element are computed once per tile, so a K step's gather is a scalar delta
+and a shift per row, CUTLASS-style. Otherwise the padding is resolved in the gather each
+step: zeros by the load mask, reflect / replicate / circular by folding the index, so no
+padded copy of the input ever exists. EVEN_K (channels a multiple of BLOCK_K) drops the
+channel masks.
 """
 
 import triton
@@ -46,6 +50,27 @@ def tap_rows(
 
 
 @triton.jit
+def valid_taps(
+    first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
+):
+    """Per row, a bit per tap (tap-major order, fewer than 32 taps): set when the tap reads a
+    real input element. Built once per tile, so a K step's row mask is one shift."""
+    bits = tl.zeros(first_h.shape, dtype=tl.int32)
+    for kd in tl.static_range(KERNEL_D):
+        in_d = first_d + kd * dilation_d
+        valid_d = row_in_range & (in_d >= 0) & (in_d < in_depth)
+        for kh in tl.static_range(KERNEL_H):
+            in_h = first_h + kh * dilation_h
+            valid_h = valid_d & (in_h >= 0) & (in_h < in_height)
+            for kw in tl.static_range(KERNEL_W):
+                in_w = first_w + kw * dilation_w
+                valid = valid_h & (in_w >= 0) & (in_w < in_width)
+                bits = bits | (valid.to(tl.int32) << ((kd * KERNEL_H + kh) * KERNEL_W + kw))
+    return bits
+
+
+@triton.jit
 def conv_fprop_kernel(
     # pointers
     input_ptr, weight_ptr, bias_ptr, output_ptr,
@@ -65,10 +90,12 @@ def conv_fprop_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr,
+    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
+    TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
     group = tl.program_id(1)
     num_rows = batch * out_depth * out_height * out_width
     pid_m, pid_n = swizzle_tile(
@@ -83,31 +110,60 @@ def conv_fprop_kernel(
     first_h = oh * stride_h - pad_h
     first_w = ow * stride_w - pad_w
     input_row_base = n.to(INDEX_DTYPE) * in_stride_n + (group * in_channels_per_group).to(INDEX_DTYPE) * in_stride_c
+    if TAP_BITS:
+        # Zeros padding: each row's offset at tap (0, 0, 0), possibly outside the input (such
+        # rows are masked); a tap adds a scalar delta, so a K step's gather is one add per row.
+        input_rows = input_row_base + (
+            first_d.to(INDEX_DTYPE) * in_stride_d + first_h.to(INDEX_DTYPE) * in_stride_h
+            + first_w.to(INDEX_DTYPE) * in_stride_w
+        )
+        tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
+                              in_depth, in_height, in_width, KERNEL_D, KERNEL_H, KERNEL_W)
 
     # Columns: output channels of this group.
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
     out_channels = group * out_channels_per_group + cols
-    weight_col_base = out_channels.to(INDEX_DTYPE) * weight_stride_o
+    if EVEN_K:
+        # Whole channel blocks and column tiles: columns past the edge only exist in the
+        # last tile, wrap onto real channels (never stored), so the weight load needs no mask.
+        weight_col_base = (group * out_channels_per_group + cols % out_channels_per_group).to(INDEX_DTYPE) * weight_stride_o
+    else:
+        weight_col_base = out_channels.to(INDEX_DTYPE) * weight_stride_o
+
+    channels = tl.arange(0, BLOCK_K)
+    if TAP_BITS:
+        a_tile = input_ptr + input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
+        b_tile = weight_ptr + weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
 
     # Depthwise: one input channel per group (launched as a single group spanning all
     # output channels); output channel oc reads only input channel oc // multiplier.
     depthwise_input_col = (out_channels // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
-    channels = tl.arange(0, BLOCK_K)
     channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)  # 1 when DEPTHWISE
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    for step in range(0, KERNEL_D * KERNEL_H * KERNEL_W * channel_blocks):
-        tap = step // channel_blocks
-        channel_start = (step - tap * channel_blocks) * BLOCK_K
-        kw = tap % KERNEL_W
-        kh = (tap // KERNEL_W) % KERNEL_H
-        kd = tap // (KERNEL_W * KERNEL_H)
-        row_offset, row_mask = tap_rows(
-            first_d, first_h, first_w, kd, kh, kw, dilation_d, dilation_h, dilation_w,
-            in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
-            input_row_base, row_in_range, PADDING_MODE, INDEX_DTYPE,
-        )
+    # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
+    # block are counters carried from step to step: no division in the loop.
+    channel_start = tl.full((), 0, tl.int32)
+    tap = tl.full((), 0, tl.int32)
+    kd = tl.full((), 0, tl.int32)
+    kh = tl.full((), 0, tl.int32)
+    kw = tl.full((), 0, tl.int32)
+    for step in range(0, TAPS * channel_blocks):
+        if TAPS == 1:
+            # Kept apart: a 1x1 loop is a plain GEMM loop, and carried counters there
+            # stop Triton from pipelining its loads.
+            channel_start = step * BLOCK_K
         tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
+        if TAP_BITS:
+            tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
+            row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
+            row_mask = ((tap_bits >> tap) & 1) != 0
+        else:
+            row_offset, row_mask = tap_rows(
+                first_d, first_h, first_w, kd, kh, kw, dilation_d, dilation_h, dilation_w,
+                in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
+                input_row_base, row_in_range, PADDING_MODE, INDEX_DTYPE,
+            )
         if DEPTHWISE:
             # No channel reduction: an elementwise multiply-add on CUDA cores rather than
             # a tl.dot whose 16-wide K would be 15/16 padding.
@@ -120,18 +176,33 @@ def conv_fprop_kernel(
             acc += a.to(ACC_DTYPE) * b.to(ACC_DTYPE)[None, :]
         else:
             channel = channel_start + channels
-            channel_mask = channel < in_channels_per_group
-            a = tl.load(
-                input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :],
-                mask=row_mask[:, None] & channel_mask[None, :],
-                other=0.0,
-            )
-            b = tl.load(
-                weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None],
-                mask=channel_mask[:, None] & col_in_range[None, :],
-                other=0.0,
-            )
+            if TAP_BITS:
+                # Tile pointers built once, moved by one scalar per step.
+                a_pointers = a_tile + (tap_delta + channel_start * in_stride_c).to(INDEX_DTYPE)
+                b_pointers = b_tile + (channel_start * weight_stride_c + tap_offset).to(INDEX_DTYPE)
+            else:
+                a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
+                b_pointers = weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None]
+            if EVEN_K:
+                a = tl.load(a_pointers, mask=row_mask[:, None], other=0.0)
+                b = tl.load(b_pointers)
+            else:
+                channel_mask = channel < in_channels_per_group
+                a = tl.load(a_pointers, mask=row_mask[:, None] & channel_mask[None, :], other=0.0)
+                b = tl.load(b_pointers, mask=channel_mask[:, None] & col_in_range[None, :], other=0.0)
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+        if TAPS > 1:
+            channel_start += BLOCK_K
+            next_tap = channel_start >= in_channels_per_group
+            channel_start = tl.where(next_tap, 0, channel_start)
+            tap += next_tap.to(tl.int32)
+            kw += next_tap.to(tl.int32)
+            next_h = kw >= KERNEL_W
+            kw = tl.where(next_h, 0, kw)
+            kh += next_h.to(tl.int32)
+            next_d = kh >= KERNEL_H
+            kh = tl.where(next_d, 0, kh)
+            kd += next_d.to(tl.int32)
 
     # Recomputed rather than kept live through the K loop (registers).
     n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)

@@ -5,10 +5,25 @@ GEMM view, per group g (axis 1), tap and split (axis 2):
     grad_weight[o, (c, tap)] = sum_m A[o, m] * B[m, c]
     M = out_channels / groups                    rows: output channels of group g
     N = in_channels / groups, one tap per column tile
-    K = batch * out_depth * out_height * out_width   (split in SPLIT ranges, axis 2)
+    K = batch * out_depth * out_height * out_width   (split in SPLIT ranges of whole K steps, axis 2)
     A[o, m] = grad_output[n, g*Mg + o, od, oh, ow]
     B[m, c] = input[n, g*Cg + c, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
     (padding resolved in the gather exactly as the forward kernel does)
+
+The K loop walks positions m in flat (n, od, oh, ow) order, BLOCK_K per step; how a step
+finds its positions' coordinates is chosen per launch (constexprs set by the host,
+tconv/descriptors/wgrad.py), cheapest first:
+    ROW_STEPS  out_width % BLOCK_K == 0: every step lies inside one output line, so
+               (n, od, oh, first ow) are scalars (divided once per step, not per
+               position) and each position only adds its ow offset.
+    MAGIC      otherwise positions are split with multiply-high by a magic number
+               (exact while num_rows * size < 2**32), else with `//`; its bits 1, 2, 4
+               say which of out_width, out_height, out_depth.
+    GRAD_FLAT  grad_output's (n, d, h, w) strides flatten into one row stride: A's
+               pointers then advance like a plain GEMM's, whatever the mode.
+Output/input channel tiles past the edge wrap around with `%` (their partials are never
+stored), so no channel masks are evaluated in the loop; zeros padding checks bounds with
+one unsigned compare per dimension.
 
 Tensors (any strides, in elements):
     input       [batch, in_channels, in_depth, in_height, in_width]
@@ -27,7 +42,119 @@ elementwise product summed over positions instead of a mostly-empty tl.dot.
 import triton
 import triton.language as tl
 
-from ._index import mma, padded_index, split_rows
+from ._index import PAD_ZEROS, mma, padded_index
+
+
+@triton.jit
+def _magic(divisor, USE: tl.constexpr):
+    """The multiplier of _divmod: ceil(2**32 / divisor) for divisor > 1 (0 when unused).
+    One 32-bit division per program, outside the loop."""
+    if USE:
+        return (tl.full((), 0xFFFFFFFF, tl.uint32) // divisor.to(tl.uint32)) + 1
+    else:
+        return tl.full((), 0, tl.uint32)
+
+
+@triton.jit
+def _divmod(x, divisor, magic, USE: tl.constexpr):
+    """(x // divisor, x % divisor) for 0 <= x. With USE, floor(x / d) = umulhi(x, ceil(2**32 / d)):
+    exact while x * d < 2**32 (the host checks): two multiplies per element instead of a
+    division sequence. Without it a divisor specialised to 1 folds away."""
+    if USE:
+        quotient = tl.umulhi(tl.cast(x, tl.uint32), magic).to(tl.int32)  # (tl.cast: x may be a Python int when interpreted)
+        # x + q * (-d): one multiply-add (d = 0 - (0 - d) is left to the compiler otherwise)
+        return quotient, x + quotient * (0 - divisor)
+    else:
+        quotient = x // divisor
+        return quotient, x - quotient * divisor
+
+
+@triton.jit
+def _tap_index(out_index, stride, offset, size, CHECK: tl.constexpr, PADDING_MODE: tl.constexpr):
+    """(input index, whether real) of output index `out_index` under a tap at `offset`
+    (= k * dilation - pad). Zeros padding: the index as is, checked with one unsigned
+    compare, and only where the host found that taps can fall into the padding (CHECK);
+    the other modes fold the index into range (always real). `index == index` is a
+    true of the index's shape that folds away when compiled."""
+    index = out_index * stride + offset
+    if PADDING_MODE == PAD_ZEROS:
+        if CHECK:
+            return index, index.to(tl.uint32) < size  # int32 size: compared unsigned
+        else:
+            return index, index == index
+    else:
+        index, _ = padded_index(index, size, PADDING_MODE)
+        return index, index == index
+
+
+@triton.jit
+def _load_step(
+    row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
+    in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+    out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+    stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
+    MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, DEPTHWISE: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+):
+    """The (A, B) tiles of the K step at flat position row_start. MASK_ROWS only for the
+    last, partial step of a split (the loop runs whole steps: no position mask in it)."""
+    if ROW_STEPS:
+        # The step lies in one output line: its coordinates are scalars, and positions
+        # differ in ow only (ow = ow0 + position).
+        line, ow0 = _divmod(row_start, out_width, magic_w, (MAGIC & 1) != 0)
+        rest, oh = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
+        n, od = _divmod(rest, out_depth, magic_d, (MAGIC & 4) != 0)
+        in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
+        in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+        in_w0 = ow0 * stride_w + off_w
+        if PADDING_MODE == PAD_ZEROS and (BOUNDS & 6) != 0:
+            # A line whose (d, h) tap is padding: its w index is made negative (scalar
+            # select), so the one unsigned compare per position rejects it too.
+            in_w0 = tl.where(valid_d & valid_h, in_w0, -in_width - BLOCK_K * stride_w)
+        in_w, valid_w = _tap_index(in_w0, 1, positions * stride_w, in_width,
+                                   (BOUNDS & 7) != 0, PADDING_MODE)
+        input_mask = valid_w
+        ow = ow0 + positions
+    else:
+        rows = row_start + positions
+        line, ow = _divmod(rows, out_width, magic_w, (MAGIC & 1) != 0)
+        rest, oh = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
+        n, od = _divmod(rest, out_depth, magic_d, (MAGIC & 4) != 0)
+        in_w, valid_w = _tap_index(ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
+        in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
+        in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+        input_mask = valid_w & valid_h & valid_d
+    input_row = (
+        n.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
+        + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
+    )
+    if MASK_ROWS:
+        row_mask = positions < last_row - row_start
+        input_mask = input_mask & row_mask
+    if GRAD_FLAT:
+        grad_pointers = a_pointers
+    else:
+        grad_row = (
+            n.to(INDEX_DTYPE) * grad_stride_n + od.to(INDEX_DTYPE) * grad_stride_d
+            + oh.to(INDEX_DTYPE) * grad_stride_h + ow.to(INDEX_DTYPE) * grad_stride_w
+        )
+        grad_pointers = grad_output_ptr + grad_col[:, None] + grad_row[None, :]
+    if MASK_ROWS:
+        a = tl.load(grad_pointers, mask=row_mask[None, :], other=0.0)
+    else:
+        a = tl.load(grad_pointers)
+    if DEPTHWISE:
+        b_pointers = input_ptr + input_col[:, None] + input_row[None, :]
+        b_mask = input_mask[None, :]
+    else:
+        b_pointers = input_ptr + input_row[:, None] + input_col[None, :]
+        b_mask = input_mask[:, None]
+    if MASK_ROWS or (PADDING_MODE == PAD_ZEROS and BOUNDS != 0):
+        b = tl.load(b_pointers, mask=b_mask, other=0.0)
+    else:
+        b = tl.load(b_pointers)  # every tap inside the input: nothing to mask
+    return a, b
 
 
 @triton.jit
@@ -37,9 +164,9 @@ def conv_wgrad_kernel(
     # input sizes and strides
     batch, in_depth, in_height, in_width,
     in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
-    # grad_output sizes and strides
+    # grad_output sizes and strides (grad_stride_row: one flat position's, when GRAD_FLAT)
     out_depth, out_height, out_width,
-    grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h, grad_stride_w,
+    grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h, grad_stride_w, grad_stride_row,
     # geometry
     stride_d, stride_h, stride_w,
     pad_d, pad_h, pad_w,
@@ -49,6 +176,7 @@ def conv_wgrad_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, DEPTHWISE: tl.constexpr,
+    ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
@@ -68,56 +196,74 @@ def conv_wgrad_kernel(
 
     out_channel = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # within the group
     out_mask = out_channel < out_channels_per_group
-    grad_col = (group * out_channels_per_group + out_channel).to(INDEX_DTYPE) * grad_stride_c
+    # Loads use channels wrapped into range (always in bounds, as kernels/gemm.py does),
+    # so the loop masks positions only; the wrapped rows' and columns' partials are
+    # dropped by the masked stores.
+    grad_col = (group * out_channels_per_group + out_channel % out_channels_per_group).to(INDEX_DTYPE) * grad_stride_c
     if DEPTHWISE:
         channel = out_channel // depthwise_multiplier
         channel_mask = out_mask
+        load_channel = (out_channel % out_channels_per_group) // depthwise_multiplier
     else:
         channel = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
         channel_mask = channel < in_channels_per_group
-    input_col = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * in_stride_c
+        load_channel = channel % in_channels_per_group
+    input_col = (group * in_channels_per_group + load_channel).to(INDEX_DTYPE) * in_stride_c
+    # The tap's offset into the padded input.
+    off_d = kd * dilation_d - pad_d
+    off_h = kh * dilation_h - pad_h
+    off_w = kw * dilation_w - pad_w
 
     num_rows = batch * out_depth * out_height * out_width
     first_row = split * rows_per_split
     last_row = tl.minimum(first_row + rows_per_split, num_rows)
+    # The loop runs whole K steps; a split's partial last step (only the last split
+    # has one) is taken after it, with position masks.
+    last_whole = first_row + (last_row - first_row) // BLOCK_K * BLOCK_K
     positions = tl.arange(0, BLOCK_K)
+    magic_w = _magic(out_width, (MAGIC & 1) != 0)
+    magic_h = _magic(out_height, (MAGIC & 2) != 0)
+    magic_d = _magic(out_depth, (MAGIC & 4) != 0)
+    if GRAD_FLAT:
+        # Flat position m of grad_output sits at m * grad_stride_row: A is a GEMM operand,
+        # its pointers advanced by BLOCK_K rows per step.
+        a_pointers = grad_output_ptr + grad_col[:, None] + (
+            first_row.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
+    else:
+        a_pointers = grad_output_ptr
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     bias_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
     depthwise_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
-    for row_start in range(first_row, last_row, BLOCK_K):
-        rows = row_start + positions
-        row_mask = rows < last_row
-        n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)
-        grad_row = (
-            n.to(INDEX_DTYPE) * grad_stride_n + od.to(INDEX_DTYPE) * grad_stride_d
-            + oh.to(INDEX_DTYPE) * grad_stride_h + ow.to(INDEX_DTYPE) * grad_stride_w
+    for row_start in range(first_row, last_whole, BLOCK_K):
+        a, b = _load_step(
+            row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
+            in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+            out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
+            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, INDEX_DTYPE,
         )
-        in_d, valid_d = padded_index(od * stride_d - pad_d + kd * dilation_d, in_depth, PADDING_MODE)
-        in_h, valid_h = padded_index(oh * stride_h - pad_h + kh * dilation_h, in_height, PADDING_MODE)
-        in_w, valid_w = padded_index(ow * stride_w - pad_w + kw * dilation_w, in_width, PADDING_MODE)
-        input_row = (
-            n.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
-            + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
-        )
-        input_mask = row_mask & valid_d & valid_h & valid_w
-        a = tl.load(
-            grad_output_ptr + grad_col[:, None] + grad_row[None, :],
-            mask=out_mask[:, None] & row_mask[None, :],
-            other=0.0,
-        )
+        if GRAD_FLAT:
+            a_pointers += BLOCK_K * grad_stride_row
         if DEPTHWISE:
-            b = tl.load(
-                input_ptr + input_col[:, None] + input_row[None, :],
-                mask=channel_mask[:, None] & input_mask[None, :],
-                other=0.0,
-            )
             depthwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
         else:
-            b = tl.load(
-                input_ptr + input_row[:, None] + input_col[None, :],
-                mask=input_mask[:, None] & channel_mask[None, :],
-                other=0.0,
-            )
+            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+        if BIAS_GRAD:
+            bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
+    if last_whole < last_row:
+        if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
+            a_pointers = grad_output_ptr + grad_col[:, None] + (
+                last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
+        a, b = _load_step(
+            last_whole, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
+            in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+            out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
+            True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, INDEX_DTYPE,
+        )
+        if DEPTHWISE:
+            depthwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
+        else:
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
         if BIAS_GRAD:
             bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)

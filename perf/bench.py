@@ -40,7 +40,7 @@ from tconv.descriptors.base import LAYOUTS, make_operands
 from tconv.plan import executed_macs
 from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
-from tconv.tune import MAX_OPERAND_SETS, ROTATE_BYTES, median_ms, operand_sets
+from tconv.tune import MAX_OPERAND_SETS, ROTATE_BYTES, graph_ms, median_ms, operand_sets
 
 from .roofline import GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
 from .suites import SUITES, Layer, layer_spec, scaled
@@ -259,7 +259,15 @@ def timing_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.d
                 run = lambda inputs, d=descriptor, ks=kernel_spec, c=config: _launch.run(d, ks, c, inputs)
                 times = {"tconv": median_ms(run, operands)}
                 reference, reference_operands = _cudnn_pass(layer, pass_name, dtype, rows.layout, device)
-                times["cudnn"] = median_ms(lambda tensors, r=reference: r(*tensors), reference_operands)
+                reference_run = lambda tensors, r=reference: r(*tensors)
+                times["cudnn"] = median_ms(reference_run, reference_operands)
+                # The same launches replayed from a CUDA graph: kernel time alone, without
+                # the host path (which the eager times include whenever it is the slower side).
+                graph = {"tconv": graph_ms(run, operands[0]), "cudnn": graph_ms(reference_run, reference_operands[0])}
+                for source, ms in graph.items():
+                    rows.add(layer, pass_name, kernel, name, source, "graph_ms", round(ms, 5))
+                rows.add(layer, pass_name, kernel, name, "tconv", "graph_speedup_vs_cudnn",
+                         round(graph["cudnn"] / graph["tconv"], 3))
                 if with_compile and pass_name == "fprop":
                     compiled = torch.compile(reference, mode="max-autotune", dynamic=False)
                     times["torch_compile"] = median_ms(lambda tensors, c=compiled: c(*tensors), reference_operands)

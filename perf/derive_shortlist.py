@@ -19,8 +19,9 @@ from tconv.spec import pass_specs
 
 from .suites import Layer, layer_spec
 
-#: The representative layer: a padded 3x3, stride 1 (add layers to rank by the worst of several).
-LAYERS = [Layer("3x3", 32, 128, (28, 28), 128, (3, 3), 1, 1)]
+#: Representative layers: a padded 3x3 and a padded 3x3x3, stride 1 (a tile is ranked by its
+#: worst share over them, and marked if it spills on any).
+LAYERS = [Layer("3x3", 32, 128, (28, 28), 128, (3, 3), 1, 1), Layer("3x3x3", 2, 64, (16, 16, 16), 64, (3, 3, 3), 1, 1)]
 TILES = {
     "dense": [(256, 128, 64, 8), (128, 256, 64, 8), (128, 128, 64, 8), (128, 128, 64, 4), (128, 128, 32, 4),
               (128, 64, 64, 4), (128, 64, 64, 8), (64, 128, 64, 4), (128, 64, 32, 4), (64, 64, 64, 4), (64, 64, 32, 4),

@@ -82,7 +82,10 @@ def _file_name(device_type: str, index: int | None) -> str:
 
 
 def layout_of(tensor: torch.Tensor) -> str:
-    """'channels_last' for a channels-last (not also plain-contiguous) 4-d/5-d tensor."""
+    """'channels_last' for a channels-last (not also plain-contiguous) 4-d/5-d tensor, and
+    for a 3-d one with channels innermost (conv1d on `x.transpose(1, 2)`)."""
+    if tensor.dim() == 3:
+        return "channels_last" if tensor.transpose(1, 2).is_contiguous() and not tensor.is_contiguous() else "contiguous"
     formats = {4: torch.channels_last, 5: torch.channels_last_3d}
     layout = formats.get(tensor.dim())
     if layout is not None and tensor.is_contiguous(memory_format=layout) and not tensor.is_contiguous():

@@ -48,6 +48,15 @@ def median_ms(run: Callable, operands: Sequence) -> float:
     return triton.testing.do_bench(lambda: run(next(rotation)), warmup=25, rep=100, return_mode="median")
 
 
+def graph_ms(run: Callable, operands) -> float:
+    """Median time of `run(operands)` replayed from a CUDA graph (triton's
+    do_bench_cudagraph): the kernels' time without the host's launch path; the L2 is not
+    cleared between replays."""
+    import triton.testing
+
+    return triton.testing.do_bench_cudagraph(lambda: run(operands), rep=100, return_mode="median")
+
+
 # ------------------------------------------------------------------------ tuning
 @dataclass
 class TuneResult:

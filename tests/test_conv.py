@@ -34,6 +34,27 @@ def test_channels_last_input_gives_channels_last_output(case):
     assert actual.is_contiguous(memory_format=fmt)
 
 
+@pytest.mark.parametrize("transposed", [False, True])
+def test_conv1d_on_channels_innermost_input(transposed):
+    """conv1d on `x.transpose(1, 2)` (channels innermost, the layout of sequence models):
+    its own layout in the tuned cache, forward and both gradients equal torch's."""
+    from tconv.cache import layout_of
+
+    input = torch.randn(3, 37, 24, dtype=torch.float64).transpose(1, 2).requires_grad_()
+    weight = torch.randn(*((24, 16) if transposed else (16, 24)), 5, dtype=torch.float64, requires_grad=True)
+    assert layout_of(input) == "channels_last" and layout_of(input.contiguous()) == "contiguous"
+    ours, theirs = (tconv.conv_transpose1d, F.conv_transpose1d) if transposed else (tconv.conv1d, F.conv1d)
+    kwargs = dict(stride=2, padding=2)
+    input32, weight32 = (t.detach().float().requires_grad_() for t in (input, weight))
+    assert input32.stride() == input.stride()
+    actual, expected = ours(input32, weight32, **kwargs), theirs(input, weight, **kwargs)
+    assert_close(actual, expected, torch.float32)
+    grad = torch.randn_like(expected)
+    for got, want in zip(torch.autograd.grad(actual, (input32, weight32), grad.float()),
+                         torch.autograd.grad(expected, (input, weight), grad)):
+        assert_close(got, want, torch.float32)
+
+
 @pytest.mark.parametrize("view", ["sliced", "permuted", "expanded_batch"])
 def test_strided_views(view):
     input = torch.randn(4, 12, 11, 10)

@@ -131,8 +131,10 @@ def _space_tiles():
 SPACE_TILES = _space_tiles()
 
 
-def _tile_problem(kernel: str, depthwise: bool):
-    if depthwise:
+def _tile_problem(kernel: str, depthwise: bool, even: bool = False):
+    if even:  # whole channel blocks of every BLOCK_K (the loops' EVEN_K path), stride-2 phases
+        layer = forward_spec((2, 64, 5, 6), (64, 64, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 1)
+    elif depthwise:
         layer = forward_spec((1, 20, 7, 5), (20, 1, 3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 20)
     elif kernel == "wgrad":  # 30 positions: split-K parts of 1 and 2 K steps
         layer = forward_spec((2, 24, 6, 5), (24, 12, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
@@ -141,12 +143,18 @@ def _tile_problem(kernel: str, depthwise: bool):
     return pass_specs(layer)[kernel][1]
 
 
-@pytest.mark.parametrize("kernel,depthwise,config", SPACE_TILES,
-                         ids=[f"{k}-{'dw' if d else 'dense'}-{c}" for k, d, c in SPACE_TILES])
-def test_every_space_config_is_correct(kernel, depthwise, config):
-    spec = _tile_problem(kernel, depthwise)
+# Dense fprop/dgrad tiles also run on channels_last operands with whole channel blocks.
+SPACE_CASES = [(k, d, c, False) for k, d, c in SPACE_TILES] + [
+    (k, d, c, True) for k, d, c in SPACE_TILES if k != "wgrad" and not d]
+
+
+@pytest.mark.parametrize("kernel,depthwise,config,even", SPACE_CASES,
+                         ids=[f"{k}-{'dw' if d else 'dense'}{'-even' if e else ''}-{c}" for k, d, c, e in SPACE_CASES])
+def test_every_space_config_is_correct(kernel, depthwise, config, even):
+    spec = _tile_problem(kernel, depthwise, even)
     descriptor = DESCRIPTORS[kernel]
-    operands = make_operands(descriptor, spec, torch.float32, "contiguous", torch.device("cpu"))
+    operands = make_operands(descriptor, spec, torch.float32, "channels_last" if even else "contiguous",
+                             torch.device("cpu"))
     actual = _launch.run(descriptor, spec, config, operands)[descriptor.result]
     first, second = (t for t in operands.values() if t is not None)
     stride, pad, dilation, groups = list(spec.stride), list(spec.pad_before), list(spec.dilation), spec.groups

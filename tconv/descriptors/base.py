@@ -105,9 +105,13 @@ def output_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.mem
 
 
 def in_layout(tensor: torch.Tensor, layout: str) -> torch.Tensor:
-    """`tensor` in `layout` ('channels_last' applies to 4-d and 5-d tensors only)."""
+    """`tensor` in `layout`. 'channels_last' is the memory format for 4-d and 5-d tensors; a
+    3-d [N, C, L] tensor gets channels innermost, as conv1d sees `x.transpose(1, 2)` of a
+    contiguous [N, L, C] (torch has no memory format for it); other tensors stay contiguous."""
     if layout == "channels_last" and tensor.dim() in (4, 5):
         return tensor.contiguous(memory_format=torch.channels_last if tensor.dim() == 4 else torch.channels_last_3d)
+    if layout == "channels_last" and tensor.dim() == 3:
+        return tensor.transpose(1, 2).contiguous().transpose(1, 2)
     return tensor.contiguous()
 
 

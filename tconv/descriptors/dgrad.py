@@ -28,6 +28,13 @@ def phase_table(spec: ConvSpec) -> torch.Tensor:
     return table
 
 
+@functools.lru_cache(maxsize=256)
+def device_phase_table(spec: ConvSpec, device: torch.device) -> torch.Tensor:
+    """The phase table on `device`, copied there once: launches then make no host-to-device
+    copy (which CUDA-graph capture would refuse)."""
+    return phase_table(spec).to(device)
+
+
 def phase_products(spec: ConvSpec, field: str) -> list[int]:
     """A per-dimension phase field multiplied out over every phase, in launch order (w fastest)."""
     values = [1]
@@ -57,23 +64,26 @@ class Dgrad(Descriptor):
         input, weight = tensors["input"], tensors["weight"]
         output = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
                              memory_format=output_memory_format(input, weight))
-        return {"output": output, "phases": phase_table(spec).to(input.device, non_blocking=True)}
+        return {"output": output, "phases": device_phase_table(spec, input.device)}
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output, phases = (tensors[name] for name in ("input", "weight", "bias", "output", "phases"))
         (batch, _, *in_size), in_strides = layout_3d(input)
         _, weight_strides = layout_3d(weight)
-        _, out_strides = layout_3d(output)
+        (_, _, *out_size), out_strides = layout_3d(output)
         steps = [phase_steps(s, d) for s, d in zip(in_3d(spec.stride, 1), in_3d(spec.dilation, 1))]
         args = (
             input, weight, bias, output, phases,
             batch, *in_size, *in_strides,
             *weight_strides,
-            *out_strides,
+            *out_size, *out_strides,
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
             phases.shape[1], spec.in_channels_per_group, self.extents(spec)[1], spec.out_channels_per_group,
         )
         meta = dict(HAS_BIAS=bias is not None, DEPTHWISE=spec.depthwise, GROUP_M=config.group_m,
+                    TAP_BITS=math.prod(spec.kernel_size) < 32,
+                    EVEN_K=not spec.depthwise and spec.in_channels_per_group % config.block_k == 0,
+                    **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
                     **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
 

@@ -53,6 +53,8 @@ class Fprop(Descriptor):
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, DEPTHWISE=spec.depthwise, GROUP_M=config.group_m,
+            TAP_BITS=spec.padding_mode == "zeros" and math.prod(spec.kernel_size) < 32,
+            EVEN_K=not spec.depthwise and spec.in_channels_per_group % config.block_k == 0,
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta

@@ -22,6 +22,45 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+def magic_dimensions(batch: int, out_size) -> int:
+    """The kernel's MAGIC bits (1: width, 2: height, 4: depth): output dimensions longer
+    than 1 whose divisions of flat positions may use multiply-high by ceil(2**32 / size),
+    exact while every dividend x satisfies x * size < 2**32 (x < batch x positions)."""
+    out_depth, out_height, out_width = out_size
+    rows = batch * out_depth * out_height * out_width
+    if rows * max(out_size) >= 2**32:
+        return 0
+    return sum(bit for bit, size in ((1, out_width), (2, out_height), (4, out_depth)) if size > 1)
+
+
+def padded_dimensions(spec: ConvSpec, in_size, out_size) -> int:
+    """The kernel's BOUNDS bits (1: width, 2: height, 4: depth): dimensions ([D, H, W]
+    sizes of the launch's tensors) where some tap of some output position falls outside
+    the input, before or after it."""
+    bits = 0
+    geometry = zip(in_size, out_size, in_3d(spec.kernel_size, 1), in_3d(spec.stride, 1), in_3d(spec.pad_before, 0),
+                   in_3d(spec.dilation, 1))
+    for bit, (size, out, kernel, stride, pad, dilation) in zip((4, 2, 1), geometry):
+        if pad > 0 or (out - 1) * stride - pad + (kernel - 1) * dilation >= size:
+            bits |= bit
+    return bits
+
+
+def flat_row_stride(sizes, strides) -> int | None:
+    """The stride of one flat output position when grad_output's (n, d, h, w) strides
+    flatten into one (channels_last, or a single image of a dense layout), else None.
+    Dimensions of size 1 may have any stride."""
+    row_stride, span = None, 1
+    for size, stride in zip(reversed(sizes), reversed(strides)):  # innermost first
+        if size > 1:
+            if row_stride is None:
+                row_stride = stride  # every dimension inside it has size 1
+            elif stride != row_stride * span:
+                return None
+        span *= size
+    return 0 if row_stride is None else row_stride
+
+
 class Wgrad(Descriptor):
     """Takes the forward conv's spec. M = out_channels / groups, N = in_channels / groups
     (one tap per column tile), K = batch x output positions split across grid axis 2."""
@@ -60,17 +99,21 @@ class Wgrad(Descriptor):
         (_, _, *out_size), grad_strides = layout_3d(grad_output)
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         _, rows_per_split = self.split(spec, config)
+        row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
         args = (
             input, grad_output, workspace,
             batch, *in_size, *in_strides,
-            *out_size, *grad_strides,
+            *out_size, *grad_strides, row_stride or 0,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
             spec.in_channels_per_group, spec.out_channels if spec.depthwise else spec.out_channels_per_group,
             spec.out_channels_per_group, rows_per_split, workspace.shape[1], self.split_stride(spec, False),
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
-            BIAS_GRAD=bias_grad, DEPTHWISE=spec.depthwise, **tile_meta(config), **numerics, **launch_options(config),
+            BIAS_GRAD=bias_grad, DEPTHWISE=spec.depthwise,
+            ROW_STEPS=out_size[2] % config.block_k == 0, MAGIC=magic_dimensions(batch, out_size),
+            BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
+            **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
 
