@@ -70,6 +70,33 @@ def mma(acc, a, b, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr):
 
 
 @triton.jit
+def carry(index, increment, extent):
+    """Advance a counter carried across K steps by `increment`, wrapping at `extent`:
+    (the new value, 1 when it wrapped). Replaces dividing the step index in the loop."""
+    index += increment
+    wrapped = index >= extent
+    return tl.where(wrapped, 0, index), wrapped.to(tl.int32)
+
+
+@triton.jit
+def load_and_dot(
+    acc, a_pointers, b_pointers, row_mask, channel, channels_in_group, col_in_range,
+    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+):
+    """One implicit-GEMM K step: A [BLOCK_M, BLOCK_K] masked by rows (and channels), B
+    [BLOCK_K, BLOCK_N] masked by channels and columns; whole channel blocks (EVEN_K, columns
+    wrapped in range by the caller) mask the rows only."""
+    if EVEN_K:
+        a = tl.load(a_pointers, mask=row_mask[:, None], other=0.0)
+        b = tl.load(b_pointers)
+    else:
+        channel_mask = channel < channels_in_group
+        a = tl.load(a_pointers, mask=row_mask[:, None] & channel_mask[None, :], other=0.0)
+        b = tl.load(b_pointers, mask=channel_mask[:, None] & col_in_range[None, :], other=0.0)
+    return mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+
+
+@triton.jit
 def store_output(
     output_ptr, acc, bias_ptr, out_channels, row_mask, col_mask,
     n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,

@@ -40,7 +40,7 @@ keeps the plain GEMM loop.
 import triton
 import triton.language as tl
 
-from ._index import mma, split_rows, store_output, swizzle_tile
+from ._index import carry, load_and_dot, split_rows, store_output, swizzle_tile
 
 
 @triton.jit
@@ -96,6 +96,7 @@ def conv_dgrad_kernel(
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
+    TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
     group = tl.program_id(1)
     phase = tl.program_id(2)
     residue_w = phase % stride_w
@@ -171,11 +172,11 @@ def conv_dgrad_kernel(
     th = tl.full((), 0, tl.int32)
     tw = tl.full((), 0, tl.int32)
     for step in range(0, num_steps):
-        if KERNEL_D * KERNEL_H * KERNEL_W == 1:
+        if TAPS == 1:
             # A 1x1 kernel at stride 1 is a plain GEMM loop: no counters (they stop
             # Triton from pipelining the loads there).
             channel_start = step * BLOCK_K
-        if KERNEL_D * KERNEL_H * KERNEL_W == 1:
+        if TAPS == 1:
             tap_offset = 0  # the only tap; said statically so the weight's alignment stays known
         else:
             tap_offset = (
@@ -221,25 +222,13 @@ def conv_dgrad_kernel(
                 weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_rows[:, None] + weight_col_base[None, :]
-            if EVEN_K:
-                a = tl.load(a_pointers, mask=row_mask[:, None], other=0.0)
-                b = tl.load(b_pointers)
-            else:
-                channel_mask = channel < in_channels_per_group
-                a = tl.load(a_pointers, mask=row_mask[:, None] & channel_mask[None, :], other=0.0)
-                b = tl.load(b_pointers, mask=channel_mask[:, None] & col_in_range[None, :], other=0.0)
-            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
-        if KERNEL_D * KERNEL_H * KERNEL_W > 1:
-            channel_start += BLOCK_K
-            next_tap = channel_start >= in_channels_per_group
-            channel_start = tl.where(next_tap, 0, channel_start)
-            tw += next_tap.to(tl.int32)
-            next_h = tw >= taps_w
-            tw = tl.where(next_h, 0, tw)
-            th += next_h.to(tl.int32)
-            next_d = th >= taps_h
-            th = tl.where(next_d, 0, th)
-            td += next_d.to(tl.int32)
+            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
+                               EVEN_K, INPUT_PRECISION, UPCAST_DOT)
+        if TAPS > 1:
+            channel_start, next_tap = carry(channel_start, BLOCK_K, in_channels_per_group)
+            tw, next_h = carry(tw, next_tap, taps_w)
+            th, next_d = carry(th, next_h, taps_h)
+            td += next_d
 
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
     store_output(

@@ -30,7 +30,7 @@ channel masks.
 import triton
 import triton.language as tl
 
-from ._index import mma, padded_index, split_rows, store_output, swizzle_tile
+from ._index import carry, load_and_dot, padded_index, split_rows, store_output, swizzle_tile
 
 
 @triton.jit
@@ -183,26 +183,14 @@ def conv_fprop_kernel(
             else:
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None]
-            if EVEN_K:
-                a = tl.load(a_pointers, mask=row_mask[:, None], other=0.0)
-                b = tl.load(b_pointers)
-            else:
-                channel_mask = channel < in_channels_per_group
-                a = tl.load(a_pointers, mask=row_mask[:, None] & channel_mask[None, :], other=0.0)
-                b = tl.load(b_pointers, mask=channel_mask[:, None] & col_in_range[None, :], other=0.0)
-            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
+                               EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
-            channel_start += BLOCK_K
-            next_tap = channel_start >= in_channels_per_group
-            channel_start = tl.where(next_tap, 0, channel_start)
-            tap += next_tap.to(tl.int32)
-            kw += next_tap.to(tl.int32)
-            next_h = kw >= KERNEL_W
-            kw = tl.where(next_h, 0, kw)
-            kh += next_h.to(tl.int32)
-            next_d = kh >= KERNEL_H
-            kh = tl.where(next_d, 0, kh)
-            kd += next_d.to(tl.int32)
+            channel_start, next_tap = carry(channel_start, BLOCK_K, in_channels_per_group)
+            tap += next_tap
+            kw, next_h = carry(kw, next_tap, KERNEL_W)
+            kh, next_d = carry(kh, next_h, KERNEL_H)
+            kd += next_d
 
     # Recomputed rather than kept live through the K loop (registers).
     n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)

@@ -158,6 +158,22 @@ def _load_step(
 
 
 @triton.jit
+def _accumulate(
+    acc, depthwise_acc, bias_acc, a, b, DEPTHWISE: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+):
+    """Add one K step: A @ B on tensor cores (depthwise: the elementwise product summed over
+    positions) and, for the bias gradient, A's row sums."""
+    if DEPTHWISE:
+        depthwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
+    else:
+        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+    if BIAS_GRAD:
+        bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
+    return acc, depthwise_acc, bias_acc
+
+
+@triton.jit
 def conv_wgrad_kernel(
     # pointers
     input_ptr, grad_output_ptr, workspace_ptr,
@@ -244,12 +260,8 @@ def conv_wgrad_kernel(
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
-        if DEPTHWISE:
-            depthwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
-        else:
-            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
-        if BIAS_GRAD:
-            bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
+        acc, depthwise_acc, bias_acc = _accumulate(acc, depthwise_acc, bias_acc, a, b, DEPTHWISE, BIAS_GRAD,
+                                                   ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
     if last_whole < last_row:
         if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
             a_pointers = grad_output_ptr + grad_col[:, None] + (
@@ -261,12 +273,8 @@ def conv_wgrad_kernel(
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
             True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, INDEX_DTYPE,
         )
-        if DEPTHWISE:
-            depthwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
-        else:
-            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
-        if BIAS_GRAD:
-            bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
+        acc, depthwise_acc, bias_acc = _accumulate(acc, depthwise_acc, bias_acc, a, b, DEPTHWISE, BIAS_GRAD,
+                                                   ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
 
     # Partial results in weight order [o, c, tap] of this split's workspace row.
     split_base = workspace_ptr + split.to(INDEX_DTYPE) * split_stride
