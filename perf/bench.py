@@ -15,6 +15,9 @@ Three parts, each a list of rows (one number or label per row):
 - on a CUDA device: tconv and cuDNN (torch.backends.cudnn.benchmark=True), optionally
   torch.compile(mode="max-autotune"), timed with triton.testing.do_bench on rotating
   operands (median ms), as TFLOP/s, GB/s, % of the roofline and speedup over cuDNN.
+- host, on any machine (unless `--no-host`): per layer at reduced size, the host time of
+  tconv's eager forward and forward + backward (launches stubbed) against torch's
+  dispatch of the same calls, and launches per call (perf.host).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
 from tconv.tune import MAX_OPERAND_SETS, ROTATE_BYTES, graph_ms, median_ms, operand_sets
 
+from .host import cuda_call_us, host_times
 from .roofline import GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
 from .suites import SUITES, Layer, layer_spec, scaled
 
@@ -214,6 +218,21 @@ def quick_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.de
     return failures
 
 
+def host_rows(rows: Rows, layers: list[Layer], dtype: torch.dtype, calls: int, bar=None) -> None:
+    """Host time of the eager path per layer (reduced size; it does not depend on the
+    size), beside torch's dispatch; on a CUDA device also whole calls against cuDNN."""
+    for layer in layers:
+        small = scaled(layer)
+        kernel = pass_specs(layer_spec(layer))["fprop"][0]
+        metrics = host_times(small, calls, dtype)
+        if torch.cuda.is_available():
+            metrics.update(cuda_call_us(small, dtype=dtype))
+        for metric, value in metrics.items():
+            rows.add(layer, "fprop", kernel, _dtype_name(dtype), "host", metric, value)
+        if bar:
+            bar.update()
+
+
 def _cudnn_pass(layer: Layer, pass_name: str, dtype: torch.dtype, layout: str, device: torch.device):
     """(run, operand sets) timing torch's convolution (cuDNN) for one pass of a layer."""
     spec = layer_spec(layer)
@@ -256,7 +275,7 @@ def timing_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.d
                 operands = [make_operands(descriptor, kernel_spec, dtype, rows.layout, device)
                             for _ in range(operand_sets(descriptor, kernel_spec, dtype))]
                 config = _launch.choose_config(descriptor, kernel_spec, operands[0]["input"], operands[0])
-                run = lambda inputs, d=descriptor, ks=kernel_spec, c=config: _launch.run(d, ks, c, inputs)
+                run = lambda inputs, d=descriptor, ks=kernel_spec, c=config: _launch.run_pass(d, ks, inputs, c)
                 times = {"tconv": median_ms(run, operands)}
                 reference, reference_operands = _cudnn_pass(layer, pass_name, dtype, rows.layout, device)
                 reference_run = lambda tensors, r=reference: r(*tensors)
@@ -321,6 +340,10 @@ def bench_main(args: argparse.Namespace) -> int:
         static_rows(rows, layers, passes, dtypes, archs, args.workers)
         if args.static and index == 0:
             space_rows(rows, dtypes, archs, args.workers)
+        if not args.no_host and index == 0 and "fprop" in passes:
+            bar = _bar(len(layers), "host time of eager calls vs torch's dispatch")
+            host_rows(rows, layers, dtypes[0], args.host_calls, bar)
+            bar.close()
         if args.quick and index == 0:  # correctness does not depend on the layout's speed: check it once
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             bar = _bar(len(layers) * len(dtypes), f"checking against torch ({layout}"
@@ -347,8 +370,16 @@ def bench_main(args: argparse.Namespace) -> int:
 
 
 def _summary(rows: list[dict], archs, layouts, passes) -> None:
-    """Per arch: spills / compile errors of the heuristic picks, and the issue-bound share
-    (geomean and minimum over layers) per layout and pass."""
+    """Host time of eager calls against torch's dispatch (geomean ratios); per arch: spills /
+    compile errors of the heuristic picks, and the issue-bound share (geomean and minimum
+    over layers) per layout and pass."""
+    ratios = {metric: [float(r["value"]) for r in rows if r["source"] == "host" and r["metric"] == metric]
+              for metric in ("forward_ratio", "train_ratio", "module_ratio")}
+    if ratios["forward_ratio"]:
+        geomean = {m: math.exp(sum(map(math.log, v)) / len(v)) for m, v in ratios.items()}
+        print(f"host time of eager calls / torch's dispatch (geomean over {len(ratios['forward_ratio'])} layers): "
+              f"forward {geomean['forward_ratio']:.2f}, forward + backward {geomean['train_ratio']:.2f}, "
+              f"module {geomean['module_ratio']:.2f}")
     for arch in archs:
         source = f"sm_{arch}"
         picked = [r for r in rows if r["source"] == source and not r["layer"].startswith("space")]
@@ -379,6 +410,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--quick", action="store_true", help="check every layer at reduced size against torch")
     bench.add_argument("--torch-compile", action="store_true", help="also time torch.compile(mode='max-autotune') (fprop)")
     bench.add_argument("--no-timing", action="store_true", help="skip GPU timing even on a CUDA machine")
+    bench.add_argument("--no-host", action="store_true", help="skip the host-time measurement of eager calls")
+    bench.add_argument("--host-calls", type=int, default=600, help="calls per host-time median")
     bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel ahead-of-time compiles")
     bench.add_argument("--out", default="results/bench.csv", help="CSV to append to")
     bench.set_defaults(run=bench_main)

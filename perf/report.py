@@ -358,6 +358,38 @@ def _share_section(run: Run, figures: list[tuple[str, str]]) -> list[str]:
     return lines + [""]
 
 
+def _host_section(run: Run) -> list[str]:
+    """Host time of eager calls (perf.host), when the run measured it."""
+    keys = [k for k in run.keys if run.value(k, "host", "forward_us") is not None]
+    if not keys:
+        return []
+    cuda = any(run.value(k, "host", "tconv_cuda_call_us") is not None for k in keys)
+    lines = ["## Host path of eager calls", "",
+             "Microseconds per call on the host, medians of interleaved calls in one process (perf.host): tconv on CPU "
+             "tensors with its kernel launches stubbed (its Python path alone, as on CUDA before Triton's launcher) "
+             "against torch's own call on meta tensors (checks, shape inference, dispatch, autograd; no compute). "
+             "Forward: one call; train: the call and the backward of its output. Reduced-size layers (host time does "
+             "not depend on the size); module: one forward of the layer's module. "
+             + ("CUDA: whole forward calls in a synchronised loop, launches included." if cuda else ""), "",
+             "| layer | dtype | forward us (torch) | ratio | train us (torch) | ratio | module us (torch) | ratio "
+             "| launches fwd / bwd |" + (" CUDA call us tconv / cuDNN |" if cuda else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if cuda else "")]
+    for key in keys:
+        value = lambda metric, key=key: run.value(key, "host", metric)
+        cells = (f"| {key[0]} | {key[2]} | {value('forward_us'):.1f} ({value('torch_forward_us'):.1f}) "
+                 f"| {value('forward_ratio'):.2f} | {value('train_us'):.1f} ({value('torch_train_us'):.1f}) "
+                 f"| {value('train_ratio'):.2f} | {value('module_us'):.1f} ({value('torch_module_us'):.1f}) "
+                 f"| {value('module_ratio'):.2f} | {value('forward_launches'):.0f} / {value('backward_launches'):.0f} |")
+        if cuda:
+            cells += f" {_fmt(value('tconv_cuda_call_us'), 1)} / {_fmt(value('cudnn_cuda_call_us'), 1)} |"
+        lines.append(cells)
+    geomeans = [_geomean([run.value(k, "host", metric) for k in keys])
+                for metric in ("forward_ratio", "train_ratio", "module_ratio")]
+    lines += ["", f"Geomean ratio tconv / torch: forward {geomeans[0]:.2f}, train {geomeans[1]:.2f}, "
+              f"module {geomeans[2]:.2f}.", ""]
+    return lines
+
+
 def write_markdown(run: Run, folder: str, figures: list[tuple[str, str]]) -> str:
     meta = run.meta
     several = len(run.layouts) > 1
@@ -417,6 +449,7 @@ def write_markdown(run: Run, folder: str, figures: list[tuple[str, str]]) -> str
                     f"| {spilling} of {compiled}{failed} | {tensor} of {compiled} | {checked} |"
                 )
     lines.append("")
+    lines += _host_section(run)
     lines += _share_section(run, figures)
     lines += ["## Plots", ""]
     for name, caption in figures:

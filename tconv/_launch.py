@@ -6,7 +6,6 @@ through Triton's interpreter, with no environment variable for the user to set.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
@@ -88,16 +87,35 @@ def launchable(function: JITFunction, device: torch.device) -> tuple[object, boo
     raise NotImplementedError(f"tconv runs on CUDA tensors (compiled) and CPU tensors (interpreted), not on {device}")
 
 
+def _plan(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: Mapping, compiled: bool) -> tuple:
+    """(grid, arguments with None in place of tensors, (index, tensor name) slots, meta) of
+    one launch: what it derives from the problem, the config and the tensors' layout."""
+    kernel.check_grid(spec, config)
+    dtype = next(t for t in tensors.values() if isinstance(t, torch.Tensor)).dtype
+    args, meta = kernel.arguments(
+        spec, config, tensors, numerics(dtype, compiled, torch.backends.cudnn.allow_tf32, tensors.values()))
+    slots = tuple((index, name) for index, arg in enumerate(args) for name, tensor in tensors.items()
+                  if isinstance(tensor, torch.Tensor) and arg is tensor)
+    template = tuple(None if isinstance(arg, torch.Tensor) else arg for arg in args)  # holds no tensor alive
+    return kernel.launch_grid(spec, config, tensors), template, slots, meta
+
+
+def _go(function, grid: tuple, template: tuple, slots: tuple, meta: dict, tensors: Mapping, device: torch.device):
+    args = list(template)
+    for index, name in slots:
+        args[index] = tensors[name]
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            function[grid](*args, **meta)
+    else:
+        function[grid](*args, **meta)
+
+
 def launch(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: Mapping) -> None:
     """One launch of `kernel` on `tensors` (operands and what `kernel.allocate` made)."""
-    first = next(t for t in tensors.values() if isinstance(t, torch.Tensor))
-    function, interpreting = launchable(kernel.function, first.device)
-    kernel.check_grid(spec, config)
-    args, meta = kernel.arguments(
-        spec, config, tensors, numerics(first.dtype, not interpreting, torch.backends.cudnn.allow_tf32, tensors.values())
-    )
-    with torch.cuda.device(first.device) if first.is_cuda else contextlib.nullcontext():
-        function[kernel.launch_grid(spec, config, tensors)](*args, **meta)
+    device = next(t for t in tensors.values() if isinstance(t, torch.Tensor)).device
+    function, interpreting = launchable(kernel.function, device)
+    _go(function, *_plan(kernel, spec, config, tensors, not interpreting), tensors, device)
 
 
 def run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, operands: Mapping) -> dict:
@@ -114,16 +132,29 @@ def _capturing_or_tracing() -> bool:
     return torch.compiler.is_compiling() or (torch.cuda.is_available() and torch.cuda.is_current_stream_capturing())
 
 
+#: {(kernel, problem, dtype, device, strides): (cache generation, config)}: configs chosen
+#: from a tuned entry or the heuristic, until the tuned-config cache changes.
+_chosen: dict[tuple, tuple] = {}
+
+
 def choose_config(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, operands: Mapping) -> KernelConfig:
     """The config a launch uses: its tuned entry, else (TCONV_AUTOTUNE=1, on CUDA, outside
     graph capture and tracing) one tuned now and stored, else the heuristic."""
+    memo_key = (kernel.name, spec, tensor.dtype, tensor.device, tensor.stride())
+    memo = _chosen.get(memo_key)
+    if memo is not None and memo[0] == cache.generation:
+        return memo[1]
     device, dtype, layout = tensor.device, tensor.dtype, cache.layout_of(tensor)
     key = cache.entry_key(kernel.name, spec, dtype, layout)
     entry = cache.entries(device).get(key)
     if entry is not None:
-        return cache.config_from_entry(entry)
+        _chosen[memo_key] = (cache.generation, cache.config_from_entry(entry))
+        return _chosen[memo_key][1]
     heuristic = heuristic_config(kernel, spec, dtype, arch_family(device), layout)
     if os.environ.get("TCONV_AUTOTUNE") != "1":
+        if len(_chosen) > 4096:
+            _chosen.clear()
+        _chosen[memo_key] = (cache.generation, heuristic)
         return heuristic
     if device.type != "cuda":
         cache.warn_once("autotune", "tconv: TCONV_AUTOTUNE=1 needs a CUDA device to time configs; using the heuristic")
@@ -133,7 +164,7 @@ def choose_config(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, oper
     from .tune import tune_problem
 
     def run_config(config: KernelConfig, inputs: Mapping) -> torch.Tensor:
-        return run(kernel, spec, config, inputs)[kernel.result]
+        return run_pass(kernel, spec, inputs, config)[kernel.result]
 
     operand_sets = [{name: in_layout(t.clone(), layout) if isinstance(t, torch.Tensor) else t
                      for name, t in operands.items()}]
@@ -168,8 +199,7 @@ def _one_output(kernel: Descriptor, spec: ConvSpec, operands: dict, config: Kern
     if spec.batch * spec.out_channels * math.prod(spec.out_size) == 0:
         return torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
                            memory_format=output_memory_format(input, operands["weight"]))
-    config = config or choose_config(kernel, spec, input, operands)
-    return run(kernel, spec, config, operands)["output"]
+    return run_pass(kernel, spec, operands, config)["output"]
 
 
 def conv_wgrad(
@@ -183,6 +213,69 @@ def conv_wgrad(
     if spec.out_channels * spec.in_channels_per_group * spec.batch * math.prod(spec.out_size) == 0:
         grad_weight = input.new_zeros((spec.out_channels, spec.in_channels_per_group, *spec.kernel_size))
         return grad_weight, input.new_zeros((spec.out_channels,)) if bias_grad else None
-    config = config or choose_config(WGRAD, spec, input, operands)
-    tensors = run(WGRAD, spec, config, operands)
+    tensors = run_pass(WGRAD, spec, operands, config)
     return tensors["grad_weight"], tensors["grad_bias"]
+
+
+# ------------------------------------------------------------ the memoised eager pass
+#: {pass signature: (allocations, launches)}: what a pass derives from its problem, dtype,
+#: device, operand strides and config source (the tuned-config cache's generation among
+#: them), worked out on the first call. A repeated call allocates from the recipe and
+#: launches with stored arguments: no checks, no config choice, no argument building.
+_passes: dict[tuple, tuple] = {}
+
+
+def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: KernelConfig | None = None) -> dict:
+    """`run` of one pass on a caller's operands with `choose_config`'s config (or `config`),
+    memoised per pass signature; returns every tensor."""
+    first = operands["input"]
+    device = first.device
+    _, interpreting = launchable(kernel.function, device)
+    key = [kernel.name, spec, config, first.dtype, device, interpreting, torch.backends.cudnn.allow_tf32, cache.generation]
+    for name, value in operands.items():
+        key += (name, value.stride() if isinstance(value, torch.Tensor) else value)
+    key = tuple(key)
+    prepared = _passes.get(key)
+    if prepared is None:
+        chosen = config or choose_config(kernel, spec, first, operands)
+        tensors = run(kernel, spec, chosen, operands)
+        if config is not None or _settled(kernel, spec, first, chosen):
+            if len(_passes) > 4096:
+                _passes.clear()
+            _passes[key] = _prepare(kernel, spec, chosen, tensors, tuple(operands), not interpreting)
+        return tensors
+    allocations, launches = prepared
+    tensors = dict(operands)
+    for name, recipe in allocations:
+        if type(recipe) is tuple:
+            sizes, strides, dtype = recipe
+            tensors[name] = torch.empty_strided(sizes, strides, dtype=dtype, device=device)
+        else:
+            tensors[name] = recipe
+    for descriptor, plan in launches:
+        _go(launchable(descriptor.function, device)[0], *plan, tensors, device)
+    return tensors
+
+
+def _settled(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, config: KernelConfig) -> bool:
+    """Whether choose_config would choose `config` again (not a one-off heuristic while
+    online tuning was off limits)."""
+    memo = _chosen.get((kernel.name, spec, tensor.dtype, tensor.device, tensor.stride()))
+    return memo is not None and memo == (cache.generation, config)
+
+
+def _prepare(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: dict, operand_names: tuple,
+             compiled: bool) -> tuple:
+    """(allocations, launches) of a pass just run on `tensors`: how to allocate each tensor
+    `kernel.allocate` made ((sizes, strides, dtype) for empty_strided, or the tensor itself
+    when it is one of the problem's constants, or None), and every launch's plan."""
+    allocated = [name for name in tensors if name not in operand_names]
+    allocations = tuple(
+        (name, tensors[name] if name in kernel.constant_tensors or tensors[name] is None else
+         (tuple(tensors[name].shape), tensors[name].stride(), tensors[name].dtype))
+        for name in allocated)
+    launches = []
+    while kernel is not None:
+        launches.append((kernel, _plan(kernel, spec, config, tensors, compiled)))
+        kernel = kernel.then
+    return allocations, tuple(launches)

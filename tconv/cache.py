@@ -35,6 +35,9 @@ FORMAT = 1
 _lock = threading.Lock()
 _loaded: dict[str, dict] = {}  # path -> entries read from disk (and stored since)
 _warned: set[str] = set()
+#: Bumped whenever what this process knows of the cache changes (a store, a forget): the
+#: launchers' memo of chosen configs is only valid within one generation.
+generation = 0
 
 try:  # advisory locks; without fcntl (Windows) writes are still atomic, merges best effort
     import fcntl
@@ -168,12 +171,19 @@ def store(device: torch.device, new_entries: dict[str, dict]) -> str:
                 os.unlink(temporary)
             raise
         _loaded[path] = merged
+        _bump()
     return path
+
+
+def _bump() -> None:
+    global generation
+    generation += 1
 
 
 def forget() -> None:
     """Drop what this process has read (tests; a tuner that wrote from elsewhere)."""
     with _lock:
+        _bump()
         _loaded.clear()
         _warned.clear()
         _environment.cache_clear()

@@ -39,6 +39,18 @@ class KernelConfig:
     num_stages: int = 3
     split_k: int = 0
 
+    def __hash__(self) -> int:
+        # Computed once: configs key the launchers' memo on every call.
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+
     def meta(self) -> dict:
         """Meta-parameters as the fprop and dgrad kernels name them."""
         return {

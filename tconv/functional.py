@@ -25,6 +25,53 @@ def _autocast(*tensors):
     )
 
 
+class _Unmemoisable(Exception):
+    pass
+
+
+def _frozen(value):
+    """A hashable stand-in for an int / int-sequence / str argument that equals another
+    call's only when torch treats the two alike. True == 1, but torch refuses stride=True
+    and a sequence led by a bool, and takes later bools in a sequence as 0 / 1: bare bools,
+    sequences led by one and other types are left to the full check."""
+    kind = type(value)
+    if kind is int or kind is str:
+        return value
+    if kind is not tuple and kind is not list and kind is not torch.Size or (value and type(value[0]) is not int):
+        raise _Unmemoisable
+    for item in value:
+        if type(item) is not int and type(item) is not bool:
+            raise _Unmemoisable
+    return tuple(value)
+
+
+#: {call's arguments: (spec, batched, the op's argument tuples)} of checked calls: a repeated
+#: call skips the checks and the shape arithmetic (each entry was checked once, as torch would).
+_checked: dict[tuple, tuple] = {}
+
+
+def _memoised(check, key: tuple, *args) -> tuple:
+    entry = _checked.get(key)
+    if entry is None:
+        spec, batched = check(*args)
+        if len(_checked) > 4096:
+            _checked.clear()
+        entry = _checked[key] = (spec, batched, spec.stride, spec.pad_before, spec.pad_after, spec.dilation, spec.out_size)
+    return entry
+
+
+def _key(op: str, input, weight, bias, *arguments) -> tuple | None:
+    """The memo key of a call, or None to check it in full (and while torch.compile traces:
+    its shapes may be symbolic, and the trace must not depend on this process's memo)."""
+    if torch.compiler.is_compiling():
+        return None
+    try:
+        return (op, input.shape, input.dtype, input.device, weight.shape, weight.dtype, weight.device,
+                None if bias is None else (bias.shape, bias.dtype, bias.device), *map(_frozen, arguments))
+    except (AttributeError, _Unmemoisable):  # not tensors, or unusual argument types: check them in full
+        return None
+
+
 def convolution(
     op: str,
     dims: int,
@@ -41,11 +88,16 @@ def convolution(
     """Forward convolution with every torch argument, padding_mode and asymmetric
     trailing padding included (the modules use those two)."""
     input, weight, bias = _autocast(input, weight, bias)
-    spec, batched = conv_spec(op, dims, input, weight, bias, stride, padding, dilation, groups, padding_mode, pad_after)
-    output = ops.conv(
-        input if batched else input.unsqueeze(0), weight, bias, list(spec.stride), list(spec.pad_before),
-        list(spec.pad_after), list(spec.dilation), groups, padding_mode,
-    )
+    arguments = (op, dims, input, weight, bias, stride, padding, dilation, groups, padding_mode, pad_after)
+    key = _key(op, input, weight, bias, stride, padding, dilation, groups, padding_mode,
+               () if pad_after is None else pad_after)
+    if key is None:
+        spec, batched = conv_spec(*arguments)
+        stride, pad_before, pad_after, dilation = spec.stride, spec.pad_before, spec.pad_after, spec.dilation
+    else:
+        spec, batched, stride, pad_before, pad_after, dilation, _ = _memoised(conv_spec, key, *arguments)
+    output = ops.conv(input if batched else input.unsqueeze(0), weight, bias, stride, pad_before, pad_after, dilation,
+                      groups, padding_mode)
     return output if batched else output.squeeze(0)
 
 
@@ -62,11 +114,15 @@ def transposed_convolution(
     dilation: IntOrTuple,
 ) -> torch.Tensor:
     input, weight, bias = _autocast(input, weight, bias)
-    spec, batched = conv_transpose_spec(op, dims, input, weight, bias, stride, padding, output_padding, groups, dilation)
-    output = ops.conv_transpose(
-        input if batched else input.unsqueeze(0), weight, bias, list(spec.stride), list(spec.pad_before),
-        list(spec.out_size), list(spec.dilation), groups,
-    )
+    arguments = (op, dims, input, weight, bias, stride, padding, output_padding, groups, dilation)
+    key = _key(op, input, weight, bias, stride, padding, output_padding, groups, dilation)
+    if key is None:
+        spec, batched = conv_transpose_spec(*arguments)
+        stride, padding, out_size, dilation = spec.stride, spec.pad_before, spec.out_size, spec.dilation
+    else:
+        spec, batched, stride, padding, _, dilation, out_size = _memoised(conv_transpose_spec, key, *arguments)
+    output = ops.conv_transpose(input if batched else input.unsqueeze(0), weight, bias, stride, padding, out_size,
+                                dilation, groups)
     return output if batched else output.squeeze(0)
 
 

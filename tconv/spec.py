@@ -41,6 +41,19 @@ class ConvSpec:
     output_padding: tuple[int, ...]
     padding_mode: str = "zeros"
 
+    def __hash__(self) -> int:
+        # Computed once: specs key the launchers' memos on every call.
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __getstate__(self) -> dict:
+        # The cached hash stays behind: another process hashes the padding_mode string differently.
+        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+
     @property
     def in_channels_per_group(self) -> int:
         return self.in_channels // self.groups
@@ -87,8 +100,10 @@ def as_tuple(value: IntOrTuple, dims: int, name: str) -> tuple[int, ...]:
     if isinstance(value, int):
         return (value,) * dims
     values = tuple(value)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    # torch's parser refuses a sequence led by a bool, and takes later bools as 0 / 1
+    if not all(isinstance(v, int) for v in values) or (values and isinstance(values[0], bool)):
         raise TypeError(f"{name} must be an int or a tuple of {dims} ints, but got {name}={value!r}")
+    values = tuple(map(int, values))
     if len(values) == 1:
         return values * dims
     if len(values) != dims:

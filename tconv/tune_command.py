@@ -67,7 +67,7 @@ def tune_main(args: argparse.Namespace) -> int:
             else:
                 operands = [make_operands(kernel, spec, dtype, args.layout, device)
                             for _ in range(operand_sets(kernel, spec, dtype))]
-                run = lambda config, inputs, k=kernel, s=spec: _launch.run(k, s, config, inputs)[k.result]
+                run = lambda config, inputs, k=kernel, s=spec: _launch.run_pass(k, s, inputs, config)[k.result]
                 heuristic = heuristic_config(kernel, spec, dtype, arch_family(device), args.layout)
                 result = tune_problem(run, operands, prune(kernel, spec, dtype, arch_family(device)), heuristic, dtype)
                 if result is None:

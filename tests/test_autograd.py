@@ -111,15 +111,15 @@ def test_only_needed_gradients_are_computed(monkeypatch):
 
 def _opcheck_cases():
     x, w, b = torch.randn(2, 4, 6, 5), torch.randn(6, 2, 3, 3), torch.randn(6)
-    yield ops.conv, (x, w, b, [1, 2], [1, 0], [1, 0], [1, 1], 2, "zeros")
-    yield ops.conv, (x, w, None, [1, 1], [2, 1], [2, 1], [1, 1], 2, "reflect")
-    yield ops.conv_transpose, (x, torch.randn(4, 3, 3, 3), b, [2, 2], [1, 1], [12, 10], [1, 1], 2)
-    yield ops.conv_weight_grad, (x, torch.randn(2, 6, 6, 5), [3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 2, "zeros", True)
+    yield ops.conv_op, (x, w, b, [1, 2], [1, 0], [1, 0], [1, 1], 2, "zeros")
+    yield ops.conv_op, (x, w, None, [1, 1], [2, 1], [2, 1], [1, 1], 2, "reflect")
+    yield ops.conv_transpose_op, (x, torch.randn(4, 3, 3, 3), b, [2, 2], [1, 1], [12, 10], [1, 1], 2)
+    yield ops.conv_weight_grad_op, (x, torch.randn(2, 6, 6, 5), [3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 2, "zeros", True)
 
 
 @pytest.mark.parametrize("op,args", list(_opcheck_cases()), ids=["conv", "conv reflect", "conv_transpose", "weight_grad"])
 def test_opcheck(op, args):
-    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) and op is not ops.conv_weight_grad else a for a in args)
+    args = tuple(a.requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)
     torch.library.opcheck(op, args, test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
 
 
@@ -181,12 +181,28 @@ def test_gradients_are_bit_reproducible(deterministic):
         torch.use_deterministic_algorithms(previous)
 
 
-def test_double_backward_raises_clearly():
-    input = torch.randn(1, 2, 5, 5, requires_grad=True)
-    weight = torch.randn(3, 2, 3, 3, requires_grad=True)
-    (grad_weight,) = torch.autograd.grad(tconv.conv2d(input, weight).sum(), weight, create_graph=True)
-    with pytest.raises(NotImplementedError, match="double backward"):
-        grad_weight.sum().backward()
+@pytest.mark.parametrize("name,function,input_shape,weight_shape", GRADCHECK, ids=[g[0] for g in GRADCHECK])
+def test_gradgradcheck_float64(name, function, input_shape, weight_shape):
+    """Double backward: the gradients of tconv's backward (conv_weight_grad's own backward
+    among them) in tconv's kernels, against finite differences of the backward."""
+    transposed = name.startswith("conv_transpose")
+    groups = 2 if "groups" in name else 1
+    out_channels = weight_shape[1] * groups if transposed else weight_shape[0]
+    tensors = [torch.randn(s, dtype=torch.float64, requires_grad=True) for s in (input_shape, weight_shape, (out_channels,))]
+    assert torch.autograd.gradgradcheck(function, tensors, eps=1e-6, atol=1e-7, fast_mode=True)
+
+
+def test_double_backward_matches_torch():
+    """A gradient penalty (the gradient of a gradient's norm), as WGAN-GP trains."""
+    input = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 3, 3, 3, dtype=torch.float64, requires_grad=True)
+    results = []
+    for conv in (tconv.conv2d, F.conv2d):
+        output = conv(input, weight, stride=2, padding=1)
+        (grad_input,) = torch.autograd.grad(output.square().sum(), input, create_graph=True)
+        results.append(torch.autograd.grad(grad_input.square().sum(), (input, weight)))
+    for ours, theirs in zip(*results):
+        assert_close(ours, theirs, torch.float64)
 
 
 WGRAD_LAYERS = [  # (input shape, weight shape, stride, padding, split): realistic layers at small batch

@@ -69,7 +69,7 @@ def _rows(path):
 def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     out = tmp_path / "bench.csv"
     code = cli.main(["bench", "--suite", "tiny", "--dtypes", "float32,bfloat16", "--quick", "--archs", "90",
-                     "--layouts", "channels_last", "--workers", "2", "--out", str(out)])
+                     "--layouts", "channels_last", "--workers", "2", "--host-calls", "40", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     assert "no timing was taken" in printed and "check against torch (channels_last): 24 of 24 passed" in printed
@@ -84,6 +84,10 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     assert not [row for row in rows if row["metric"] == "ms"]  # nothing timed without a GPU
     flops = {row["layer"]: float(row["value"]) for row in rows if row["metric"] == "flops"}
     assert flops["tiny 3x3"] == 2 * 2 * 8 * 8 * 16 * 16 * 9
+    host = {(row["layer"], row["metric"]): float(row["value"]) for row in rows if row["source"] == "host"}
+    for layer in SUITES["tiny"]:  # one launch forward; backward: input gradient, weight gradient and its reduction
+        assert host[(layer.name, "forward_launches")] == 1 and host[(layer.name, "backward_launches")] == 3
+        assert host[(layer.name, "forward_us")] > 0 and host[(layer.name, "torch_train_us")] > 0
 
     assert cli.main(["report", "--csv", str(out)]) == 0
     report = (tmp_path / "report.md").read_text()
@@ -92,6 +96,7 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
         assert f"]({name})" in report
     assert "No GPU timing was taken" in report and "not measured" in report
     assert "| tiny 3x3 |" in report
+    assert "## Host path of eager calls" in report and "| tiny convT 4/2/1 | float32 |" in report
 
 
 #: Issue-bound shares of the hand-made CSV per (arch, layout): layers a and b (fprop; wgrad is 0.9 x).

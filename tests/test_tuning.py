@@ -173,7 +173,9 @@ def test_every_space_config_is_correct(kernel, depthwise, config, even):
 
 # ------------------------------------------------------------------------- cache
 def _recording_grids(monkeypatch):
-    """The configs of every fprop launch."""
+    """The configs of every fprop launch from now on (the launchers' memo of earlier calls
+    is dropped with the cache generation, so every pass launches through `launch` once)."""
+    cache.forget()
     used = []
     original = _launch.launch
 
@@ -269,6 +271,7 @@ def test_autotune_without_gpu_warns_and_uses_the_heuristic(cache_folder, monkeyp
 
 # ----------------------------------------------------------- pass specs and capture
 def _launched_problems(monkeypatch):
+    cache.forget()  # a memoised pass would not ask choose_config again
     seen = []
     original = _launch.choose_config
 

@@ -40,6 +40,8 @@ class Descriptor:
     result: str = "output"
     #: A kernel launched right after this one on the same tensors to finish the pass (wgrad's reduction).
     then: Descriptor | None = None
+    #: Tensors `allocate` derives from the problem alone, the same every call (dgrad's phase table).
+    constant_tensors: tuple[str, ...] = ()
 
     def operand_shapes(self, spec: ConvSpec) -> dict[str, tuple[int, ...]]:
         """Logical ([N, C, *spatial]-style) shapes of the operands a caller passes."""
