@@ -28,7 +28,6 @@ import datetime
 import math
 import os
 import subprocess
-import sys
 import time
 
 import torch
@@ -37,9 +36,10 @@ import triton
 import tconv
 from tconv import _launch
 from tconv.aot import FAMILY_OF_ARCH, compile_all, progress, reference_loop
+from tconv.arguments import arch_list, dtype_list, layout_list, pass_list, positive_int
 from tconv.configs import config_space, descriptor_of, heuristic_config
 from tconv.descriptors import PASS_KERNELS
-from tconv.descriptors.base import LAYOUTS, make_operands
+from tconv.descriptors.base import make_operands
 from tconv.plan import executed_macs
 from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
@@ -319,17 +319,8 @@ def _bar(total: int, description: str):
 
 
 def bench_main(args: argparse.Namespace) -> int:
-    if args.suite not in SUITES:
-        print(f"tconv bench: unknown suite {args.suite!r}; suites: {', '.join(SUITES)}", file=sys.stderr)
-        return 2
-    layouts = args.layouts.split(",")
-    if not layouts or any(layout not in LAYOUTS for layout in layouts):
-        print(f"tconv bench: --layouts takes {', '.join(LAYOUTS)} (comma-separated), not {args.layouts!r}", file=sys.stderr)
-        return 2
     layers = SUITES[args.suite]
-    passes = args.ops.split(",")
-    dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
-    archs = [int(a) for a in args.archs.split(",")] if args.archs else []
+    layouts, passes, dtypes, archs = args.layouts, args.ops, args.dtypes, args.archs
     meta = run_metadata()
     print(f"tconv bench: suite {args.suite} ({len(layers)} layers), passes {', '.join(passes)}, dtypes "
           f"{', '.join(map(_dtype_name, dtypes))} (float32 runs on TF32 tensor cores on CUDA), layouts {', '.join(layouts)}; "
@@ -400,19 +391,21 @@ def _summary(rows: list[dict], archs, layouts, passes) -> None:
 
 def add_parser(commands) -> None:
     bench = commands.add_parser("bench", help="benchmark a shape suite (static analysis everywhere, timing on a GPU)")
-    bench.add_argument("--suite", default="resnet50", help=f"one of: {', '.join(SUITES)}")
-    bench.add_argument("--ops", default="fprop,dgrad,wgrad", help="passes: fprop, dgrad, wgrad")
-    bench.add_argument("--dtypes", default="float16,bfloat16,float32", help="comma-separated torch dtypes")
-    bench.add_argument("--layouts", default="channels_last,contiguous",
+    bench.add_argument("--suite", default="resnet50", choices=list(SUITES), metavar="SUITE",
+                       help=f"the layers: one of {', '.join(SUITES)}")
+    bench.add_argument("--ops", type=pass_list, default="fprop,dgrad,wgrad", help="passes, comma-separated")
+    bench.add_argument("--dtypes", type=dtype_list, default="float16,bfloat16,float32",
+                       help="comma-separated dtypes (torch names or fp16, bf16, fp32, fp64)")
+    bench.add_argument("--layouts", type=layout_list, default="channels_last,contiguous",
                        help="input layouts, comma-separated (--quick checks the first only)")
-    bench.add_argument("--archs", default="80,90", help="ahead-of-time compile targets ('' for none)")
+    bench.add_argument("--archs", type=arch_list, default="80,90",
+                       help="ahead-of-time compile targets, comma-separated ('' for none)")
     bench.add_argument("--static", action="store_true", help="also compile every config of every space")
     bench.add_argument("--quick", action="store_true", help="check every layer at reduced size against torch")
     bench.add_argument("--torch-compile", action="store_true", help="also time torch.compile(mode='max-autotune') (fprop)")
     bench.add_argument("--no-timing", action="store_true", help="skip GPU timing even on a CUDA machine")
     bench.add_argument("--no-host", action="store_true", help="skip the host-time measurement of eager calls")
-    bench.add_argument("--host-calls", type=int, default=600, help="calls per host-time median")
-    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel ahead-of-time compiles")
+    bench.add_argument("--host-calls", type=positive_int, default=600, help="calls per host-time median")
+    bench.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel ahead-of-time compiles")
     bench.add_argument("--out", default="results/bench.csv", help="CSV to append to")
     bench.set_defaults(run=bench_main)
-

@@ -13,6 +13,8 @@ import math
 import os
 from collections import defaultdict
 
+from tconv.arguments import UsageError
+
 from .roofline import GPUS, gpu_peak
 
 PASSES = ("fprop", "dgrad", "wgrad")
@@ -62,11 +64,11 @@ def read_run(path: str, run: str | None = None, suite: str | None = None) -> Run
     if suite:
         rows = [r for r in rows if r["suite"] == suite]
     if not rows:
-        raise SystemExit(f"tconv report: no rows in {path}" + (f" for suite {suite}" if suite else ""))
+        raise UsageError(f"--csv: no rows in {path}" + (f" for suite {suite!r}" if suite else ""))
     chosen = run or max(r["run"] for r in rows)
     selected = [r for r in rows if r["run"] == chosen]
     if not selected:
-        raise SystemExit(f"tconv report: no run {chosen!r} in {path}")
+        raise UsageError(f"--run: no run {chosen!r} in {path}")
     return Run(selected)
 
 
@@ -476,7 +478,7 @@ def write_markdown(run: Run, folder: str, figures: list[tuple[str, str]]) -> str
         tensor = [value(arch, "tensor_cores") for arch in ARCHS]
         error = value("interpreter", "max_error") or value("check", "max_error")
         tolerance = value("interpreter", "tolerance") or value("check", "tolerance")
-        check = f"{error:.1e} / {tolerance:.0e}" if error is not None and tolerance else "-"
+        check = f"{error:.1e} / {tolerance:.2g}" if error is not None and tolerance else "-"
         timing = [value("tconv", "ms"), value("cudnn", "ms"), value("tconv", "speedup_vs_cudnn")]
         extra = ((f" {_pair([value(arch, SHARE) for arch in ARCHS], 2)} |" if has_share else "")
                  + (f" {_pair([value(arch, 'loop_over_gemm') for arch in ARCHS], 2)} |" if has_loop else ""))
@@ -509,7 +511,12 @@ def write_markdown(run: Run, folder: str, figures: list[tuple[str, str]]) -> str
 
 
 def report_main(args: argparse.Namespace) -> int:
-    run = read_run(args.csv, args.run_id, args.suite)
+    if not os.path.isfile(args.csv):
+        raise UsageError(f"--csv: no such file {args.csv!r} (write one with `tconv bench`)")
+    try:
+        run = read_run(args.csv, args.run_id, args.suite)
+    except (KeyError, ValueError) as error:
+        raise UsageError(f"--csv: {args.csv!r} is not a tconv bench CSV ({type(error).__name__}: {error})") from None
     folder = args.out or os.path.dirname(os.path.abspath(args.csv))
     os.makedirs(folder, exist_ok=True)
     figures = plot_all(run, folder)
@@ -522,7 +529,7 @@ def report_main(args: argparse.Namespace) -> int:
 
 def add_parser(commands) -> None:
     report = commands.add_parser("report", help="plots and a Markdown report from a bench CSV")
-    report.add_argument("--csv", default="results/bench.csv")
+    report.add_argument("--csv", default="results/bench.csv", help="the CSV `tconv bench` wrote")
     report.add_argument("--run", dest="run_id", help="run id (the 'run' column); default: the latest")
     report.add_argument("--suite", help="only rows of this suite (its latest run)")
     report.add_argument("--out", help="folder for the PNGs and report.md (default: beside the CSV)")

@@ -17,6 +17,7 @@ import time
 import torch
 
 from . import functional
+from .arguments import Parser, UsageError, dtype_list
 from .configs import heuristic_config
 from .plan import executed_macs
 from .spec import conv_spec, conv_transpose_spec
@@ -39,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     where = "compiled, on " + torch.cuda.get_device_name() if device.type == "cuda" else "Triton interpreter, on the CPU"
     print(f"tconv demo: {len(DEMO_CASES)} convolutions through tconv's Triton kernels ({where})")
-    dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
+    dtypes = args.dtypes
     failures = 0
     header = f"{'case':38} {'dtype':9} {'output':>18} {'max err/scale':>13} {'tolerance':>9} {'exec/useful MACs':>16} {'s':>6}"
     print(header)
@@ -69,7 +70,7 @@ def _demo(args: argparse.Namespace) -> int:
             ratio = executed_macs(kernel, spec, heuristic_config(kernel, spec, dtype, layout="contiguous")) / spec.useful_macs
             shape = "x".join(map(str, actual.shape))
             print(
-                f"{case.name:38} {str(dtype).removeprefix('torch.'):9} {shape:>18} {error:13.2e} {TOLERANCE[dtype]:9.0e} "
+                f"{case.name:38} {str(dtype).removeprefix('torch.'):9} {shape:>18} {error:13.2e} {TOLERANCE[dtype]:9.2g} "
                 f"{ratio:16.2f} {seconds:6.2f} {'ok' if ok else 'FAIL'}"
             )
     print("-" * len(header))
@@ -109,13 +110,24 @@ def _demo_backward(device: torch.device) -> int:
     return failures
 
 
+def _version() -> str:
+    import triton
+
+    from . import __version__
+
+    return f"tconv {__version__} (torch {torch.__version__}, triton {triton.__version__})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; returns its exit status (2 for a usage error, with one line on stderr)."""
     # Triton 3.9 warns on every compile unless this is set; 1 keeps its current default.
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
-    parser = argparse.ArgumentParser(prog="tconv", description="Convolution for PyTorch written in Triton")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="tconv", description="Convolution for PyTorch written in Triton")
+    parser.add_argument("--version", action="version", version=_version())
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     demo = commands.add_parser("demo", help="run convolutions through tconv's kernels and check them against torch")
-    demo.add_argument("--dtypes", default="float32,float16,bfloat16", help="comma-separated torch dtypes")
+    demo.add_argument("--dtypes", type=dtype_list, default="float32,float16,bfloat16",
+                      help="comma-separated dtypes (torch names or fp16, bf16, fp32, fp64)")
     demo.set_defaults(run=_demo)
     from .perf import bench, report
     from .tune_command import add_parser as add_tune
@@ -123,8 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     add_tune(commands)
     bench.add_parser(commands)
     report.add_parser(commands)
-    args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # --help, --version (0) or a bad argument (2, already printed)
+        return exit.code if isinstance(exit.code, int) else 2
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"tconv {args.command}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

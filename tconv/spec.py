@@ -130,14 +130,15 @@ def _check_tensors(op: str, dims: int, input, weight, bias) -> bool:
         raise RuntimeError(
             f"Expected {dims + 2}-dimensional weight for {op}, but got weight of size {list(weight.shape)}"
         )
-    if input.dtype not in SUPPORTED_DTYPES:
-        raise NotImplementedError(
-            f"{op}: input dtype {input.dtype} is not supported; tconv supports float16, bfloat16, float32, float64"
-        )
+    # Mismatched dtypes first: torch raises RuntimeError for those whatever the dtypes are.
     if weight.dtype != input.dtype:
         raise RuntimeError(f"{op}: input dtype ({input.dtype}) and weight dtype ({weight.dtype}) should be the same")
     if bias is not None and bias.dtype != input.dtype:
         raise RuntimeError(f"{op}: input dtype ({input.dtype}) and bias dtype ({bias.dtype}) should be the same")
+    if input.dtype not in SUPPORTED_DTYPES:
+        raise NotImplementedError(
+            f"{op}: input dtype {input.dtype} is not supported; tconv supports float16, bfloat16, float32, float64"
+        )
     for name, tensor in (("weight", weight), ("bias", bias)):
         if tensor is not None and tensor.device != input.device:
             raise RuntimeError(

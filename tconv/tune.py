@@ -202,7 +202,7 @@ def load_factory(target: str) -> Callable[[], torch.nn.Module]:
     """'pkg.module:factory' -> the factory (a class or a function returning a model)."""
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise ValueError(f"--model must look like 'package.module:factory', got {target!r}")
+        raise ValueError(f"expected 'package.module:factory', got {target!r}")
     sys.path.insert(0, os.getcwd())
     return getattr(importlib.import_module(module_name), attribute)
 

@@ -11,6 +11,7 @@ import torch
 
 from . import _launch, cache
 from .aot import FAMILY_OF_ARCH, compile_all
+from .arguments import LAYOUTS, UsageError, dtype_list, int_list, pass_list, positive_int
 from .configs import arch_family, descriptor_of, heuristic_config, prune
 from .descriptors.base import make_operands
 from .spec import ConvSpec, pass_specs
@@ -29,29 +30,32 @@ def unique_problems(layers, passes) -> dict:
 
 def _layers_for(args: argparse.Namespace) -> list[tuple[str, ConvSpec]]:
     if args.model:
-        shape = [int(v) for v in args.input_shape.split(",")]
-        model = build_on_meta(load_factory(args.model))
-        return [(layer.name, layer.spec) for layer in capture_layers(model, shape)]
+        try:
+            factory = load_factory(args.model)
+        except (ImportError, AttributeError, ValueError) as error:
+            raise UsageError(f"--model {args.model!r}: {type(error).__name__}: {error}") from None
+        try:
+            model = build_on_meta(factory)
+            return [(layer.name, layer.spec) for layer in capture_layers(model, args.input_shape)]
+        except Exception as error:  # the user's model or its input shape, not tconv
+            raise UsageError(f"--model {args.model!r} with --input-shape {','.join(map(str, args.input_shape))} "
+                             f"failed on the meta device: {type(error).__name__}: {error}") from None
     from .perf.suites import SUITES, layer_spec
 
-    if args.suite not in SUITES:
-        raise SystemExit(f"tconv tune: unknown suite {args.suite!r}; suites: {', '.join(SUITES)}")
     return [(layer.name, layer_spec(layer)) for layer in SUITES[args.suite]]
 
 
 def tune_main(args: argparse.Namespace) -> int:
     layers = _layers_for(args)
-    dtypes = [getattr(torch, name) for name in args.dtypes.split(",")]
-    passes = args.ops.split(",")
+    dtypes, passes = args.dtypes, args.ops
     problems = unique_problems(layers, passes)
     print(f"tconv tune: {len(layers)} conv calls, {len(problems)} unique problems x {len(dtypes)} dtypes "
           f"({', '.join(passes)}); layout {args.layout}")
     if args.dry_run:
         return _dry_run(problems, dtypes, args)
     if not torch.cuda.is_available():
-        print("tconv tune: no CUDA device here, so nothing can be timed. Run with --dry-run to list each layer's "
-              "pruned candidates and compile them for a target GPU (--arch) without one.")
-        return 2
+        raise UsageError("no CUDA device here, so nothing can be timed; --dry-run lists each layer's pruned "
+                         "candidates and compiles them for a target GPU (--arch) without one")
     device = torch.device("cuda")
     done = cache.entries(device)
     rows = []
@@ -139,17 +143,21 @@ def _dry_run(problems: dict, dtypes: list[torch.dtype], args: argparse.Namespace
 
 
 def add_parser(commands) -> None:
+    from .perf.suites import SUITES
+
     tune = commands.add_parser("tune", help="tune tile configs for a perf suite or a model's conv layers")
     source = tune.add_mutually_exclusive_group()
-    source.add_argument("--suite", default="resnet50", help="a perf suite (default resnet50)")
+    source.add_argument("--suite", default="resnet50", choices=list(SUITES), metavar="SUITE",
+                        help=f"a perf suite: one of {', '.join(SUITES)}")
     source.add_argument("--model", help="package.module:factory building the model to tune")
-    tune.add_argument("--input-shape", default="1,3,224,224", help="model input shape, e.g. 32,3,224,224")
-    tune.add_argument("--dtypes", default="float16", help="comma-separated torch dtypes")
-    tune.add_argument("--ops", default="fprop,dgrad,wgrad", help="passes to tune: fprop, dgrad, wgrad")
-    tune.add_argument("--layout", default="channels_last", choices=["channels_last", "contiguous"])
+    tune.add_argument("--input-shape", type=int_list, default="1,3,224,224", help="model input shape, comma-separated")
+    tune.add_argument("--dtypes", type=dtype_list, default="float16",
+                      help="comma-separated dtypes (torch names or fp16, bf16, fp32, fp64)")
+    tune.add_argument("--ops", type=pass_list, default="fprop,dgrad,wgrad", help="passes to tune, comma-separated")
+    tune.add_argument("--layout", default="channels_last", choices=list(LAYOUTS))
     tune.add_argument("--force", action="store_true", help="retune problems already in the cache")
     tune.add_argument("--dry-run", action="store_true", help="list (and compile) candidates; no GPU needed")
     tune.add_argument("--arch", type=int, default=90, choices=[80, 90], help="dry-run compile target")
     tune.add_argument("--no-compile", dest="compile", action="store_false", help="dry run: list candidates only")
-    tune.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel compiles in a dry run")
+    tune.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel compiles in a dry run")
     tune.set_defaults(run=tune_main)

@@ -72,6 +72,17 @@ def test_unsupported_dtype_is_a_clear_not_implemented_error():
         tconv.conv2d(x.long(), w.long())
 
 
+def test_mismatched_dtypes_raise_plain_runtime_error_as_torch_does():
+    """An int input with a float weight: torch's RuntimeError itself, not a subclass."""
+    for input, weight in ((x.long(), w), (x, w.long())):
+        with pytest.raises(RuntimeError) as theirs:
+            F.conv2d(input, weight)
+        with pytest.raises(RuntimeError) as ours:
+            tconv.conv2d(input, weight)
+        assert type(ours.value) is type(theirs.value) is RuntimeError, ours.value
+        assert "dtype" in str(ours.value)
+
+
 def _set(**attributes):
     return lambda module: [setattr(module, name, value) for name, value in attributes.items()]
 
