@@ -12,13 +12,19 @@ Triton upgrade that changes its rules changes this compile with it.
 
 From the cubin: registers (cuobjdump), spills (ptxas -v, with Triton's register
 allocation option), shared memory (Triton's metadata) and the main loop read from the
-SASS (tconv.sass), with its issue-bound share of tensor peak.
+SASS (tconv.sass), with its issue-bound share of tensor peak. Each report is kept on disk
+(beside the tuned-config cache, keyed by the launch's specialisation, the kernel source,
+Triton's version and this analysis' code), so a second sweep of the same launches reads
+them back instead of compiling.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -123,9 +129,52 @@ def compile_launch(kernel_name: str, spec: ConvSpec, dtype: str, config: KernelC
 _compiled: dict[str, CompileReport] = {}
 
 
+@functools.cache
+def _tool_version() -> str:
+    """What a stored report depends on besides the launch: Triton, and this analysis' code."""
+    from . import sass
+
+    sources = "".join(open(module.__file__).read() for module in (sys.modules[__name__], sass))
+    return f"{triton.__version__}-{hashlib.sha256(sources.encode()).hexdigest()[:16]}"
+
+
+def _report_path(key: str, kernel_name: str) -> str:
+    """Where a compile's report is kept between runs: next to the tuned-config cache, named
+    by the launch's specialisation, the kernel source (Triton's cache_key, its callees
+    included) and _tool_version."""
+    from .cache import cache_dir
+
+    source = descriptor_of(kernel_name).function.cache_key
+    digest = hashlib.sha256(f"{key}|{source}|{_tool_version()}".encode()).hexdigest()
+    return os.path.join(cache_dir(), "compiled", f"{kernel_name}-{digest[:32]}.pickle")
+
+
+def _load_report(path: str) -> CompileReport | None:
+    try:
+        with open(path, "rb") as file:
+            report = pickle.load(file)
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None  # absent, or written by other code: compile again
+    return report if isinstance(report, CompileReport) else None
+
+
+def _store_report(path: str, report: CompileReport) -> None:
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(handle, "wb") as file:
+            pickle.dump(report, file)
+        os.replace(temporary, path)
+
+
 def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch: int, specialized: tuple) -> CompileReport:
     if key in _compiled:
         return _compiled[key]
+    path = _report_path(key, kernel_name)
+    stored = _load_report(path)
+    if stored is not None:
+        _compiled[key] = stored
+        return stored
     options, signature, constexprs, attrs = specialized
     function = descriptor_of(kernel_name).function
     compiled = triton.compile(ASTSource(function, signature, constexprs, attrs), target=GPUTarget("cuda", arch, 32),
@@ -138,6 +187,7 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
     report = CompileReport(kernel_name, arch, dtype, config, registers, stack, _ptxas_spills(compiled.asm["ptx"], arch),
                            compiled.metadata.shared, loop, share)
     _compiled[key] = report
+    _store_report(path, report)
     return report
 
 

@@ -54,6 +54,17 @@ class ConvSpec:
         # The cached hash stays behind: another process hashes the padding_mode string differently.
         return {name: value for name, value in self.__dict__.items() if name != "_hash"}
 
+    def describe(self) -> str:
+        """One line: the batched shapes and arguments, as torch names them."""
+        join = lambda values: "x".join(map(str, values))
+        weight = ((self.in_channels, self.out_channels_per_group) if self.transposed
+                  else (self.out_channels, self.in_channels_per_group)) + self.kernel_size
+        padding = join(self.pad_before) + ("" if self.pad_after == self.pad_before else f"/{join(self.pad_after)}")
+        return (f"{'transposed ' if self.transposed else ''}input {join((self.batch, self.in_channels, *self.in_size))}, "
+                f"weight {join(weight)} -> output {join((self.batch, self.out_channels, *self.out_size))}; "
+                f"stride {join(self.stride)}, padding {padding}, dilation {join(self.dilation)}, groups {self.groups}"
+                + ("" if self.padding_mode == "zeros" else f", {self.padding_mode}"))
+
     @property
     def in_channels_per_group(self) -> int:
         return self.in_channels // self.groups

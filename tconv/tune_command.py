@@ -49,7 +49,8 @@ def tune_main(args: argparse.Namespace) -> int:
     layers = _layers_for(args)
     dtypes, passes = args.dtypes, args.ops
     problems = unique_problems(layers, passes)
-    print(f"tconv tune: {len(layers)} conv calls, {len(problems)} unique problems x {len(dtypes)} dtypes "
+    print(f"tconv tune: {len(layers)} conv calls, {len(problems)} unique problems x {len(dtypes)} "
+          f"dtype{'s' if len(dtypes) > 1 else ''} "
           f"({', '.join(passes)}); layout {args.layout}")
     if args.dry_run:
         return _dry_run(problems, dtypes, args)
@@ -96,6 +97,14 @@ def _bar(total: int, description: str):
     return progress(total, description)
 
 
+def _label(kernel: str, spec: ConvSpec, config) -> str:
+    """A config as the dry run lists it; a weight-gradient config without a split count
+    lets the launch choose one (about two waves of programs): say how many it chooses."""
+    if kernel != "wgrad" or config.split_k:
+        return str(config)
+    return f"{config} split auto ({descriptor_of(kernel).split(spec, config)[0]})"
+
+
 def _dry_run(problems: dict, dtypes: list[torch.dtype], args: argparse.Namespace) -> int:
     arch = args.arch
     family = FAMILY_OF_ARCH[arch]
@@ -111,12 +120,13 @@ def _dry_run(problems: dict, dtypes: list[torch.dtype], args: argparse.Namespace
     results = compile_all(jobs, args.workers, f"compiling for sm_{arch}")
     kept_total = dropped_total = 0
     for names, kernel, spec, dtype, candidates, heuristic in listing:
-        name = ", ".join(names[:3]) + (f" (+{len(names) - 3})" if len(names) > 3 else "")
-        print(f"\n{name}: {kernel} {str(dtype).removeprefix('torch.')}, {len(candidates)} candidates for {family}, "
-              f"heuristic {heuristic}")
+        label = lambda config, kernel=kernel, spec=spec: _label(kernel, spec, config)
+        print(f"\n{kernel} kernel, {str(dtype).removeprefix('torch.')}: {spec.describe()}\n"
+              f"  for: {', '.join(names)}\n"
+              f"  {len(candidates)} candidates for {family}, heuristic {label(heuristic)}")
         if not args.compile:
             for config in candidates:
-                print(f"    {config}")
+                print(f"    {label(config)}")
             continue
         dtype_name = str(dtype).removeprefix("torch.")
         reports = [(config, *results[(kernel, spec, dtype_name, config, arch, args.layout)]) for config in candidates]
@@ -127,13 +137,13 @@ def _dry_run(problems: dict, dtypes: list[torch.dtype], args: argparse.Namespace
                 kept_total += 1
                 share = "n/a" if report.issue_bound_share is None else f"{report.issue_bound_share:.2f}"
                 mark = " (heuristic)" if config == heuristic else ""
-                print(f"    {str(config):32} keep: issue-bound share {share}, {report.loop.instructions if report.loop else 0}"
+                print(f"    {label(config):40} keep: issue-bound share {share}, {report.loop.instructions if report.loop else 0}"
                       f" loop instructions, {report.registers} registers, 0 spills, {report.shared_bytes} B shared"
                       f"{', pipelined' if report.pipelined else ''}{mark}")
             else:
                 dropped_total += 1
                 why = error or f"{report.spill_bytes} B spilled, {report.shared_bytes} B shared"
-                print(f"    {str(config):32} drop: {why}")
+                print(f"    {label(config):40} drop: {why}")
     if args.compile:
         print(f"\n{kept_total} candidates kept, {dropped_total} dropped (spills or failed compiles) for sm_{arch}.")
         print("Issue-bound share: the static upper bound on the fraction of tensor peak the main loop can reach "

@@ -174,3 +174,26 @@ def test_conv_main_loops_cost_about_a_gemm_loop(pass_name, arch):
         assert report.pipelined and loop.load_bits == 128 and report.spill_bytes == 0, (name, report)
         per_mma = loop.instructions / loop.tensor_core_instructions
         assert per_mma <= LOOP_OVER_GEMM[pass_name] * gemm_per_mma, (name, loop, reference)
+
+
+def test_compile_reports_are_kept_on_disk(monkeypatch):
+    """A second sweep of the same launches reads the reports back (no compile); an
+    unreadable stored report is compiled again."""
+    spec = layer_spec(Layer("3x3", 2, 32, (9, 9), 48, (3, 3), 1, 1))
+    config = KernelConfig(64, 32, 32, num_warps=4, num_stages=3)
+    job = ("fprop", spec, "float16", config, 90, "channels_last")
+    first = aot.compile_launch(*job)
+    key = aot.specialization_key("fprop", 90, aot.specialize("fprop", spec, "float16", "channels_last", config, 90))
+    original = aot.triton.compile
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled again")
+
+    aot._compiled.clear()
+    monkeypatch.setattr(aot.triton, "compile", refuse)
+    assert aot.compile_launch(*job) == first
+    with open(aot._report_path(key, "fprop"), "wb") as file:
+        file.write(b"not a report")
+    aot._compiled.clear()
+    monkeypatch.setattr(aot.triton, "compile", original)
+    assert aot.compile_launch(*job) == first

@@ -337,7 +337,9 @@ def test_tune_dry_run_lists_and_compiles_every_layer(capsys):
     assert code == 0
     assert "5 conv calls, 5 unique problems" in out
     for name in ("0 fprop", "2 fprop", "3 fprop", "4 fprop", "5 fprop"):
-        assert f"\n{name}:" in out
+        assert f"  for: {name}\n" in out
+    # each problem's header gives its kernel, dtype and shapes
+    assert "fprop kernel, float16: input 2x3x16x16, weight 8x3x3x3 -> output 2x8x16x16; stride 1x1, padding 1x1" in out
     assert out.count("keep:") >= 5 and "No GPU timing was taken" in out
     kept = int(out.split(" candidates kept")[0].rsplit("\n", 1)[-1])
     assert kept == out.count("keep:")
@@ -349,6 +351,7 @@ def test_tune_lists_all_passes_without_compiling(capsys):
     out = capsys.readouterr().out
     assert code == 0 and "15 unique problems x 2 dtypes" in out
     assert out.count("candidates for sm_90") == 30
+    assert "split auto (" in out  # the weight gradient's automatic split-K is named, with its count
 
 
 def test_tolerances_cover_tf32_in_the_tuner_gate():
