@@ -167,11 +167,6 @@ def space_rows(rows: Rows, dtypes, archs, workers: int) -> None:
             rows.add(row_layer, kernel, kernel, name, source, metric, value)
 
 
-def _functional(layer: Layer):
-    kind = "conv_transpose" if layer.transposed else "conv"
-    return getattr(tconv, f"{kind}{layer.dims}d"), getattr(torch.nn.functional, f"{kind}{layer.dims}d")
-
-
 def quick_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.device, bar=None) -> int:
     """Forward and backward of every layer at reduced size through tconv, against torch
     in float64; returns the number of failed checks."""
@@ -179,14 +174,12 @@ def quick_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.de
     for layer in layers:
         small = scaled(layer)
         spec = layer_spec(layer)
-        ours, theirs = _functional(small)
-        kwargs = {"stride": small.stride, "padding": small.padding, "dilation": small.dilation, "groups": small.groups}
-        weight_shape = ((small.in_channels, small.out_channels // small.groups) if small.transposed else
-                        (small.out_channels, small.in_channels // small.groups)) + small.kernel_size
+        ours, theirs = small.functions()
+        kwargs = small.kwargs
         for dtype in dtypes:
             name = _dtype_name(dtype)
             input = torch.randn(small.batch, small.in_channels, *small.in_size, dtype=torch.float64).to(dtype)
-            weight = torch.randn(weight_shape, dtype=torch.float64).to(dtype)
+            weight = torch.randn(small.weight_shape, dtype=torch.float64).to(dtype)
             if layer.dims >= 2 and rows.layout == "channels_last":
                 layout = torch.channels_last if layer.dims == 2 else torch.channels_last_3d
                 input, weight = input.to(memory_format=layout), weight.to(memory_format=layout)

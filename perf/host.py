@@ -59,18 +59,8 @@ def stubbed_launches():
         _launch.launchable = original
 
 
-def _functions(layer: Layer):
-    kind = "conv_transpose" if layer.transposed else "conv"
-    import tconv
-
-    return getattr(tconv, f"{kind}{layer.dims}d"), getattr(torch.nn.functional, f"{kind}{layer.dims}d")
-
-
 def _operands(layer: Layer, device: str, requires_grad: bool, dtype: torch.dtype = torch.float32) -> tuple:
-    groups = layer.groups
-    weight_shape = ((layer.in_channels, layer.out_channels // groups) if layer.transposed else
-                    (layer.out_channels, layer.in_channels // groups)) + tuple(layer.kernel_size)
-    shapes = ((layer.batch, layer.in_channels, *layer.in_size), weight_shape, (layer.out_channels,))
+    shapes = ((layer.batch, layer.in_channels, *layer.in_size), layer.weight_shape, (layer.out_channels,))
     return tuple(torch.randn(shape, device=device, dtype=dtype).requires_grad_(requires_grad) for shape in shapes)
 
 
@@ -80,12 +70,8 @@ def _modules(layer: Layer, dtype: torch.dtype) -> tuple[torch.nn.Module, torch.n
 
     name = f"{'ConvTranspose' if layer.transposed else 'Conv'}{layer.dims}d"
     arguments = (layer.in_channels, layer.out_channels, layer.kernel_size)
-    options = {**_kwargs(layer), "dtype": dtype}
+    options = {**layer.kwargs, "dtype": dtype}
     return getattr(tconv.nn, name)(*arguments, **options), getattr(torch.nn, name)(*arguments, **options, device="meta")
-
-
-def _kwargs(layer: Layer) -> dict:
-    return {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation, "groups": layer.groups}
 
 
 def _median_us(calls: dict[str, object], count: int, rounds: int = 10) -> dict[str, float]:
@@ -104,8 +90,8 @@ def _median_us(calls: dict[str, object], count: int, rounds: int = 10) -> dict[s
 def host_times(layer: Layer, calls: int = 3000, dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """{metric: value} for one layer: forward and train host microseconds of tconv and
     torch, their ratios, and tconv's launches per forward and per backward."""
-    ours, theirs = _functions(layer)
-    kwargs = _kwargs(layer)
+    ours, theirs = layer.functions()
+    kwargs = layer.kwargs
     frozen = _operands(layer, "cpu", False, dtype)
     meta = tuple(t.to("meta") for t in frozen)
     trained = _operands(layer, "cpu", True, dtype)
@@ -140,8 +126,8 @@ def host_times(layer: Layer, calls: int = 3000, dtype: torch.dtype = torch.float
 def cuda_call_us(layer: Layer, calls: int = 200, dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """Whole eager calls on the GPU, launches included: microseconds per forward call of
     tconv and of torch (cuDNN), from a loop between two synchronizes (after a warm-up)."""
-    ours, theirs = _functions(layer)
-    kwargs = _kwargs(layer)
+    ours, theirs = layer.functions()
+    kwargs = layer.kwargs
     operands = _operands(layer, "cuda", False, dtype)
     result = {}
     for name, function in (("tconv_cuda_call_us", ours), ("cudnn_cuda_call_us", theirs)):

@@ -39,6 +39,25 @@ class Layer:
     def dims(self) -> int:
         return len(self.in_size)
 
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """torch's weight layout: [C_out, C_in/groups, *kernel], transposed [C_in, C_out/groups, *kernel]."""
+        if self.transposed:
+            return (self.in_channels, self.out_channels // self.groups, *self.kernel_size)
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    @property
+    def kwargs(self) -> dict:
+        """The layer's keyword arguments to its torch.nn.functional / tconv function."""
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+
+    def functions(self) -> tuple:
+        """(tconv's function, torch.nn.functional's) for this kind of layer."""
+        import tconv
+
+        name = f"{'conv_transpose' if self.transposed else 'conv'}{self.dims}d"
+        return getattr(tconv, name), getattr(torch.nn.functional, name)
+
     def describe(self) -> str:
         size = "x".join(map(str, self.in_size))
         kernel = "x".join(map(str, self.kernel_size))
@@ -51,14 +70,11 @@ def layer_spec(layer: Layer) -> ConvSpec:
     """The checked ConvSpec of a layer (through tconv's own argument checks)."""
     dtype = torch.float16
     input = torch.empty((layer.batch, layer.in_channels, *layer.in_size), device="meta", dtype=dtype)
+    weight = torch.empty(layer.weight_shape, device="meta", dtype=dtype)
     if layer.transposed:
-        weight = torch.empty((layer.in_channels, layer.out_channels // layer.groups, *layer.kernel_size), device="meta",
-                             dtype=dtype)
         name = f"conv_transpose{layer.dims}d"
         return conv_transpose_spec(name, layer.dims, input, weight, None, layer.stride, layer.padding, 0, layer.groups,
                                    layer.dilation)[0]
-    weight = torch.empty((layer.out_channels, layer.in_channels // layer.groups, *layer.kernel_size), device="meta",
-                         dtype=dtype)
     return conv_spec(f"conv{layer.dims}d", layer.dims, input, weight, None, layer.stride, layer.padding, layer.dilation,
                      layer.groups)[0]
 

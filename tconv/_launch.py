@@ -137,10 +137,14 @@ def _capturing_or_tracing() -> bool:
 _chosen: dict[tuple, tuple] = {}
 
 
+def _chosen_key(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor) -> tuple:
+    return kernel.name, spec, tensor.dtype, tensor.device, tensor.stride()
+
+
 def choose_config(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, operands: Mapping) -> KernelConfig:
     """The config a launch uses: its tuned entry, else (TCONV_AUTOTUNE=1, on CUDA, outside
     graph capture and tracing) one tuned now and stored, else the heuristic."""
-    memo_key = (kernel.name, spec, tensor.dtype, tensor.device, tensor.stride())
+    memo_key = _chosen_key(kernel, spec, tensor)
     memo = _chosen.get(memo_key)
     if memo is not None and memo[0] == cache.generation:
         return memo[1]
@@ -260,8 +264,7 @@ def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: Kern
 def _settled(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, config: KernelConfig) -> bool:
     """Whether choose_config would choose `config` again (not a one-off heuristic while
     online tuning was off limits)."""
-    memo = _chosen.get((kernel.name, spec, tensor.dtype, tensor.device, tensor.stride()))
-    return memo is not None and memo == (cache.generation, config)
+    return _chosen.get(_chosen_key(kernel, spec, tensor)) == (cache.generation, config)
 
 
 def _prepare(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: dict, operand_names: tuple,

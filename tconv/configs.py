@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .spec import ConvSpec
+from .spec import ConvSpec, cached_field_hash, state_without_hash
 
 KERNELS = ("fprop", "dgrad", "wgrad")
 
@@ -39,17 +39,8 @@ class KernelConfig:
     num_stages: int = 3
     split_k: int = 0
 
-    def __hash__(self) -> int:
-        # Computed once: configs key the launchers' memo on every call.
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
-            value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
-            object.__setattr__(self, "_hash", value)
-            return value
-
-    def __getstate__(self) -> dict:
-        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+    __hash__ = cached_field_hash  # configs key the launchers' memos on every call
+    __getstate__ = state_without_hash
 
     def meta(self) -> dict:
         """Meta-parameters as the fprop and dgrad kernels name them."""

@@ -21,6 +21,21 @@ PADDING_MODES = {"zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def cached_field_hash(self) -> int:
+    """__hash__ of a frozen dataclass that keys hot memos: its fields' hash, computed once."""
+    try:
+        return self.__dict__["_hash"]
+    except KeyError:
+        value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
+        object.__setattr__(self, "_hash", value)
+        return value
+
+
+def state_without_hash(self) -> dict:
+    """__getstate__ leaving the cached hash behind: another process hashes strings differently."""
+    return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+
+
 @dataclass(frozen=True)
 class ConvSpec:
     """A checked convolution problem (batched; spatial tuples have `dims` entries)."""
@@ -41,18 +56,8 @@ class ConvSpec:
     output_padding: tuple[int, ...]
     padding_mode: str = "zeros"
 
-    def __hash__(self) -> int:
-        # Computed once: specs key the launchers' memos on every call.
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
-            value = hash(tuple(getattr(self, name) for name in self.__dataclass_fields__))
-            object.__setattr__(self, "_hash", value)
-            return value
-
-    def __getstate__(self) -> dict:
-        # The cached hash stays behind: another process hashes the padding_mode string differently.
-        return {name: value for name, value in self.__dict__.items() if name != "_hash"}
+    __hash__ = cached_field_hash  # specs key the launchers' memos on every call
+    __getstate__ = state_without_hash
 
     def describe(self) -> str:
         """One line: the batched shapes and arguments, as torch names them."""
