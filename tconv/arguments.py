@@ -28,11 +28,20 @@ class UsageError(Exception):
     """An expected failure of a command: printed as one line, exit status 2."""
 
 
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, except a `--no-x` switch's (its "default: True" reads as on)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._StoreFalseAction):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with every default shown in --help and errors on one line (no usage block)."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):

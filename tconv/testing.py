@@ -169,3 +169,36 @@ def small_model() -> torch.nn.Module:
         torch.nn.Conv2d(16, 16, 3, padding=1, groups=16),
         torch.nn.ConvTranspose2d(16, 8, 4, stride=2, padding=1),
     )
+
+
+class _BasicBlock(torch.nn.Module):
+    """Two 3x3 convs and the identity (or a strided 1x1 projection), as in ResNet-18/34."""
+
+    def __init__(self, in_channels: int, channels: int, stride: int):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(in_channels, channels, 3, stride, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(channels)
+        self.conv2 = torch.nn.Conv2d(channels, channels, 3, 1, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(channels)
+        self.shortcut = torch.nn.Identity()
+        if stride != 1 or in_channels != channels:
+            self.shortcut = torch.nn.Sequential(torch.nn.Conv2d(in_channels, channels, 1, stride, bias=False),
+                                                torch.nn.BatchNorm2d(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+def resnet18(num_classes: int = 1000) -> torch.nn.Module:
+    """ResNet-18's layer structure (the conv layers torchvision's has), without torchvision: for
+    `tconv tune --dry-run --model tconv.testing:resnet18 --input-shape 8,3,224,224`."""
+    layers: list[torch.nn.Module] = [torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False), torch.nn.BatchNorm2d(64),
+                                     torch.nn.ReLU(), torch.nn.MaxPool2d(3, 2, 1)]
+    in_channels = 64
+    for channels, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [_BasicBlock(in_channels, channels, stride), _BasicBlock(channels, channels, 1)]
+        in_channels = channels
+    layers += [torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(512, num_classes)]
+    return torch.nn.Sequential(*layers)
+

@@ -164,10 +164,11 @@ def add_parser(commands) -> None:
     tune.add_argument("--dtypes", type=dtype_list, default="float16",
                       help="comma-separated dtypes (torch names or fp16, bf16, fp32, fp64)")
     tune.add_argument("--ops", type=pass_list, default="fprop,dgrad,wgrad", help="passes to tune, comma-separated")
-    tune.add_argument("--layout", default="channels_last", choices=list(LAYOUTS))
+    tune.add_argument("--layout", default="channels_last", choices=list(LAYOUTS), help="memory layout of the operands")
     tune.add_argument("--force", action="store_true", help="retune problems already in the cache")
     tune.add_argument("--dry-run", action="store_true", help="list (and compile) candidates; no GPU needed")
     tune.add_argument("--arch", type=int, default=90, choices=[80, 90], help="dry-run compile target")
-    tune.add_argument("--no-compile", dest="compile", action="store_false", help="dry run: list candidates only")
+    tune.add_argument("--no-compile", dest="compile", action="store_false",
+                      help="dry run: list candidates only, without compiling them")
     tune.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel compiles in a dry run")
     tune.set_defaults(run=tune_main)

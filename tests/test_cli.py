@@ -62,7 +62,13 @@ def test_version_and_defaults_in_help(capsys):
     for command, default in (("tune", "(default: 1,3,224,224)"), ("bench", "(default: float16,bfloat16,float32)"),
                              ("report", "(default: results/bench.csv)"), ("demo", "(default: float32,float16,bfloat16)")):
         assert cli.main([command, "--help"]) == 0
-        assert default in " ".join(capsys.readouterr().out.split())
+        text = " ".join(capsys.readouterr().out.split())
+        assert default in text
+        assert "(default: True)" not in text  # a --no-x switch shows none: it would read as "on"
+    assert cli.main(["tune", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--layout {channels_last,contiguous} memory layout" in text
+    assert "without compiling them --workers" in text  # --no-compile's help, no default after it
 
 
 def test_argument_types_parse_torch_names_and_aliases():

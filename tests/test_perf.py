@@ -91,11 +91,24 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
 
     assert cli.main(["report", "--csv", str(out)]) == 0
     report = (tmp_path / "report.md").read_text()
-    for name in ("roofline.png", "roofline_time.png", "work_ratio.png", "registers.png"):
-        assert os.path.getsize(tmp_path / name) > 1000
-        assert f"]({name})" in report
-    assert "No GPU timing was taken" in report and "not measured" in report
-    assert "| tiny 3x3 |" in report
+    for kind in ("roofline", "roofline_time", "work_ratio", "registers", "issue_bound_share"):
+        for dtype in ("float32", "bfloat16"):  # a set of plots per dtype that ran
+            name = f"{kind}_{dtype}.png"
+            assert os.path.getsize(tmp_path / name) > 1000 and report.count(f"]({name})") == 1
+    assert not list(tmp_path.glob("*_float16.png"))  # float16 did not run
+    assert "No GPU timing was taken" in report and "not measured and left out" in report
+    summary = report.split("## Summary")[1].split("## ")[0]
+    header = summary.splitlines()[2]
+    for column in ("checked vs torch", "worst error / tolerance (layer)", "spilling kernels", "share sm_90 geomean (min)"):
+        assert column in header
+    for column in ("tconv ms", "cuDNN ms", "speedup", "share sm_80"):  # empty for the whole run: left out
+        assert column not in header
+    assert "| fprop | float32 | 4 | 4 of 4 |" in summary and "| wgrad | bfloat16 | 4 | 4 of 4 |" in summary
+    per_layer = report.split("## Per layer")[1]
+    assert "### float32" in per_layer and "### bfloat16" in per_layer and "tconv ms" not in per_layer
+    row = next(line for line in per_layer.splitlines() if line.startswith("| tiny 3x3 |"))
+    shape, checked = row.split(" | ")[1:3]
+    assert shape.startswith("conv N") and checked.startswith("conv N") and checked != shape  # reduced size beside it
     assert "## Host path of eager calls" in report and "| tiny convT 4/2/1 | float32 |" in report
 
 
@@ -159,9 +172,11 @@ def test_report_with_gpu_timings(tmp_path):
     assert run.timed and run.layers == ["a", "b"] and run.passes == ["fprop", "wgrad"]
     assert cli.main(["report", "--csv", str(path), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
-    for name in ("speedup.png", "tflops_fprop.png", "tflops_wgrad.png", "roofline.png"):
+    for name in ("speedup_float16.png", "tflops_fprop_float16.png", "tflops_wgrad_float16.png", "roofline_float16.png"):
         assert os.path.getsize(tmp_path / "out" / name) > 1000 and f"]({name})" in report
     assert "not measured" not in report.split("## Plots")[0]
+    header = report.split("## Summary")[1].splitlines()[2]
+    assert "tconv ms" in header and "geomean speedup" in header
     assert "| 1.00x |" in report  # geomean of 2x and 0.5x
 
 
@@ -178,27 +193,28 @@ def test_report_with_two_layouts_and_the_static_model(tmp_path):
     out = tmp_path / "out"
     assert cli.main(["report", "--csv", str(path), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    for name in ("issue_bound_share.png", "registers.png", "speedup.png", "tflops_fprop.png"):
+    for name in ("issue_bound_share_float16.png", "registers_float16.png", "speedup_float16.png",
+                 "tflops_fprop_float16.png"):
         assert os.path.getsize(out / name) > 1000 and f"]({name})" in report
-    assert report.count("](issue_bound_share.png)") == 1
+    assert report.count("](issue_bound_share_float16.png)") == 1
 
     summary, rest = report.split("## Static model: issue-bound share of tensor peak")
     # Summary per pass x dtype x layout: contiguous tconv is twice as slow (speedups 1x, 0.25x, 0.5x).
     assert "| fprop | float16 | channels_last | 3 |" in summary and "| fprop | float16 | contiguous | 3 |" in summary
     assert "| 1.00x |" in summary and "| 0.50x |" in summary
     static = rest.split("## Plots")[0]
-    assert "not a timing" in static and "](issue_bound_share.png)" in static
+    assert "not a timing" in static and "](issue_bound_share_float16.png)" in static
     # geomean(0.5, 0.8) = 0.632, minimum 0.5 at layer a, GEMM reference 0.9; c (depthwise) has no share.
     assert "| sm_90 | channels_last | fprop | 2 of 3 | 0.632 | 0.500 (a) | 0.900 |" in static
     assert "| sm_90 | contiguous | fprop | 2 of 3 | 0.316 | 0.250 (a) | 0.900 |" in static  # sqrt(0.25 x 0.4)
     assert "| sm_80 | channels_last | wgrad | 2 of 3 | 0.720 | 0.576 (b) | 0.950 |" in static  # 0.9 x sqrt(1 x 0.64)
     assert static.count("| sm_") == 2 * 2 * 2  # arch x layout x pass
     per_layer = report.split("## Per layer")[1]
-    assert "| layout |" in per_layer and "issue-bound share" in per_layer and "loop / GEMM" in per_layer
+    assert "| layout |" in per_layer and "| share sm_80/sm_90 |" in per_layer and "loop / GEMM" in per_layer
     row = next(line for line in per_layer.splitlines() if line.startswith("| a |") and "| contiguous |" in line
                and "| fprop |" in line)
     assert "| 0.30 / 0.25 |" in row and "| 1.25 / 1.25 |" in row
-    header, rule = per_layer.strip().splitlines()[:2]
+    header, rule = [line for line in per_layer.splitlines() if line.startswith("|")][:2]
     assert header.count("|") == rule.count("|") == row.count("|")
 
 
@@ -208,6 +224,6 @@ def test_report_of_one_layout_has_no_layout_column(tmp_path):
     assert cli.main(["report", "--csv", str(path), "--out", str(tmp_path)]) == 0
     report = (tmp_path / "report.md").read_text()
     summary, per_layer = report.split("## Summary")[1].split("## Static model")[0], report.split("## Per layer")[1]
-    assert "| layout |" not in summary + per_layer and "layout channels_last." in report
+    assert "| layout |" not in summary + per_layer and "layout channels_last;" in report
     assert "| sm_90 | channels_last | fprop | 2 | 0.632 | 0.500 (a) | 0.900 |" in report
-    assert os.path.getsize(tmp_path / "issue_bound_share.png") > 1000
+    assert os.path.getsize(tmp_path / "issue_bound_share_float16.png") > 1000

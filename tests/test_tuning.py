@@ -319,6 +319,19 @@ def test_capture_finds_every_conv_layer_on_meta():
     assert [layer.spec for layer in converted] == specs
 
 
+def test_resnet18_has_torchvisions_conv_layers():
+    from tconv.testing import resnet18
+
+    model = resnet18()
+    # torchvision's resnet18() has 11,689,512 parameters; the same structure has the same count.
+    assert sum(p.numel() for p in model.parameters()) == 11_689_512
+    layers = capture_layers(model, (8, 3, 224, 224))
+    assert len(layers) == 20  # stem, 16 3x3 convs, 3 strided 1x1 projections
+    assert layers[0].spec == forward_spec((8, 3, 224, 224), (64, 3, 7, 7), (2, 2), (3, 3), (3, 3), (1, 1), 1)
+    assert layers[-1].spec.out_size == (7, 7) and layers[-1].spec.out_channels == 512
+    assert sum(layer.spec.kernel_size == (1, 1) for layer in layers) == 3
+
+
 def test_capture_sees_functional_calls():
     class Functional(torch.nn.Module):
         def forward(self, x):
