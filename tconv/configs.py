@@ -204,8 +204,12 @@ SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
 #: Every entry compiled without spills and with cp.async pipelining on both; the tiles
 #: that spilled 16-200 bytes on the 3x3x3 layer are left out (fprop sm_90 128x128x64 w4
 #: and 32x64x64; dgrad 256x128x64 and 128x128x64 w4 on both archs, sm_80 128x64x64 w4 and
-#: 64x64x16). Measured by `python -m tconv.perf.derive_shortlist` (rerun it when a main
-#: loop changes). The fallback family uses sm_80's.
+#: 64x64x16). The last entries of each table are thin tiles for 32-channel layers (a 32-wide
+#: N or M, the K step of one 32-channel tap), so they no longer fall to 64x32x32 / 32x32x32;
+#: 256x32x32 with 8 warps is left out: its 32x32 operand tile spread over 256 threads loads
+#: 64 bits per thread (128 with 4 warps).
+#: Measured by `python -m tconv.perf.derive_shortlist` (rerun it when a main loop changes).
+#: The fallback family uses sm_80's.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
     ("fprop", "sm_90"): (
         (256, 128, 64, 8, 4, 1.000),
@@ -229,6 +233,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (64, 64, 16, 4, 4, 0.416),
         (64, 32, 16, 4, 4, 0.200),
         (32, 16, 16, 4, 4, 0.060),
+        (256, 32, 64, 8, 4, 0.848),
+        (128, 32, 32, 4, 4, 0.561),
     ),
     ("dgrad", "sm_90"): (
         (128, 256, 64, 8, 4, 1.000),
@@ -252,6 +258,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (64, 64, 16, 4, 4, 0.421),
         (64, 32, 16, 4, 4, 0.208),
         (32, 16, 16, 4, 4, 0.062),
+        (256, 32, 64, 8, 4, 0.826),
+        (128, 32, 32, 4, 4, 0.577),
     ),
     ("wgrad", "sm_90"): (
         (128, 128, 64, 8, 4, 1.000),
@@ -267,6 +275,9 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 32, 32, 4, 4, 0.232),
         (64, 16, 32, 4, 4, 0.188),
         (32, 16, 32, 4, 4, 0.119),
+        (32, 64, 64, 4, 4, 0.366),
+        (32, 32, 64, 4, 4, 0.296),
+        (128, 32, 32, 4, 4, 0.674),
     ),
     ("fprop", "sm_80"): (
         (256, 128, 64, 8, 3, 1.000),
@@ -292,6 +303,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (64, 64, 16, 4, 3, 0.598),
         (64, 32, 16, 4, 3, 0.305),
         (32, 16, 16, 4, 3, 0.095),
+        (256, 32, 64, 8, 3, 1.000),
+        (128, 32, 32, 4, 3, 0.955),
     ),
     ("dgrad", "sm_80"): (
         (128, 256, 64, 8, 3, 1.000),
@@ -313,6 +326,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (128, 64, 16, 4, 3, 0.977),
         (64, 32, 16, 4, 3, 0.320),
         (32, 16, 16, 4, 3, 0.105),
+        (256, 32, 64, 8, 3, 1.000),
+        (128, 32, 32, 4, 3, 0.883),
     ),
     ("wgrad", "sm_80"): (
         (128, 128, 64, 8, 3, 1.000),
@@ -328,6 +343,9 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 32, 32, 4, 3, 0.432),
         (64, 16, 32, 4, 3, 0.395),
         (32, 16, 32, 4, 3, 0.232),
+        (32, 64, 64, 4, 3, 0.656),
+        (32, 32, 64, 4, 3, 0.512),
+        (128, 32, 32, 4, 3, 1.000),
     ),
 }
 
