@@ -356,8 +356,9 @@ HEURISTIC_WIDE_ACCUMULATOR = 16
 #: Without channels_last (loads through registers, one element wide, no cp.async: issue
 #: 14's work) tiles with 128-byte K steps (BLOCK_K 64 in fp16, 32 in fp32) or 64
 #: accumulator registers spill on the suites' layers; 64-byte K steps and 32 registers
-#: compile clean.
-GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32}
+#: compile clean up to 64 rows (128x32x32 dgrad spills 360 bytes on a 3x3x3 layer: each
+#: row's gathered addresses and masks live in registers).
+GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32, "block_m": 64}
 #: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
 #: it: the share is an upper bound, padded work is certain tensor-core time.
 MAX_WORK_RATIO = 1.25
@@ -414,7 +415,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
             continue
         if layout != "channels_last" and (block_k * element > GATHERED_LIMITS["k_step_bytes"]
-                                          or accumulator > GATHERED_LIMITS["accumulator"]):
+                                          or accumulator > GATHERED_LIMITS["accumulator"]
+                                          or block_m > GATHERED_LIMITS["block_m"]):
             continue
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
