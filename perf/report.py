@@ -73,6 +73,7 @@ def _summary(run: Run) -> list[str]:
         "layers", "checked vs torch", "worst error / tolerance (layer)", "spilling kernels", "tensor-core loops",
         "share sm_90 geomean (min)", "share sm_80 geomean (min)", "executed / useful", "max registers sm_80 / sm_90",
         "GFLOP (x count)", "H100 bound ms", "A100 bound ms", "tconv ms", "cuDNN ms", "geomean speedup"]
+    shares_of = {dtype: {(e["arch"], e["layout"], e["pass"]): e for e in share_summary(run, dtype)} for dtype in run.dtypes}
     rows = []
     for pass_name in run.passes:
         for dtype in run.dtypes:
@@ -84,10 +85,6 @@ def _summary(run: Run) -> list[str]:
 
                 def total(source, metric, scale=1.0, keys=keys):
                     return sum((run.value(k, source, metric) or 0) * run.info[k]["count"] * scale for k in keys)
-
-                def shares(arch, keys=keys):
-                    values = [(run.value(k, arch, SHARE), k[0]) for k in keys if run.value(k, arch, SHARE) is not None]
-                    return f"{geomean([v for v, _ in values]):.2f} ({min(values)[0]:.2f})" if values else "-"
 
                 ratios = [run.value(k, "sm_90", "executed_over_useful") or run.value(k, "sm_80", "executed_over_useful")
                           for k in keys]
@@ -111,7 +108,8 @@ def _summary(run: Run) -> list[str]:
                     f"{worst[1][0]:.1e} / {worst[1][1]:.2g} ({worst[2]})" if worst else "-",
                     f"{spilling} of {compiled}" + (f" ({errors} failed)" if errors else "") if compiled else "-",
                     f"{tensor} of {compiled}" if compiled else "-",
-                    shares("sm_90"), shares("sm_80"),
+                    *(f"{e['geomean']:.2f} ({e['min']:.2f})" if (e := shares_of[dtype].get((arch, layout, pass_name)))
+                      else "-" for arch in ("sm_90", "sm_80")),
                     f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-",
                     f"{registers[0]:.0f} / {registers[1]:.0f}" if compiled else "-",
                     f"{total('static', 'flops', 1e-9):,.1f}", f"{total('H100 SXM', 'roofline_us', 1e-3):,.3f}",
