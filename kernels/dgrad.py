@@ -97,7 +97,9 @@ def conv_dgrad_kernel(
     INDEX_DTYPE: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    group = tl.program_id(1)
+    # Depthwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
+    # offsets provably aligned, so the channel loads can be vector-wide.
+    group = 0 if DEPTHWISE else tl.program_id(1)
     phase = tl.program_id(2)
     residue_w = phase % stride_w
     residue_h = (phase // stride_w) % stride_h

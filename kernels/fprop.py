@@ -96,7 +96,9 @@ def conv_fprop_kernel(
     INDEX_DTYPE: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    group = tl.program_id(1)
+    # Depthwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
+    # offsets provably aligned, so the channel loads can be vector-wide.
+    group = 0 if DEPTHWISE else tl.program_id(1)
     num_rows = batch * out_depth * out_height * out_width
     pid_m, pid_n = swizzle_tile(
         tl.program_id(0), tl.cdiv(num_rows, BLOCK_M), tl.cdiv(out_channels_per_group, BLOCK_N), GROUP_M

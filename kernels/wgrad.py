@@ -197,7 +197,7 @@ def conv_wgrad_kernel(
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    group = tl.program_id(1)
+    group = 0 if DEPTHWISE else tl.program_id(1)  # depthwise: one group; a constant keeps offsets aligned
     split = tl.program_id(2)
     # Axis 0: output-channel tiles fastest, then (tap, input-channel tile).
     num_pid_m = tl.cdiv(out_channels_per_group, BLOCK_M)

@@ -37,21 +37,24 @@ import tconv
 from tconv import _launch
 from tconv.aot import FAMILY_OF_ARCH, compile_all, progress, reference_loop
 from tconv.arguments import arch_list, dtype_list, layout_list, pass_list, positive_int
-from tconv.configs import config_space, descriptor_of, heuristic_config
+from tconv.configs import FAMILY_GPU, config_space, descriptor_of, heuristic_config
 from tconv.descriptors import PASS_KERNELS
 from tconv.descriptors.base import make_operands
+from tconv.descriptors.layout import channels_last_copies
 from tconv.plan import executed_macs
 from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
 from tconv.tune import MAX_OPERAND_SETS, ROTATE_BYTES, graph_ms, median_ms, operand_sets
 
 from .host import cuda_call_us, host_times
-from .roofline import GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
+from .roofline import ELEMENT_BYTES, GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
 from .suites import SUITES, Layer, layer_spec, scaled
 
 COLUMNS = ["run", "commit", "tconv", "torch", "triton", "device", "suite", "layer", "count", "shape", "pass", "kernel",
            "dtype", "layout", "source", "metric", "value"]
 PASSES = ("fprop", "dgrad", "wgrad")
+#: The config family whose layout decision a GPU's roofline rows describe.
+GPU_FAMILY = {gpu: next(f for f, g in FAMILY_GPU.items() if g == gpu) for gpu in STATIC_GPUS}
 
 
 def run_metadata() -> dict:
@@ -93,6 +96,8 @@ def compile_metrics(report, reference) -> list[tuple[str, object]]:
                     ("loop_tensor_core_instructions", loop.tensor_core_instructions),
                     ("async_copies", loop.async_copies), ("load_bits", loop.load_bits),
                     ("loads_128", loop.loads_of(128)), ("loads_16", loop.loads_of(16))]
+    if report.load_bits is not None:  # the whole kernel, loop or not (a short tap loop may be unrolled)
+        metrics += [("kernel_load_bits", report.load_bits), ("kernel_store_bits", report.store_bits)]
     if report.issue_bound_share is not None:
         metrics.append(("issue_bound_share", round(report.issue_bound_share, 4)))
     if reference is not None and reference.issue_bound_share is not None:
@@ -118,16 +123,29 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                 rows.add(layer, pass_name, kernel, name, "static", "useful_flops", 2 * kernel_spec.useful_macs)
                 rows.add(layer, pass_name, kernel, name, "static", "min_bytes", traffic)
                 rows.add(layer, pass_name, kernel, name, "static", "arithmetic_intensity", round(flops / traffic, 2))
-                for gpu in STATIC_GPUS:
-                    rows.add(layer, pass_name, kernel, name, gpu, "roofline_us",
-                             round(roofline_us(flops, traffic, GPUS[gpu], name), 3))
+                operands = make_operands(descriptor_of(kernel), kernel_spec, dtype, rows.layout, "meta", random=False)
+                for gpu in STATIC_GPUS:  # the layout copies this GPU's family makes: their bytes, and time at peak
+                    copies = channels_last_copies(descriptor_of(kernel), kernel_spec, operands, GPU_FAMILY[gpu])
+                    extra = sum(copy.moved_bytes(kernel_spec, ELEMENT_BYTES[name]) for copy in copies)
+                    bound = roofline_us(flops, traffic, GPUS[gpu], name)
+                    rows.add(layer, pass_name, kernel, name, gpu, "roofline_us", round(bound, 3))
+                    rows.add(layer, pass_name, kernel, name, gpu, "layout_bytes", extra)
+                    rows.add(layer, pass_name, kernel, name, gpu, "roofline_with_layout_us",
+                             round(bound + extra / (GPUS[gpu].bandwidth_tbs * 1e6), 3))
                 for arch in archs:
                     config = heuristic_config(kernel, kernel_spec, dtype, FAMILY_OF_ARCH[arch], rows.layout)
-                    picks.append((layer, pass_name, kernel, name, arch, config, kernel_spec))
+                    copies = channels_last_copies(descriptor_of(kernel), kernel_spec, operands, FAMILY_OF_ARCH[arch])
+                    picks.append((layer, pass_name, kernel, name, arch, config, kernel_spec, copies))
                     jobs.append((kernel, kernel_spec, name, config, arch, rows.layout))
+                    jobs += [(copy.name, kernel_spec, name, config, arch, rows.layout) for copy in copies]
     results = compile_all(jobs, workers, f"compiling ({rows.layout}) for " + ", ".join(f"sm_{a}" for a in archs))
-    for layer, pass_name, kernel, name, arch, config, kernel_spec in picks:
+    for layer, pass_name, kernel, name, arch, config, kernel_spec, copies in picks:
         source = f"sm_{arch}"
+        copy_reports = [results[(copy.name, kernel_spec, name, config, arch, rows.layout)][0] for copy in copies]
+        if copy_reports and None not in copy_reports:  # what the layout copies load and store, at their narrowest
+            rows.add(layer, pass_name, kernel, name, source, "copy_load_bits", min(r.load_bits for r in copy_reports))
+            rows.add(layer, pass_name, kernel, name, source, "copy_store_bits", min(r.store_bits for r in copy_reports))
+            rows.add(layer, pass_name, kernel, name, source, "copy_spill_bytes", sum(r.spill_bytes for r in copy_reports))
         rows.add(layer, pass_name, kernel, name, source, "config", str(config))
         rows.add(layer, pass_name, kernel, name, source, "executed_over_useful",
                  round(executed_macs(kernel, kernel_spec, config) / max(kernel_spec.useful_macs, 1), 4))

@@ -225,6 +225,38 @@ def _share(run: Run, dtype: str, plt, width: float):
                  "hollow markers: a plain GEMM at the same config; dashed: the 0.9 target")
 
 
+def _layout_comparison(run: Run, dtype: str, plt, width: float):
+    """The same layers given channels-first (NCHW) and channels_last: what the layout costs the main loop
+    (sm_90 share ratio) and the pass as a whole (H100 roofline-bound time with the layout copies)."""
+    if not {"channels_last", "contiguous"} <= set(run.layouts):
+        return None
+    fig, axes = plt.subplots(2, 1, figsize=(width + 2.5, 7.5), sharex=True, squeeze=False)
+    share, time = {}, {}
+    for p in run.passes:
+        share[p] = [_ratio(run.value(run.key(layer, p, dtype, "contiguous"), "sm_90", SHARE),
+                           run.value(run.key(layer, p, dtype, "channels_last"), "sm_90", SHARE)) for layer in run.layers]
+        time[p] = [_ratio(run.value(run.key(layer, p, dtype, "contiguous"), "H100 SXM", "roofline_with_layout_us"),
+                          run.value(run.key(layer, p, dtype, "channels_last"), "H100 SXM", "roofline_us"))
+                   for layer in run.layers]
+    for ax, series, label in ((axes[0, 0], share, "sm_90 share of peak\ncontiguous / channels_last"),
+                              (axes[1, 0], time, "H100 bound time\ncontiguous (with copies)\n/ channels_last")):
+        _bars(ax, run.layers, {p: v for p, v in series.items() if any(x is not None for x in v)}, label)
+        _reference_line(ax, 1.0, "1 = the same", style="-")
+        for i in range(len(run.layers)):
+            if all(values[i] is None for values in series.values()):
+                ax.text(i, 0.03, "no tensor-core\nloop", ha="center", va="bottom", fontsize=6, color="grey", rotation=90)
+    fig.suptitle(f"{run.meta['suite']} {dtype}: the same layers given NCHW and channels_last\n"
+                 "(top: main loop, static model; bottom: roofline bound, the layout copies included)", fontsize=10)
+    _legend_below(fig, columns=len(run.passes))
+    return fig, (f"Layout comparison ({dtype}): per layer and pass, the sm_90 issue-bound share of the NCHW launch over "
+                 "the channels_last one, and the H100 roofline-bound time of the NCHW pass with its layout copies over "
+                 "the channels_last pass's")
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    return numerator / denominator if numerator is not None and denominator else None
+
+
 def _tflops(run: Run, dtype: str, pass_name: str, plt, width: float):
     series = {f"{s}{_layout_tag(run, layout)}": [run.value(run.key(layer, pass_name, dtype, layout), s, "tflops")
                                                  for layer in run.layers]
@@ -264,7 +296,8 @@ def plot_all(run: Run, folder: str) -> list[Plot]:
     for dtype in run.dtypes:
         drawn = [("roofline", _roofline(run, dtype, plt)), ("roofline_time", _roofline_time(run, dtype, plt, width)),
                  ("work_ratio", _work_ratio(run, dtype, plt, width)), ("registers", _registers(run, dtype, plt, width)),
-                 ("issue_bound_share", _share(run, dtype, plt, width))]
+                 ("issue_bound_share", _share(run, dtype, plt, width)),
+                 ("layout_comparison", _layout_comparison(run, dtype, plt, width))]
         if run.timed:
             drawn += [(f"tflops_{p}", _tflops(run, dtype, p, plt, width)) for p in run.passes]
             drawn.append(("speedup", _speedup(run, dtype, plt, width)))

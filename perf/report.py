@@ -72,7 +72,8 @@ def _summary(run: Run) -> list[str]:
     header = ["pass", "dtype"] + (["layout"] if several else []) + [
         "layers", "checked vs torch", "worst error / tolerance (layer)", "spilling kernels", "tensor-core loops",
         "share sm_90 geomean (min)", "share sm_80 geomean (min)", "executed / useful", "max registers sm_80 / sm_90",
-        "GFLOP (x count)", "H100 bound ms", "A100 bound ms", "tconv ms", "cuDNN ms", "geomean speedup"]
+        "GFLOP (x count)", "H100 bound ms", "A100 bound ms", "H100 layout copies: bytes / min bytes",
+        "H100 bound ms with the copies", "tconv ms", "cuDNN ms", "geomean speedup"]
     shares_of = {dtype: {(e["arch"], e["layout"], e["pass"]): e for e in share_summary(run, dtype)} for dtype in run.dtypes}
     rows = []
     for pass_name in run.passes:
@@ -114,10 +115,18 @@ def _summary(run: Run) -> list[str]:
                     f"{registers[0]:.0f} / {registers[1]:.0f}" if compiled else "-",
                     f"{total('static', 'flops', 1e-9):,.1f}", f"{total('H100 SXM', 'roofline_us', 1e-3):,.3f}",
                     f"{total('A100 SXM 80GB', 'roofline_us', 1e-3):,.3f}",
+                    *((f"{total('H100 SXM', 'layout_bytes') / total('static', 'min_bytes'):.2f}",
+                       f"{total('H100 SXM', 'roofline_with_layout_us', 1e-3):,.3f}")
+                      if total("H100 SXM", "layout_bytes") else ("-", "-")),
                     f"{total('tconv', 'ms'):,.3f}" if timed else "-", f"{total('cudnn', 'ms'):,.3f}" if timed else "-",
                     f"{geomean([run.value(k, 'tconv', 'speedup_vs_cudnn') for k in keys]):.2f}x" if timed else "-"])
     notes = [f"Shares: the {SHARE_TITLE} ({SHARE_CAVEAT}), geomean over the layers with a tensor-core loop and the "
              "lowest in brackets."]
+    if any(row[header.index("H100 layout copies: bytes / min bytes")] != "-" for row in rows):
+        notes.append("Layout copies: channels-first operands of the dense passes where the roofline says it pays "
+                     "(compute-bound ones, and others whose gathered loop costs more) are copied channels-last before "
+                     "the main loop; what they move, read and written, over the pass's minimum bytes, and the H100 "
+                     "bound with their time at peak bandwidth added.")
     if any(row[header.index("worst error / tolerance (layer)")] != "-" for row in rows):
         notes.append("Worst error: the largest max |tconv - torch| relative to its tolerance, at reduced size (`--quick`).")
     return ["## Summary", "", *_table(header, rows), "", " ".join(notes), ""]

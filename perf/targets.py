@@ -1,6 +1,7 @@
 """The main-loop targets, read from `tconv bench` CSVs: per arch, pass and dtype, over the
-compute-bound layers (arithmetic intensity above the arch's roofline ridge), the static
-model's figures for the heuristic's picks.
+compute-bound layers (arithmetic intensity above the arch's roofline ridge; in a layout that
+makes channels-last copies, their bytes count), the static model's figures for the
+heuristic's picks.
 
     python -m tconv.perf.targets results/bench.csv [--layout channels_last] [--dtypes float16,bfloat16]
 
@@ -49,7 +50,7 @@ def _geomean(values: list[float]) -> float:
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
-def summarize(records: dict[tuple, dict], dtypes: list[str]) -> list[dict]:
+def summarize(records: dict[tuple, dict], dtypes: list[str], layout_bytes: bool = True) -> list[dict]:
     table = []
     for arch in RIDGE_GPU:
         for pass_name in PASSES:
@@ -57,6 +58,10 @@ def summarize(records: dict[tuple, dict], dtypes: list[str]) -> list[dict]:
                 picked = []
                 for (suite, layer, p, d), record in records.items():
                     intensity = record.get(("static", "arithmetic_intensity"))
+                    copied = record.get((RIDGE_GPU[arch], "layout_bytes"))
+                    if layout_bytes and copied:  # the bytes of the layout copies this arch makes count
+                        intensity = float(record[("static", "flops")]) / (
+                            float(record[("static", "min_bytes")]) + float(copied))
                     if p != pass_name or d != dtype or intensity is None or (arch, "issue_bound_share") not in record:
                         continue
                     if float(intensity) > ridge(arch, dtype):
@@ -91,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("csv", nargs="+", help="tconv bench CSV files")
     parser.add_argument("--layout", default="channels_last")
     parser.add_argument("--dtypes", default="float16,bfloat16")
+    parser.add_argument("--min-bytes", action="store_true",
+                        help="say compute-bound by the minimum bytes alone, without the layout copies' bytes")
     args = parser.parse_args(argv)
-    table = summarize(latest_runs(args.csv, args.layout), args.dtypes.split(","))
+    table = summarize(latest_runs(args.csv, args.layout), args.dtypes.split(","), not args.min_bytes)
     print("| arch | pass | dtype | compute-bound layers | share geomean | share min (layer) | loop/GEMM geomean | "
           "loop/GEMM max | not pipelined | < 128-bit loads | spilling | executed/useful max | executed/GEMM view max |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")

@@ -22,6 +22,7 @@ from . import cache
 from .configs import KernelConfig, arch_family, heuristic_config, prune
 from .descriptors import DGRAD, FPROP, WGRAD, Descriptor
 from .descriptors.base import in_layout, numerics, output_memory_format
+from .descriptors.layout import pass_tensors
 from .spec import ConvSpec
 
 _interpreter_lock = threading.Lock()
@@ -89,15 +90,17 @@ def launchable(function: JITFunction, device: torch.device) -> tuple[object, boo
 
 def _plan(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: Mapping, compiled: bool) -> tuple:
     """(grid, arguments with None in place of tensors, (index, tensor name) slots, meta) of
-    one launch: what it derives from the problem, the config and the tensors' layout."""
+    one launch: what it derives from the problem, the config and the tensors' layout. A
+    copy reads the caller's operand; the pass's other kernels read its channels-last copy."""
     kernel.check_grid(spec, config)
     dtype = next(t for t in tensors.values() if isinstance(t, torch.Tensor)).dtype
+    reads = kernel.reads(tensors)
     args, meta = kernel.arguments(
-        spec, config, tensors, numerics(dtype, compiled, torch.backends.cudnn.allow_tf32, tensors.values()))
+        spec, config, reads, numerics(dtype, compiled, torch.backends.cudnn.allow_tf32, tensors.values()))
     slots = tuple((index, name) for index, arg in enumerate(args) for name, tensor in tensors.items()
                   if isinstance(tensor, torch.Tensor) and arg is tensor)
     template = tuple(None if isinstance(arg, torch.Tensor) else arg for arg in args)  # holds no tensor alive
-    return kernel.launch_grid(spec, config, tensors), template, slots, meta
+    return kernel.launch_grid(spec, config, reads), template, slots, meta
 
 
 def _go(function, grid: tuple, template: tuple, slots: tuple, meta: dict, tensors: Mapping, device: torch.device):
@@ -119,13 +122,17 @@ def launch(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: Ma
 
 
 def run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, operands: Mapping) -> dict:
-    """Allocate and launch one pass of `kernel` (and what it says follows, e.g. wgrad's
-    reduction); returns every tensor."""
-    tensors = {**operands, **kernel.allocate(spec, operands, config)}
-    while kernel is not None:
-        launch(kernel, spec, config, tensors)
-        kernel = kernel.then
-    return tensors
+    """Allocate and launch one pass of `kernel`: its operands' channels-last copies, the
+    kernel and what it says follows (wgrad's reduction); returns every tensor."""
+    return _run(kernel, spec, config, operands)[1]
+
+
+def _run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, operands: Mapping) -> tuple[tuple, dict]:
+    device = next(t for t in operands.values() if isinstance(t, torch.Tensor)).device
+    launches, tensors = pass_tensors(kernel, spec, operands, config, arch_family(device))
+    for descriptor in launches:
+        launch(descriptor, spec, config, tensors)
+    return launches, tensors
 
 
 def _capturing_or_tracing() -> bool:
@@ -242,11 +249,11 @@ def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: Kern
     prepared = _passes.get(key)
     if prepared is None:
         chosen = config or choose_config(kernel, spec, first, operands)
-        tensors = run(kernel, spec, chosen, operands)
+        launches, tensors = _run(kernel, spec, chosen, operands)
         if config is not None or _settled(kernel, spec, first, chosen):
             if len(_passes) > 4096:
                 _passes.clear()
-            _passes[key] = _prepare(kernel, spec, chosen, tensors, tuple(operands), not interpreting)
+            _passes[key] = _prepare(kernel, spec, chosen, launches, tensors, operands, not interpreting)
         return tensors
     allocations, launches = prepared
     tensors = dict(operands)
@@ -267,18 +274,14 @@ def _settled(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, config: K
     return _chosen.get(_chosen_key(kernel, spec, tensor)) == (cache.generation, config)
 
 
-def _prepare(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, tensors: dict, operand_names: tuple,
-             compiled: bool) -> tuple:
-    """(allocations, launches) of a pass just run on `tensors`: how to allocate each tensor
-    `kernel.allocate` made ((sizes, strides, dtype) for empty_strided, or the tensor itself
-    when it is one of the problem's constants, or None), and every launch's plan."""
-    allocated = [name for name in tensors if name not in operand_names]
+def _prepare(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, launches: tuple, tensors: dict,
+             operands: Mapping, compiled: bool) -> tuple:
+    """(allocations, launches) of a pass (`launches`) just run on `tensors`: how to allocate each tensor
+    the pass made ((sizes, strides, dtype) for empty_strided, or the tensor itself when it
+    is one of the problem's constants, or None), and every launch's plan."""
+    allocated = [name for name in tensors if name not in operands]
     allocations = tuple(
         (name, tensors[name] if name in kernel.constant_tensors or tensors[name] is None else
          (tuple(tensors[name].shape), tensors[name].stride(), tensors[name].dtype))
         for name in allocated)
-    launches = []
-    while kernel is not None:
-        launches.append((kernel, _plan(kernel, spec, config, tensors, compiled)))
-        kernel = kernel.then
-    return allocations, tuple(launches)
+    return allocations, tuple((launched, _plan(launched, spec, config, tensors, compiled)) for launched in launches)

@@ -43,7 +43,8 @@ from triton.runtime.jit import create_function_from_signature
 from .configs import KernelConfig, descriptor_of
 from .descriptors import GEMM
 from .descriptors.base import make_operands, numerics
-from .sass import LoopReport, issue_bound_share, main_loop
+from .descriptors.layout import pass_tensors
+from .sass import LoopReport, issue_bound_share, main_loop, narrowest_global_access
 from .spec import ConvSpec, forward_spec
 
 #: Shared memory one block may use (bytes), per arch (CUDA programming guide).
@@ -65,6 +66,8 @@ class CompileReport:
     shared_bytes: int
     loop: LoopReport | None  # the main loop (None: no loop found)
     issue_bound_share: float | None  # of tensor peak; None without tensor-core instructions in the loop
+    load_bits: int | None = None  # the narrowest global load of the whole kernel (None: no load)
+    store_bits: int | None = None  # the narrowest global store of the whole kernel
 
     @property
     def tensor_cores(self) -> bool:
@@ -98,13 +101,14 @@ def _binder(kernel_name: str, arch: int):
 def specialize(kernel_name: str, spec: ConvSpec, dtype: str, layout: str, config: KernelConfig, arch: int,
                bias: bool = False) -> tuple:
     """(signature, constexprs, attrs, options) Triton's JIT derives for the launch the
-    launcher makes on fresh `layout` tensors of `spec` (what a compile needs, and a key)."""
+    launcher makes on fresh `layout` tensors of `spec` (what a compile needs, and a key): a
+    kernel of a pass that copies channels-first operands reads the copies, as it does there."""
     kernel = descriptor_of(kernel_name)
     torch_dtype = DTYPES[dtype]
     operands = make_operands(kernel, spec, torch_dtype, layout, "meta", bias=bias, random=False)
-    tensors = {**operands, **kernel.allocate(spec, operands, config)}
+    _, tensors = pass_tensors(kernel, spec, operands, config, FAMILY_OF_ARCH[arch])
     args, meta = kernel.arguments(
-        spec, config, tensors, numerics(torch_dtype, True, torch.backends.cudnn.allow_tf32, tensors.values())
+        spec, config, kernel.reads(tensors), numerics(torch_dtype, True, torch.backends.cudnn.allow_tf32, tensors.values())
     )
     backend, binder = _binder(kernel.name, arch)
     bound, specialization, options = binder(*args, **meta)
@@ -185,7 +189,7 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
     if loop is not None and loop.tensor_core_instructions:
         share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs))
     report = CompileReport(kernel_name, arch, dtype, config, registers, stack, _ptxas_spills(compiled.asm["ptx"], arch),
-                           compiled.metadata.shared, loop, share)
+                           compiled.metadata.shared, loop, share, *narrowest_global_access(sass))
     _compiled[key] = report
     _store_report(path, report)
     return report

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .perf.roofline import GPUS, gemm_macs, min_bytes
 from .spec import ConvSpec, cached_field_hash, state_without_hash
 
 KERNELS = ("fprop", "dgrad", "wgrad")
@@ -353,12 +354,65 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
 #: Accumulator registers per thread of the heuristic's 32- and 64-bit picks: at 32
 #: (the space's bound) a few layers (TF32 3x3x3 on sm_80, float64 7x7) spill 24 bytes.
 HEURISTIC_WIDE_ACCUMULATOR = 16
-#: Without channels_last (loads through registers, one element wide, no cp.async: issue
-#: 14's work) tiles with 128-byte K steps (BLOCK_K 64 in fp16, 32 in fp32) or 64
-#: accumulator registers spill on the suites' layers; 64-byte K steps and 32 registers
-#: compile clean up to 64 rows (128x32x32 dgrad spills 360 bytes on a 3x3x3 layer: each
-#: row's gathered addresses and masks live in registers).
+#: Accumulator registers per thread of fprop and dgrad picks whose output is channels-first
+#: (layout "contiguous"; the main loop reads channels-last copies either way). The epilogue
+#: then stores one element per address: positions are not provably contiguous, so every
+#: accumulator register carries a 64-bit address, and 64 spill (sm_90 fp16, dcgan: 128x64x64
+#: w4 552 bytes, 128x128x64 w8 328 bytes; dgrad on resnet50, 128x256x64 w8 9,252 bytes,
+#: 64x128x64 w4 800 bytes; 0 in channels_last). wgrad writes its fp32 workspace.
+CHANNELS_FIRST_OUTPUT_ACCUMULATOR = 32
+#: Gathered main loops (channels-first operands read in place: one-element loads, no
+#: cp.async) keep tiles whose K step is at most 64 bytes, with at most 32 accumulator
+#: registers and 64 rows: larger ones spill (128x32x32 dgrad 360 bytes on a 3x3x3 layer:
+#: each row's gathered addresses and masks live in registers).
 GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32, "block_m": 64}
+#: Issue-bound share of the gathered main loops per family and kernel: geomean over the
+#: compute-bound layers of the resnet50, sd_vae, dcgan and unet3d suites, fp16 (tconv
+#: bench --layouts contiguous, the heuristic's picks, before the layout copies existed).
+GATHERED_SHARE = {"sm_90": {"fprop": 0.38, "dgrad": 0.34, "wgrad": 0.25},
+                  "sm_80": {"fprop": 0.74, "dgrad": 0.66, "wgrad": 0.51}}
+#: The GPU whose roofline stands for a family in the layout decision.
+FAMILY_GPU = {"sm_90": "H100 SXM", "sm_80": "A100 SXM 80GB", "fallback": "A100 SXM 80GB"}
+
+
+def aligned_channels(spec: ConvSpec, dtype: torch.dtype) -> bool:
+    """Whether every channel run of the operands starts 16-byte aligned in channels_last
+    (channel counts, total and per group, a multiple of 16 bytes). Otherwise the loads are
+    one element wide, as in a gathered loop, and larger tiles spill (a 150-channel conv1d,
+    k=7, sm_90: 128x32x32 168 bytes, 256x32x64 1,280 bytes), so GATHERED_LIMITS apply."""
+    element = torch.empty((), dtype=dtype).element_size()
+    counts = (spec.in_channels, spec.out_channels, spec.in_channels_per_group, spec.out_channels_per_group)
+    return all(count * element % 16 == 0 for count in counts)
+
+
+@functools.lru_cache(maxsize=4096)
+def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY,
+               copied: tuple[str, ...] | None = None) -> bool:
+    """Whether a dense pass given channels-first operands (`copied`, by default every one of
+    the kernel's channels_last_operands) copies them channels-last first
+    (tconv.descriptors.layout) rather than gathering them in place, on the family's roofline.
+
+    With C the tensor-core time at peak, M the minimum bytes' time and L the copies' time
+    (each copied operand read and written once): copy when the pass is compute-bound
+    (C > M: there the loop is what counts, and the gathered one, unpipelined with
+    one-element loads, has 0.5-0.75 of the channels-last share on sm_80 and 0.25-0.4 on
+    sm_90, an upper bound that leaves out its exposed load latency), or when the copy's
+    estimate max(C, M) + L beats the gather's max(C / GATHERED_SHARE, M). A memory-bound
+    pass keeps its minimum bytes.
+    """
+    descriptor = descriptor_of(kernel)
+    if spec.depthwise or not descriptor.channels_last_operands:
+        return False
+    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
+    element = torch.empty((), dtype=dtype).element_size()
+    shapes = descriptor.operand_shapes(spec)
+    if copied is None:  # contiguous operands: channels innermost already when one channel or one position
+        copied = tuple(o for o in descriptor.channels_last_operands if shapes[o][1] > 1 and math.prod(shapes[o][2:]) > 1)
+    copied_bytes = sum(2 * math.prod(shapes[operand]) * element for operand in copied)
+    compute = 2 * gemm_macs(spec) / (gpu.tensor_tflops[name] * 1e12)
+    memory, copies = min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12), copied_bytes / (gpu.bandwidth_tbs * 1e12)
+    gathered_share = GATHERED_SHARE.get(family, GATHERED_SHARE["sm_80"])[descriptor.name]
+    return compute > memory or max(compute, memory) + copies < max(compute / gathered_share, memory)
 #: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
 #: it: the share is an upper bound, padded work is certain tensor-core time.
 MAX_WORK_RATIO = 1.25
@@ -397,7 +451,11 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     the useful multiply-adds (when any does), the one with the highest
     issue-bound share x wave efficiency on the family's SMs x useful / executed
     multiply-adds: the static model's best loop, given enough programs to fill the GPU
-    and little padding. Other layouts than channels_last keep within GATHERED_LIMITS.
+    and little padding. Given channels-first operands (`layout` "contiguous"), a pass whose
+    copies pay (copies_pay) reads channels-last copies, and its fprop or dgrad output,
+    written channels-first, bounds the accumulator (CHANNELS_FIRST_OUTPUT_ACCUMULATOR);
+    otherwise its loops gather in place and keep within GATHERED_LIMITS, as do loops whose
+    channel runs are not 16-byte aligned (aligned_channels).
     Depthwise layers (no tensor cores) keep elementwise tiles sized by their channels.
     CPU tensors make the same choice as an H100 (INTERPRETER_FAMILY).
     """
@@ -407,6 +465,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         return _elementwise_config(descriptor.name, rows, columns, dtype)
     table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]
     candidates = prune(descriptor, spec, dtype, family)
+    gathered = (layout != "channels_last" and not copies_pay(descriptor.name, spec, dtype, family)) or not (
+        aligned_channels(spec, dtype))
     scored = []
     element = torch.empty((), dtype=dtype).element_size()
     for block_m, block_n, block_k, warps, stages, share in table:
@@ -414,9 +474,10 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
             continue
-        if layout != "channels_last" and (block_k * element > GATHERED_LIMITS["k_step_bytes"]
-                                          or accumulator > GATHERED_LIMITS["accumulator"]
-                                          or block_m > GATHERED_LIMITS["block_m"]):
+        if gathered and (block_k * element > GATHERED_LIMITS["k_step_bytes"] or block_m > GATHERED_LIMITS["block_m"]
+                         or accumulator > GATHERED_LIMITS["accumulator"]):
+            continue
+        if layout != "channels_last" and descriptor.name != "wgrad" and accumulator > CHANNELS_FIRST_OUTPUT_ACCUMULATOR:
             continue
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]

@@ -68,11 +68,20 @@ def _opcode(text: str) -> str:
     return text.split(None, 1)[0]
 
 
-def _load_bits(opcode: str) -> int | None:
+def _load_bits(opcode: str, kinds: tuple[str, ...] = ("LDG", "LDGSTS")) -> int | None:
     parts = opcode.split(".")
-    if parts[0] not in ("LDG", "LDGSTS"):
+    if parts[0] not in kinds:
         return None
     return next((_WIDTHS[p] for p in parts[1:] if p in _WIDTHS), 32)
+
+
+def narrowest_global_access(sass: str) -> tuple[int | None, int | None]:
+    """(narrowest global load, narrowest global store) in bits over the whole kernel, None
+    where it has none: what a loop-free kernel (the layout copy) is judged by."""
+    opcodes = [_opcode(text) for _, text in _instructions(sass)]
+    loads = [bits for op in opcodes if (bits := _load_bits(op)) is not None]
+    stores = [bits for op in opcodes if (bits := _load_bits(op, ("STG",))) is not None]
+    return min(loads, default=None), min(stores, default=None)
 
 
 def main_loop(sass: str) -> LoopReport | None:

@@ -5,11 +5,16 @@ import math
 import os
 
 import pytest
+import torch
 from tconv.perf.report import read_run
 from tconv.perf.roofline import GPUS, gemm_macs, min_bytes, roofline_us
 from tconv.perf.suites import SUITES, Layer, layer_spec, scaled
 
 from tconv import cli
+from tconv.configs import INTERPRETER_FAMILY
+from tconv.descriptors import KERNELS
+from tconv.descriptors.base import make_operands
+from tconv.descriptors.layout import channels_last_copies
 from tconv.spec import pass_specs
 
 # Totals of 2 x GEMM multiply-adds x count per suite, from ../shared/perf_shapes.md.
@@ -85,8 +90,13 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     flops = {row["layer"]: float(row["value"]) for row in rows if row["metric"] == "flops"}
     assert flops["tiny 3x3"] == 2 * 2 * 8 * 8 * 16 * 16 * 9
     host = {(row["layer"], row["metric"]): float(row["value"]) for row in rows if row["source"] == "host"}
-    for layer in SUITES["tiny"]:  # one launch forward; backward: input gradient, weight gradient and its reduction
-        assert host[(layer.name, "forward_launches")] == 1 and host[(layer.name, "backward_launches")] == 3
+    for layer in SUITES["tiny"]:  # one launch forward; backward: input gradient, weight gradient and its reduction;
+        copies = {}  # and before each, the layout copies of its channels-first (host: NCHW) operands
+        for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
+            operands = make_operands(KERNELS[kernel], spec, torch.float32, "contiguous", "meta", random=False)
+            copies[pass_name] = len(channels_last_copies(KERNELS[kernel], spec, operands, INTERPRETER_FAMILY))
+        assert host[(layer.name, "forward_launches")] == 1 + copies["fprop"]
+        assert host[(layer.name, "backward_launches")] == 3 + copies["dgrad"] + copies["wgrad"]
         assert host[(layer.name, "forward_us")] > 0 and host[(layer.name, "torch_train_us")] > 0
 
     assert cli.main(["report", "--csv", str(out)]) == 0
@@ -154,6 +164,9 @@ def _timed_csv(path, layouts=("channels_last",), depthwise=False):
                 values = [("static", "flops", 2 * gemm_macs(spec)), ("static", "min_bytes", min_bytes(spec, "float16")),
                           ("static", "arithmetic_intensity", 100 + index), ("H100 SXM", "roofline_us", 3.0),
                           ("A100 SXM 80GB", "roofline_us", 9.0)]
+                copied = layout == "contiguous" and not spec.depthwise  # the layout copies' bytes and time
+                values += [("H100 SXM", "layout_bytes", min_bytes(spec, "float16") // 2 if copied else 0),
+                           ("H100 SXM", "roofline_with_layout_us", 4.5 if copied else 3.0)]
                 for arch in ("sm_80", "sm_90"):
                     values += _compile_values(arch, layout, pass_name, index, spec.depthwise)
                 values += [("tconv", "ms", tconv_ms), ("cudnn", "ms", cudnn_ms), ("tconv", "tflops", 10.0 / tconv_ms),
@@ -197,11 +210,13 @@ def test_report_with_two_layouts_and_the_static_model(tmp_path):
                  "tflops_fprop_float16.png"):
         assert os.path.getsize(out / name) > 1000 and f"]({name})" in report
     assert report.count("](issue_bound_share_float16.png)") == 1
+    assert os.path.getsize(out / "layout_comparison_float16.png") > 1000 and "](layout_comparison_float16.png)" in report
 
     summary, rest = report.split("## Static model: issue-bound share of tensor peak")
     # Summary per pass x dtype x layout: contiguous tconv is twice as slow (speedups 1x, 0.25x, 0.5x).
     assert "| fprop | float16 | channels_last | 3 |" in summary and "| fprop | float16 | contiguous | 3 |" in summary
     assert "| 1.00x |" in summary and "| 0.50x |" in summary
+    assert "H100 layout copies: bytes / min bytes" in summary and "| 0.34 | 0.012 |" in summary  # a, b: half; 4.5 + 4.5 + 3 us
     static = rest.split("## Plots")[0]
     assert "not a timing" in static and "](issue_bound_share_float16.png)" in static
     # geomean(0.5, 0.8) = 0.632, minimum 0.5 at layer a, GEMM reference 0.9; c (depthwise) has no share.

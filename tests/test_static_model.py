@@ -15,8 +15,8 @@ from triton.compiler.compiler import make_backend
 from triton.runtime.jit import create_function_from_signature
 
 from tconv import _launch, aot, sass, tune
-from tconv.configs import KernelConfig, heuristic_config
-from tconv.descriptors import KERNELS
+from tconv.configs import KernelConfig, copies_pay, heuristic_config
+from tconv.descriptors import COPIES, KERNELS
 from tconv.spec import pass_specs
 
 SASS_SNIPPET = """
@@ -74,28 +74,42 @@ def test_plain_gemm_loop_matches_the_calibration(arch, config, instructions, ten
 
 def _recorded_launch(monkeypatch, kernel_name, spec, dtype, layout, config):
     """The arguments tconv's launcher really passes to `kernel_name` for `spec` on CPU
-    tensors (recorded, not run; a reduction launched after it is not recorded)."""
+    tensors (recorded, not run; the layout copies before it and a reduction after it are
+    not recorded)."""
     from tconv.descriptors.base import make_operands
 
     recorded = []
+    kernel = KERNELS[kernel_name]
 
     class Recorder:
+        def __init__(self, function):
+            self.function = function
+
         def __getitem__(self, grid):
-            return lambda *args, **kwargs: recorded.append((args, kwargs))
+            return lambda *args, **kwargs: recorded.append((self.function, args, kwargs))
 
-    monkeypatch.setattr(_launch, "launchable", lambda function, device: (Recorder(), False))
-    kernel = KERNELS[kernel_name]
-    _launch.run(kernel, spec, config, make_operands(kernel, spec, dtype, layout, "cpu"))
-    return recorded[0]
+    monkeypatch.setattr(_launch, "launchable", lambda function, device: (Recorder(function), False))
+    passed = kernel.kernel if kernel in COPIES else kernel  # a copy runs in its pass
+    _launch.run(passed, spec, config, make_operands(passed, spec, dtype, layout, "cpu"))
+    (launch,) = [(args, kwargs) for function, args, kwargs in recorded
+                 if function is kernel.function
+                 and (kernel not in COPIES or tuple(args[0].shape) == kernel.operand_shapes(spec)[kernel.operand])]
+    return launch
 
 
-@pytest.mark.parametrize("kernel_name", ["fprop", "dgrad", "wgrad"])
-@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
-def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, monkeypatch):
+@pytest.mark.parametrize("kernel_name,layout,channels", [(kernel, layout, 32) for kernel in ("fprop", "dgrad", "wgrad")
+                                                          for layout in ("channels_last", "contiguous")]
+                         + [(kernel, "contiguous", 256) for kernel in ("fprop", "dgrad", "wgrad")]
+                         + [(copy.name, "contiguous", 256) for copy in COPIES])
+def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, channels, monkeypatch):
     """Triton's binder on the launcher's real arguments (CPU tensors, 64-byte aligned
-    like CUDA's) gives the signature, constants and attributes the AOT compile uses."""
-    layer = layer_spec(Layer("3x3", 2, 32, (9, 9), 48, (3, 3), 1, 1))
-    kernel, spec = pass_specs(layer)[{"fprop": "fprop", "dgrad": "dgrad", "wgrad": "wgrad"}[kernel_name]]
+    like CUDA's) gives the signature, constants and attributes the AOT compile uses; NCHW
+    with 32 channels gathers in place, with 256 (compute-bound) it reads layout copies."""
+    layer = layer_spec(Layer("3x3", 8 if channels > 32 else 2, channels, (28, 28) if channels > 32 else (9, 9),
+                             channels + 16, (3, 3), 1, 1))
+    pass_name = KERNELS[kernel_name].kernel.name if kernel_name.endswith("_copy") else kernel_name
+    spec = pass_specs(layer)[pass_name][1]
+    kernel = kernel_name
     config = KernelConfig(64, 32, 32, num_warps=4, num_stages=3)
     args, kwargs = _recorded_launch(monkeypatch, kernel, spec, torch.float16, layout, config)
     function = KERNELS[kernel].function
@@ -111,17 +125,29 @@ def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, m
 
 
 @pytest.mark.parametrize("arch", [80, 90])
-def test_channels_last_fp16_fprop_is_pipelined_with_wide_loads(arch):
-    """The default config of a ResNet-50 3x3 layer, channels_last fp16: cp.async (LDGSTS)
-    with 128-bit operand loads, no spills; the NCHW launch is not (issue 14's work)."""
-    layer = next(layer for layer in SUITES["resnet50"] if layer.name == "l1.c2 3x3")
+def test_fp16_fprop_is_pipelined_with_wide_loads_in_either_layout(arch):
+    """The default config of a ResNet-50 3x3 layer, fp16: cp.async (LDGSTS) with 128-bit
+    operand loads, no spills. Given NCHW, the pass (compute-bound) copies input and weight
+    channels-last (128-bit loads and stores, no spills) and its main loop is the
+    channels_last one; a memory-bound 1x1 layer keeps its minimum bytes and gathers."""
+    layer = next(layer for layer in SUITES["resnet50"] if layer.name == "l2.c2 3x3")  # 28x28: 784 = 49 x 16 positions
     spec = pass_specs(layer_spec(layer))["fprop"][1]
-    config = heuristic_config("fprop", spec, torch.float16, aot.FAMILY_OF_ARCH[arch])
-    report = aot.compile_launch("fprop", spec, "float16", config, arch, "channels_last")
-    assert report.pipelined and report.loop.load_bits == 128 and report.spill_bytes == 0
-    assert report.tensor_cores and 0 < report.issue_bound_share <= 1
-    contiguous = aot.compile_launch("fprop", spec, "float16", config, arch, "contiguous")
-    assert contiguous.loop.load_bits == 16 and contiguous.loop.instructions > report.loop.instructions
+    family = aot.FAMILY_OF_ARCH[arch]
+    one_by_one = pass_specs(layer_spec(next(layer for layer in SUITES["resnet50"] if layer.name == "l1.c1(b1) 1x1")))
+    assert copies_pay("fprop", spec, torch.float16, family)
+    assert not copies_pay("fprop", one_by_one["fprop"][1], torch.float16, family)
+    for layout in ("channels_last", "contiguous"):
+        config = heuristic_config("fprop", spec, torch.float16, family, layout)
+        report = aot.compile_launch("fprop", spec, "float16", config, arch, layout)
+        assert report.pipelined and report.loop.load_bits == 128 and report.spill_bytes == 0, layout
+        assert report.tensor_cores and 0 < report.issue_bound_share <= 1
+        if layout == "channels_last":
+            channels_last = report
+    assert report.issue_bound_share >= 0.9 * channels_last.issue_bound_share  # fprop keeps 32 accumulators for NCHW
+    for copy in ("fprop_input_copy", "fprop_weight_copy"):
+        copied = aot.compile_launch(copy, spec, "float16", config, arch, "contiguous")
+        assert copied.spill_bytes == 0 and copied.store_bits == 128, copy
+    assert aot.compile_launch("fprop_input_copy", spec, "float16", config, arch, "contiguous").load_bits == 128
 
 
 def test_tuner_is_handed_a_callable_and_never_imports_the_launcher():

@@ -6,10 +6,14 @@ from .base import Descriptor
 from .dgrad import DGRAD
 from .fprop import FPROP
 from .gemm import GEMM
+from .layout import copy_of
 from .wgrad import WGRAD, WGRAD_REDUCE
 
-KERNELS: dict[str, Descriptor] = {d.name: d for d in (FPROP, DGRAD, WGRAD, WGRAD_REDUCE, GEMM)}
+#: The layout copies dense passes make of channels-first operands (fprop_input_copy, ...).
+COPIES = tuple(copy_of(kernel, operand) for kernel in (FPROP, DGRAD, WGRAD) for operand in kernel.channels_last_operands)
+
+KERNELS: dict[str, Descriptor] = {d.name: d for d in (FPROP, DGRAD, WGRAD, WGRAD_REDUCE, GEMM, *COPIES)}
 #: The kernels a conv pass launches and tunes (wgrad_reduce rides on wgrad's launch).
 PASS_KERNELS = ("fprop", "dgrad", "wgrad")
 
-__all__ = ["DGRAD", "FPROP", "GEMM", "KERNELS", "PASS_KERNELS", "WGRAD", "WGRAD_REDUCE", "Descriptor"]
+__all__ = ["COPIES", "DGRAD", "FPROP", "GEMM", "KERNELS", "PASS_KERNELS", "WGRAD", "WGRAD_REDUCE", "Descriptor"]

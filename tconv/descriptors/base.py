@@ -25,6 +25,8 @@ from ..spec import ConvSpec
 MAX_GRID_YZ = 65535
 #: Layouts a problem's 4-d/5-d tensors can be given in.
 LAYOUTS = ("channels_last", "contiguous")
+#: The suffix of the name of an operand's channels-last copy (descriptors/layout.py).
+PACKED = ":channels_last"
 
 
 class Descriptor:
@@ -42,6 +44,9 @@ class Descriptor:
     then: Descriptor | None = None
     #: Tensors `allocate` derives from the problem alone, the same every call (dgrad's phase table).
     constant_tensors: tuple[str, ...] = ()
+    #: Operands the main loop gathers along channels: given channels-first, a pass reads
+    #: them through a channels-last copy (descriptors/layout.py).
+    channels_last_operands: tuple[str, ...] = ()
 
     def operand_shapes(self, spec: ConvSpec) -> dict[str, tuple[int, ...]]:
         """Logical ([N, C, *spatial]-style) shapes of the operands a caller passes."""
@@ -54,6 +59,15 @@ class Descriptor:
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         """(positional arguments, keyword meta-parameters and launch options) of one launch."""
         raise NotImplementedError
+
+    def reads(self, tensors: Mapping) -> dict:
+        """The pass's tensors as this kernel's `arguments` take them: each operand replaced
+        by its channels-last copy when the pass made one."""
+        view = dict(tensors)
+        for name, tensor in tensors.items():
+            if name.endswith(PACKED):
+                view[name.removesuffix(PACKED)] = tensor
+        return view
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, ...]:
         raise NotImplementedError

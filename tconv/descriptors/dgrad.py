@@ -52,6 +52,7 @@ class Dgrad(Descriptor):
     function = dgrad.conv_dgrad_kernel
     spaces = {False: DENSE_SPACE, True: ELEMENTWISE_SPACE}
     operand_names = ("input", "weight", "bias")
+    channels_last_operands = ("input", "weight")
     constant_tensors = ("phases",)
 
     def operand_shapes(self, spec: ConvSpec) -> dict:

@@ -22,6 +22,7 @@ class Fprop(Descriptor):
     function = fprop.conv_fprop_kernel
     spaces = {False: DENSE_SPACE, True: ELEMENTWISE_SPACE}
     operand_names = ("input", "weight", "bias")
+    channels_last_operands = ("input", "weight")
 
     def operand_shapes(self, spec: ConvSpec) -> dict:
         return {

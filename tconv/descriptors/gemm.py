@@ -30,6 +30,7 @@ class Gemm(Fprop):
     name = "gemm"
     function = gemm.gemm_kernel
     spaces = {False: DENSE_SPACE}
+    channels_last_operands = ()  # its operands must already be channels_last (see _row_stride)
 
     @staticmethod
     def supports(spec: ConvSpec) -> bool:

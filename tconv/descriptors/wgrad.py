@@ -70,6 +70,7 @@ class Wgrad(Descriptor):
     function = wgrad.conv_wgrad_kernel
     spaces = {False: WGRAD_SPACE, True: WGRAD_ELEMENTWISE_SPACE}
     operand_names = ("input", "grad_output")
+    channels_last_operands = ("input", "grad_output")
 
     def operand_shapes(self, spec: ConvSpec) -> dict:
         return {"input": (spec.batch, spec.in_channels, *spec.in_size),

@@ -1,0 +1,141 @@
+"""The layout decision: dense passes read channels-first operands through a channels-last
+copy where the roofline says it pays (tconv.configs.copies_pay, tconv/descriptors/layout.py)
+and gather them in place elsewhere; outputs keep torch's memory format either way."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from tconv.perf.suites import Layer, layer_spec
+
+import tconv
+from tconv import _launch, configs
+from tconv.configs import KernelConfig
+from tconv.descriptors import COPIES
+from tconv.descriptors import layout as layout_module
+from tconv.spec import pass_specs
+from tconv.testing import assert_close
+
+CL = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def _forget() -> None:
+    configs.heuristic_config.cache_clear()
+    _launch._chosen.clear()
+    _launch._passes.clear()
+
+
+@pytest.fixture(params=[True, False], ids=["copied", "gathered"])
+def copies(request, monkeypatch):
+    """Both sides of the layout decision on the test's small (memory-bound) problems."""
+    decide = lambda *args, **kwargs: request.param  # noqa: E731
+    monkeypatch.setattr(configs, "copies_pay", decide)
+    monkeypatch.setattr(layout_module, "copies_pay", decide)
+    _forget()
+    yield request.param
+    _forget()
+
+
+def test_the_decision_follows_the_roofline():
+    """Compute-bound passes copy on every family; memory-bound ones keep their minimum bytes;
+    depthwise ones never copy."""
+    large = pass_specs(layer_spec(Layer("3x3", 64, 256, (14, 14), 256, (3, 3), 1, 1)))
+    small = pass_specs(layer_spec(Layer("1x1", 8, 64, (56, 56), 64, (1, 1), 1, 0)))
+    depthwise = pass_specs(layer_spec(Layer("dw", 64, 256, (56, 56), 256, (3, 3), 1, 1, 1, 256)))
+    for family in ("sm_90", "sm_80", "fallback"):
+        for pass_name in ("fprop", "dgrad", "wgrad"):
+            for dtype in (torch.float16, torch.bfloat16, torch.float32):
+                assert configs.copies_pay(*large[pass_name], dtype, family)
+                assert not configs.copies_pay(*small[pass_name], dtype, family)
+                assert not configs.copies_pay(*depthwise[pass_name], dtype, family)
+
+
+def _launched(monkeypatch) -> list[str]:
+    names = []
+    original = _launch.launch
+
+    def record(kernel, spec, config, tensors):
+        names.append(kernel.name)
+        return original(kernel, spec, config, tensors)
+
+    _launch._passes.clear()  # memoised passes launch without `launch`
+    monkeypatch.setattr(_launch, "launch", record)
+    return names
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "weight_only", "depthwise"])
+def test_each_pass_copies_exactly_its_channels_first_operands(layout, copies, monkeypatch):
+    groups = 6 if layout == "depthwise" else 1
+    input = torch.randn(2, 6, 7, 7, dtype=torch.float64)
+    weight = torch.randn(6 if groups > 1 else 8, 6 // groups, 3, 3, dtype=torch.float64)
+    if layout in ("channels_last", "weight_only"):
+        input = input.to(memory_format=torch.channels_last)
+    if layout == "channels_last":
+        weight = weight.to(memory_format=torch.channels_last)
+    input.requires_grad_(), weight.requires_grad_()
+    names = _launched(monkeypatch)
+    output = tconv.conv2d(input, weight, padding=1, groups=groups)
+    torch.autograd.grad(output, (input, weight), torch.randn_like(output))
+    expected = {
+        "contiguous": ["fprop_input_copy", "fprop_weight_copy", "fprop", "dgrad_input_copy", "dgrad_weight_copy", "dgrad",
+                       "wgrad_input_copy", "wgrad_grad_output_copy", "wgrad", "wgrad_reduce"],
+        # torch gives a channels_last output (and grad_output) when the input is channels_last
+        "weight_only": ["fprop_weight_copy", "fprop", "dgrad_weight_copy", "dgrad", "wgrad", "wgrad_reduce"],
+        "channels_last": ["fprop", "dgrad", "wgrad", "wgrad_reduce"],
+        "depthwise": ["fprop", "dgrad", "wgrad", "wgrad_reduce"],
+    }[layout]
+    if not copies:
+        expected = [name for name in expected if not name.endswith("_copy")]
+    assert sorted(names) == sorted(expected)  # autograd may run the two gradients in either order
+    for name in names:
+        if name.endswith("_copy"):
+            kernel = name.split("_")[0]
+            assert names.index(name) < names.index(kernel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("view", ["dense", "spatial_slice", "channel_slice", "permuted_spatial", "expanded"])
+def test_copy_kernel_is_an_exact_channels_last_copy(view, dtype):
+    """Every element copied bit for bit, from any strides (flat positions or not)."""
+    source = torch.randn(3, 20, 9, 13).to(dtype)
+    source = {"dense": source, "spatial_slice": source[:, :, 1::2, :11], "channel_slice": source[:, 3:17],
+              "permuted_spatial": source.transpose(2, 3), "expanded": source[:1].expand(3, -1, -1, -1)}[view]
+    copy = next(c for c in COPIES if c.name == "fprop_input_copy")
+    layer = Layer("copy", source.shape[0], source.shape[1], tuple(source.shape[2:]), 8, (3, 3), 1, 1)
+    spec = pass_specs(layer_spec(layer))["fprop"][1]
+    tensors = _launch.run(copy, spec, KernelConfig(16, 16, 16), {"input": source})
+    target = tensors[copy.target]
+    assert target.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(target, source)
+
+
+CASES = {
+    "conv1d_ncl": (tconv.conv1d, F.conv1d, (3, 18, 29), (10, 18, 5), dict(stride=2, padding=2)),
+    "conv2d_spatial_slice": (tconv.conv2d, F.conv2d, (2, 24, 15, 17), (16, 24, 3, 3), dict(padding=1)),
+    "conv2d_grouped": (tconv.conv2d, F.conv2d, (2, 24, 12, 12), (18, 8, 3, 3), dict(padding=1, groups=3)),
+    "conv3d_ncdhw": (tconv.conv3d, F.conv3d, (1, 16, 5, 6, 7), (8, 16, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
+    "conv_transpose2d": (tconv.conv_transpose2d, F.conv_transpose2d, (2, 20, 7, 8), (20, 12, 4, 4),
+                         dict(stride=2, padding=1)),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+def test_channels_first_operands_copied_or_gathered(name, dtype, copies):
+    """Forward and both gradients of channels-first (and non-flat) operands against torch in
+    float64, through the copies and gathered in place, and the output in torch's memory format."""
+    ours, theirs, input_shape, weight_shape, kwargs = CASES[name]
+    input = torch.randn(input_shape, dtype=torch.float64)
+    if name == "conv2d_spatial_slice":
+        input = torch.randn(2, 24, 16, 19, dtype=torch.float64)[:, :, 1:, 2:]  # positions do not flatten
+    weight = torch.randn(weight_shape, dtype=torch.float64)
+    input_ours, weight_ours = (t.to(dtype).requires_grad_() for t in (input, weight))
+    input, weight = input.requires_grad_(), weight.requires_grad_()
+    actual, expected = ours(input_ours, weight_ours, **kwargs), theirs(input, weight, **kwargs)
+    assert_close(actual, expected, dtype)
+    assert actual.is_contiguous() == expected.is_contiguous()
+    if actual.dim() in CL:
+        assert actual.is_contiguous(memory_format=CL[actual.dim()]) == expected.is_contiguous(memory_format=CL[actual.dim()])
+    grad = torch.randn_like(expected)
+    for got, want, what in zip(torch.autograd.grad(actual, (input_ours, weight_ours), grad.to(dtype)),
+                               torch.autograd.grad(expected, (input, weight), grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, dtype, what)
