@@ -20,17 +20,23 @@ channel, with an elementwise multiply-add per tap instead of tl.dot (DEPTHWISE).
 The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
 as counters (no division in the loop). With zeros padding and fewer than 32 taps
 (TAP_BITS), each row's input offset at tap 0 and a bit per tap saying whether that tap
-reads a real element are computed once per tile, so a K step's gather is a scalar delta
+reads a real element are computed once per tile (packed thin groups: fewer than 64), so a K step's gather is a scalar delta
 and a shift per row, CUTLASS-style. Otherwise the padding is resolved in the gather each
 step: zeros by the load mask, reflect / replicate / circular by folding the index, so no
 padded copy of the input ever exists. EVEN_K (channels a multiple of BLOCK_K) drops the
 channel masks.
+
+Thin groups (PACKED_CHANNELS = 2..15 input channels per group, e.g. an RGB stem) pack the
+reduction instead: K = TAPS * PACKED_CHANNELS in im2col order, k = tap * channels + c, so
+a K step spans several taps and only the last one is padded (27 -> 32 for a 3x3 RGB stem,
+not 9 x 16 = 144). Each step splits its BLOCK_K indices by constexpr divisors (a multiply
+each) and gathers A and B per element.
 """
 
 import triton
 import triton.language as tl
 
-from ._index import carry, load_and_dot, padded_index, split_rows, store_output, swizzle_tile
+from ._index import carry, load_and_dot, mma, padded_index, split_rows, store_output, swizzle_tile
 
 
 @triton.jit
@@ -54,9 +60,11 @@ def valid_taps(
     first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
 ):
-    """Per row, a bit per tap (tap-major order, fewer than 32 taps): set when the tap reads a
-    real input element. Built once per tile, so a K step's row mask is one shift."""
-    bits = tl.zeros(first_h.shape, dtype=tl.int32)
+    """Per row, a bit per tap (tap-major order, fewer than 32 taps, or 64 in 64-bit words for
+    packed thin groups): set when the tap reads a real input element. Built once per tile,
+    so a K step's row mask is one shift."""
+    BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * KERNEL_W > 31 else tl.int32
+    bits = tl.zeros(first_h.shape, dtype=BITS)
     for kd in tl.static_range(KERNEL_D):
         in_d = first_d + kd * dilation_d
         valid_d = row_in_range & (in_d >= 0) & (in_d < in_depth)
@@ -66,8 +74,47 @@ def valid_taps(
             for kw in tl.static_range(KERNEL_W):
                 in_w = first_w + kw * dilation_w
                 valid = valid_h & (in_w >= 0) & (in_w < in_width)
-                bits = bits | (valid.to(tl.int32) << ((kd * KERNEL_H + kh) * KERNEL_W + kw))
+                bits = bits | (valid.to(BITS) << ((kd * KERNEL_H + kh) * KERNEL_W + kw))
     return bits
+
+
+@triton.jit
+def packed_step(
+    k_start, input_ptr, weight_ptr, input_rows, tap_bits, first_d, first_h, first_w, input_row_base, row_in_range,
+    weight_col_base, col_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
+    in_stride_c, in_stride_d, in_stride_h, in_stride_w,
+    weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    TAP_BITS: tl.constexpr, PADDING_MODE: tl.constexpr, BLOCK_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+):
+    """The (A, B) tiles of the packed K step at k_start: column k of A and row k of B are
+    tap k // PACKED_CHANNELS, channel k % PACKED_CHANNELS; k past the last tap is zero."""
+    TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
+    k = k_start + tl.arange(0, BLOCK_K)
+    k_in_range = k < TAPS * PACKED_CHANNELS
+    tap = tl.minimum(k // PACKED_CHANNELS, TAPS - 1)  # (clamped: the padded k stay masked)
+    channel = k - tap * PACKED_CHANNELS
+    kw = tap % KERNEL_W
+    kh = (tap // KERNEL_W) % KERNEL_H
+    kd = tap // (KERNEL_W * KERNEL_H)
+    weight_k = channel * weight_stride_c + kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
+    b = tl.load(weight_ptr + weight_col_base[None, :] + weight_k.to(INDEX_DTYPE)[:, None],
+                mask=k_in_range[:, None] & col_in_range[None, :], other=0.0)
+    if TAP_BITS:
+        tap_delta = (kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
+                     + channel * in_stride_c)
+        a_offsets = input_rows[:, None] + tap_delta.to(INDEX_DTYPE)[None, :]
+        a_mask = (((tap_bits[:, None] >> tap[None, :]) & 1) != 0) & k_in_range[None, :]
+    else:
+        row_offset, a_mask = tap_rows(
+            first_d[:, None], first_h[:, None], first_w[:, None], kd[None, :], kh[None, :], kw[None, :],
+            dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
+            input_row_base[:, None], row_in_range[:, None], PADDING_MODE, INDEX_DTYPE,
+        )
+        a_offsets = row_offset + (channel * in_stride_c).to(INDEX_DTYPE)[None, :]
+        a_mask = a_mask & k_in_range[None, :]
+    a = tl.load(input_ptr + a_offsets, mask=a_mask, other=0.0)
+    return a, b
 
 
 @triton.jit
@@ -90,7 +137,7 @@ def conv_fprop_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr,
-    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr,
+    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
@@ -143,6 +190,21 @@ def conv_fprop_kernel(
     depthwise_input_col = (out_channels // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
     channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)  # 1 when DEPTHWISE
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    if PACKED_CHANNELS:
+        # Thin groups: K steps over the packed (tap, channel) pairs.
+        if not TAP_BITS:
+            input_rows = input_row_base
+            tap_bits = row_in_range
+        for k_start in range(0, TAPS * PACKED_CHANNELS, BLOCK_K):
+            a, b = packed_step(
+                k_start, input_ptr, weight_ptr, input_rows, tap_bits, first_d, first_h, first_w, input_row_base,
+                row_in_range, weight_col_base, col_in_range, dilation_d, dilation_h, dilation_w,
+                in_depth, in_height, in_width, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
+                weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w,
+                KERNEL_D, KERNEL_H, KERNEL_W, PACKED_CHANNELS, TAP_BITS, PADDING_MODE, BLOCK_K, INDEX_DTYPE,
+            )
+            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+        channel_blocks = 0  # (the loop below then runs no step)
     # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
     # block are counters carried from step to step: no division in the loop.
     channel_start = tl.full((), 0, tl.int32)

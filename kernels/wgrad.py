@@ -9,6 +9,10 @@ GEMM view, per group g (axis 1), tap and split (axis 2):
     A[o, m] = grad_output[n, g*Mg + o, od, oh, ow]
     B[m, c] = input[n, g*Cg + c, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
     (padding resolved in the gather exactly as the forward kernel does)
+Thin groups (PACKED_CHANNELS = 2..15 input channels per group) pack N instead:
+    N = taps * (in_channels / groups), column j = (tap j // channels, channel j % channels),
+    so B[m, j] gathers each column at its own tap and a 3x3 RGB stem pads 27 columns to
+    32 rather than each tap's 3 channels to 16.
 
 The K loop walks positions m in flat (n, od, oh, ow) order, BLOCK_K per step; how a step
 finds its positions' coordinates is chosen per launch (constexprs set by the host,
@@ -95,10 +99,13 @@ def _load_step(
     stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
     MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
     BLOCK_K: tl.constexpr,
-    GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, DEPTHWISE: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+    GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, DEPTHWISE: tl.constexpr, PACKED: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr,
 ):
     """The (A, B) tiles of the K step at flat position row_start. MASK_ROWS only for the
-    last, partial step of a split (the loop runs whole steps: no position mask in it)."""
+    last, partial step of a split (the loop runs whole steps: no position mask in it).
+    PACKED: B's columns are (tap, channel) pairs, so the tap offsets are per column
+    ([BLOCK_N] vectors) and B's indices [BLOCK_K, BLOCK_N] (never with ROW_STEPS)."""
     if ROW_STEPS:
         # The step lies in one output line: its coordinates are scalars, and positions
         # differ in ow only (ow = ow0 + position).
@@ -116,22 +123,33 @@ def _load_step(
                                    (BOUNDS & 7) != 0, PADDING_MODE)
         input_mask = valid_w
         ow = ow0 + positions
+        image = n
     else:
         rows = row_start + positions
         line, ow = _divmod(rows, out_width, magic_w, (MAGIC & 1) != 0)
         rest, oh = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
         n, od = _divmod(rest, out_depth, magic_d, (MAGIC & 4) != 0)
-        in_w, valid_w = _tap_index(ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
-        in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
-        in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+        if PACKED:
+            image = n[:, None]
+            in_w, valid_w = _tap_index(ow[:, None], stride_w, off_w[None, :], in_width, (BOUNDS & 1) != 0, PADDING_MODE)
+            in_h, valid_h = _tap_index(oh[:, None], stride_h, off_h[None, :], in_height, (BOUNDS & 2) != 0, PADDING_MODE)
+            in_d, valid_d = _tap_index(od[:, None], stride_d, off_d[None, :], in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+        else:
+            image = n
+            in_w, valid_w = _tap_index(ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
+            in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
+            in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
         input_mask = valid_w & valid_h & valid_d
     input_row = (
-        n.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
+        image.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
         + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
     )
     if MASK_ROWS:
         row_mask = positions < last_row - row_start
-        input_mask = input_mask & row_mask
+        if PACKED:
+            input_mask = input_mask & row_mask[:, None]
+        else:
+            input_mask = input_mask & row_mask
     if GRAD_FLAT:
         grad_pointers = a_pointers
     else:
@@ -147,6 +165,9 @@ def _load_step(
     if DEPTHWISE:
         b_pointers = input_ptr + input_col[:, None] + input_row[None, :]
         b_mask = input_mask[None, :]
+    elif PACKED:
+        b_pointers = input_ptr + input_row + input_col[None, :]
+        b_mask = input_mask
     else:
         b_pointers = input_ptr + input_row[:, None] + input_col[None, :]
         b_mask = input_mask[:, None]
@@ -191,7 +212,7 @@ def conv_wgrad_kernel(
     rows_per_split, split_stride, bias_offset,
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
-    PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, DEPTHWISE: tl.constexpr,
+    PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, DEPTHWISE: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
@@ -204,8 +225,16 @@ def conv_wgrad_kernel(
     num_pid_c = tl.cdiv(in_channels_per_group, BLOCK_N)
     pid_m = tl.program_id(0) % num_pid_m
     pid_n = tl.program_id(0) // num_pid_m
-    tap = pid_n // num_pid_c
-    pid_c = pid_n % num_pid_c
+    if PACKED_CHANNELS:
+        # Thin groups: columns are the (tap, channel) pairs of the weight, tap-major, so a
+        # tile's columns span several taps and only the last tile is padded.
+        pid_c = 0
+        column = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        column_in_range = column < TAPS * PACKED_CHANNELS
+        tap = (column % (TAPS * PACKED_CHANNELS)) // PACKED_CHANNELS  # wrapped into range, like the channels
+    else:
+        tap = pid_n // num_pid_c
+        pid_c = pid_n % num_pid_c
     kw = tap % KERNEL_W
     kh = (tap // KERNEL_W) % KERNEL_H
     kd = tap // (KERNEL_W * KERNEL_H)
@@ -220,6 +249,10 @@ def conv_wgrad_kernel(
         channel = out_channel // depthwise_multiplier
         channel_mask = out_mask
         load_channel = (out_channel % out_channels_per_group) // depthwise_multiplier
+    elif PACKED_CHANNELS:
+        channel = column % (TAPS * PACKED_CHANNELS) - tap * PACKED_CHANNELS
+        channel_mask = column_in_range
+        load_channel = channel
     else:
         channel = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
         channel_mask = channel < in_channels_per_group
@@ -256,7 +289,8 @@ def conv_wgrad_kernel(
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, INDEX_DTYPE,
+            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, PACKED_CHANNELS != 0,
+            INDEX_DTYPE,
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
@@ -271,7 +305,8 @@ def conv_wgrad_kernel(
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-            True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, INDEX_DTYPE,
+            True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, PACKED_CHANNELS != 0,
+            INDEX_DTYPE,
         )
         acc, depthwise_acc, bias_acc = _accumulate(acc, depthwise_acc, bias_acc, a, b, DEPTHWISE, BIAS_GRAD,
                                                    ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
@@ -282,7 +317,7 @@ def conv_wgrad_kernel(
     if DEPTHWISE:
         tl.store(split_base + weight_row * TAPS + tap, depthwise_acc, mask=out_mask)
     else:
-        offsets = (weight_row[:, None] + channel[None, :]) * TAPS + tap
+        offsets = (weight_row[:, None] + channel[None, :]) * TAPS + tap  # (tap: a scalar, or per column when packed)
         tl.store(split_base + offsets, acc, mask=out_mask[:, None] & channel_mask[None, :])
     if BIAS_GRAD:
         if pid_n == 0:

@@ -3,7 +3,8 @@
 Shapes, batch sizes and per-pass counts follow ../shared/perf_shapes.md (which cites the
 model sources: torchvision ResNet-50 v1.5 and MobileNetV2, EfficientNet-B0, diffusers'
 Stable Diffusion 1.5 UNet and VAE, pytorch/examples DCGAN, HiFi-GAN config_v1, WaveNet /
-TCN / Mamba, MLPerf 3D U-Net). `count` is how often the layer runs in one forward pass.
+TCN / Mamba, MLPerf 3D U-Net; the thin suite's first layers: torchvision MobileNetV2's stem,
+EnCodec's SEANet encoder input conv, ResNeXt-50 32x4d's grouped 3x3). `count` is how often the layer runs in one forward pass.
 Tests reuse these tables through `scaled()`, at a size the interpreter runs quickly.
 """
 
@@ -264,6 +265,14 @@ UNET3D = [  # MLPerf image_segmentation, 128^3 patch, N=2
     _c("out 1x1x1 32->3", 2, 32, (128, 128, 128), 3, 1),
 ]
 
+THIN = [  # first layers (RGB, mono audio, one-channel volumes) and 4-channel groups: K per tap < 16
+    _c("resnet50 stem 3->64 7x7 s2", 64, 3, (224, 224), 64, 7, 2, 3),
+    _c("mobilenet_v2 stem 3->32 3x3 s2", 64, 3, (224, 224), 32, 3, 2, 1),
+    _c("encodec conv1d 1->32 k7", 8, 1, 24000, 32, 7, 1, 3),
+    _c("unet3d in conv1 1->32", 2, 1, (128, 128, 128), 32, 3, 1, 1),
+    _c("resnext50 32x4d l1 3x3 g32", 64, 128, (56, 56), 128, 3, 1, 1, 1, 32, count=3),
+]
+
 #: A few small layers of every kind, for end-to-end tests of the bench itself.
 TINY = [
     _c("tiny 3x3", 2, 16, (8, 8), 16, 3, 1, 1),
@@ -282,5 +291,6 @@ SUITES = {
     "hifigan": HIFIGAN_V1,
     "wavenet_tcn": WAVENET_TCN,
     "unet3d": UNET3D,
+    "thin": THIN,
     "tiny": TINY,
 }

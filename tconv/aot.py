@@ -44,7 +44,7 @@ from .configs import KernelConfig, descriptor_of
 from .descriptors import GEMM
 from .descriptors.base import make_operands, numerics
 from .descriptors.layout import pass_tensors
-from .sass import LoopReport, issue_bound_share, main_loop, narrowest_global_access
+from .sass import LoopReport, issue_bound_share, main_loop, narrowest_global_access, tensor_core_instructions
 from .spec import ConvSpec, forward_spec
 
 #: Shared memory one block may use (bytes), per arch (CUDA programming guide).
@@ -68,10 +68,11 @@ class CompileReport:
     issue_bound_share: float | None  # of tensor peak; None without tensor-core instructions in the loop
     load_bits: int | None = None  # the narrowest global load of the whole kernel (None: no load)
     store_bits: int | None = None  # the narrowest global store of the whole kernel
+    kernel_tensor_core_instructions: int = 0  # in the whole kernel, loop or not
 
     @property
     def tensor_cores(self) -> bool:
-        return self.loop is not None and self.loop.tensor_core_instructions > 0
+        return self.kernel_tensor_core_instructions > 0
 
     @property
     def fits(self) -> bool:
@@ -189,7 +190,8 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
     if loop is not None and loop.tensor_core_instructions:
         share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs))
     report = CompileReport(kernel_name, arch, dtype, config, registers, stack, _ptxas_spills(compiled.asm["ptx"], arch),
-                           compiled.metadata.shared, loop, share, *narrowest_global_access(sass))
+                           compiled.metadata.shared, loop, share, *narrowest_global_access(sass),
+                           tensor_core_instructions(sass))
     _compiled[key] = report
     _store_report(path, report)
     return report

@@ -84,6 +84,11 @@ def narrowest_global_access(sass: str) -> tuple[int | None, int | None]:
     return min(loads, default=None), min(stores, default=None)
 
 
+def tensor_core_instructions(sass: str) -> int:
+    """Tensor-core instructions anywhere in the kernel (a K loop of one step is unrolled away)."""
+    return sum(_opcode(text).split(".")[0] in TENSOR_CORE_OPCODES for _, text in _instructions(sass))
+
+
 def main_loop(sass: str) -> LoopReport | None:
     instructions = _instructions(sass)
     loops = []

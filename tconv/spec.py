@@ -36,6 +36,10 @@ def state_without_hash(self) -> dict:
     return {name: value for name, value in self.__dict__.items() if name != "_hash"}
 
 
+#: tl.dot's smallest reduction: groups with fewer input channels pack taps (ConvSpec.packed_channels).
+THIN_CHANNELS = 16
+
+
 @dataclass(frozen=True)
 class ConvSpec:
     """A checked convolution problem (batched; spatial tuples have `dims` entries)."""
@@ -80,9 +84,20 @@ class ConvSpec:
 
     @property
     def depthwise(self) -> bool:
-        """One input channel per group (and several groups): the kernels then run one
-        launch-wide group over every output channel, without tl.dot."""
-        return self.in_channels_per_group == 1 and self.groups > 1
+        """One input channel per group (depthwise layers, and single-channel inputs such as
+        mono audio or one-channel volumes): the kernels then run one launch-wide group over
+        every output channel with an elementwise multiply-add per tap, without tl.dot, whose
+        K of 16 would be 15/16 padding."""
+        return self.in_channels_per_group == 1
+
+    @property
+    def packed_channels(self) -> int:
+        """The input channels per group when there are 2 to 15 (an RGB stem, small groups),
+        else 0. The forward and weight-gradient kernels then pack (tap, channel) pairs into
+        one dimension of their GEMM (im2col order inside a tile) rather than padding each
+        tap's channels to tl.dot's 16."""
+        channels = self.in_channels_per_group
+        return channels if 1 < channels < THIN_CHANNELS else 0
 
     @property
     def useful_macs(self) -> int:

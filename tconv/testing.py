@@ -121,6 +121,11 @@ CONV_CASES = [
     _c("3d asym dil groups", (6, 9, 8), 4, 6, (2, 3, 1), padding=(1, 0, 2), dilation=(2, 1, 1), groups=2),
     _c("3d 1x1x1", (4, 5, 3), 10, 3, (1, 1, 1), bias=False),
     _c("3d same", (5, 5, 6), 2, 3, (2, 3, 4), padding="same"),
+    # Thin layers at real channel counts: K per tap below tl.dot's 16.
+    _c("2d RGB stem 3x3 s2", (15, 14), 3, 32, (3, 3), stride=2, padding=1),
+    _c("1d mono k7", (33,), 1, 16, (7,), padding=3),
+    _c("3d one channel", (6, 5, 7), 1, 8, (3, 3, 3), padding=1, bias=False),
+    _c("2d 4 per group", (7, 8), 32, 32, (3, 3), padding=1, groups=8),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).
@@ -155,6 +160,7 @@ CONV_TRANSPOSE_CASES = [
     _t("3d k2 s2", (3, 4, 3), 4, 5, (2, 2, 2), stride=2),
     _t("3d k3 s2 p1 op1", (3, 3, 4), 3, 4, (3, 3, 3), stride=2, padding=1, output_padding=1),
     _t("3d asym groups", (4, 3, 5), 4, 6, (2, 3, 3), stride=(1, 2, 3), padding=(0, 1, 1), groups=2),
+    _t("2d one input channel", (5, 6), 1, 8, (4, 4), stride=2, padding=1),
 ]
 
 

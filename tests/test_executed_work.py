@@ -67,6 +67,8 @@ FORWARD_LAYERS = [
     ("conv_transpose2d k4 s2 p1", True, (2, 32, 6, 7), (32, 24, 4, 4), dict(stride=2, padding=1)),
     ("conv3d 3x3x3 pad1", False, (2, 16, 6, 7, 6), (24, 16, 3, 3, 3), dict(padding=1)),
     ("conv2d 3x3 groups2", False, (2, 32, 8, 8), (24, 16, 3, 3), dict(padding=1, groups=2)),
+    ("conv2d RGB 7x7 stride2 packed taps", False, (2, 3, 13, 12), (20, 3, 7, 7), dict(stride=2, padding=3)),
+    ("conv3d 4 per group packed taps", False, (1, 8, 5, 4, 6), (16, 4, 3, 3, 3), dict(padding=1, groups=2)),
 ]
 
 
@@ -92,6 +94,7 @@ BACKWARD_LAYERS = [
     ("conv2d 3x3 pad1", False, (2, 24, 15, 13), (40, 24, 3, 3), dict(padding=1)),
     ("conv2d 3x3 stride2 pad1", False, (2, 20, 11, 9), (36, 20, 3, 3), dict(stride=2, padding=1)),
     ("conv_transpose2d k4 s2 p1", True, (2, 24, 5, 6), (24, 20, 4, 4), dict(stride=2, padding=1)),
+    ("conv2d RGB 3x3 stride2 packed taps", False, (2, 3, 13, 11), (24, 3, 3, 3), dict(stride=2, padding=1)),
 ]
 
 

@@ -32,14 +32,14 @@ def _extremes(arch: int, dtype: torch.dtype):
 
 
 def _suite_picks(arch: int, dtype: torch.dtype, layout: str = "channels_last"):
-    """Every distinct (kernel, config, depthwise) the heuristic picks on the suites, each
+    """Every distinct (kernel, config, depthwise, packed) the heuristic picks on the suites, each
     compiled for its layer with the most taps (the most registers: taps are unrolled)."""
     picks = {}
     for layers in SUITES.values():
         for layer in layers:
             for kernel, spec in pass_specs(layer_spec(layer)).values():
                 config = heuristic_config(kernel, spec, dtype, FAMILY_OF_ARCH[arch], layout)
-                key = (kernel, config, spec.depthwise)
+                key = (kernel, config, spec.depthwise, spec.packed_channels > 0)
                 if key not in picks or math.prod(spec.kernel_size) > math.prod(picks[key][1].kernel_size):
                     picks[key] = (kernel, spec, config)
     return list(picks.values())

@@ -131,8 +131,11 @@ def _space_tiles():
 SPACE_TILES = _space_tiles()
 
 
-def _tile_problem(kernel: str, depthwise: bool, even: bool = False):
-    if even:  # whole channel blocks of every BLOCK_K (the loops' EVEN_K path), stride-2 phases
+def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
+    if even == "packed":  # two groups of 3 input channels: 27 (tap, channel) pairs, packed
+        layer = forward_spec((2, 6, 7, 5), (20, 3, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
+        assert layer.packed_channels == 3
+    elif even:  # whole channel blocks of every BLOCK_K (the loops' EVEN_K path), stride-2 phases
         layer = forward_spec((2, 64, 5, 6), (64, 64, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 1)
     elif depthwise:
         layer = forward_spec((1, 20, 7, 5), (20, 1, 3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 20)
@@ -143,17 +146,21 @@ def _tile_problem(kernel: str, depthwise: bool, even: bool = False):
     return pass_specs(layer)[kernel][1]
 
 
-# Dense fprop/dgrad tiles also run on channels_last operands with whole channel blocks.
+# Dense fprop/dgrad tiles also run on channels_last operands with whole channel blocks, and
+# the kernels that pack thin groups' taps (fprop's K, wgrad's N) on each (BLOCK_N, BLOCK_K).
+_PACKED_TILES = {(k, c.block_n, c.block_k): c for k, d, c in SPACE_TILES if k in ("fprop", "wgrad") and not d}
 SPACE_CASES = [(k, d, c, False) for k, d, c in SPACE_TILES] + [
-    (k, d, c, True) for k, d, c in SPACE_TILES if k != "wgrad" and not d]
+    (k, d, c, True) for k, d, c in SPACE_TILES if k != "wgrad" and not d] + [
+    (k, False, c, "packed") for (k, _, _), c in _PACKED_TILES.items()]
+_MODES = {False: "", True: "-even", "packed": "-packed"}
 
 
 @pytest.mark.parametrize("kernel,depthwise,config,even", SPACE_CASES,
-                         ids=[f"{k}-{'dw' if d else 'dense'}{'-even' if e else ''}-{c}" for k, d, c, e in SPACE_CASES])
+                         ids=[f"{k}-{'dw' if d else 'dense'}{_MODES[e]}-{c}" for k, d, c, e in SPACE_CASES])
 def test_every_space_config_is_correct(kernel, depthwise, config, even):
     spec = _tile_problem(kernel, depthwise, even)
     descriptor = DESCRIPTORS[kernel]
-    operands = make_operands(descriptor, spec, torch.float32, "channels_last" if even else "contiguous",
+    operands = make_operands(descriptor, spec, torch.float32, "channels_last" if even is True else "contiguous",
                              torch.device("cpu"))
     actual = _launch.run(descriptor, spec, config, operands)[descriptor.result]
     first, second = (t for t in operands.values() if t is not None)

@@ -54,15 +54,18 @@ class Fprop(Descriptor):
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, DEPTHWISE=spec.depthwise, GROUP_M=config.group_m,
-            TAP_BITS=spec.padding_mode == "zeros" and math.prod(spec.kernel_size) < 32,
+            TAP_BITS=spec.padding_mode == "zeros" and math.prod(spec.kernel_size) < (64 if spec.packed_channels else 32),
             EVEN_K=not spec.depthwise and spec.in_channels_per_group % config.block_k == 0,
-            **tile_meta(config), **numerics, **launch_options(config),
+            PACKED_CHANNELS=spec.packed_channels, **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        """(rows, columns, reduction per K loop): a tap's channels, or every (tap, channel)
+        pair when thin groups pack them (spec.packed_channels)."""
         columns = spec.out_channels if spec.depthwise else spec.out_channels_per_group
-        return spec.batch * math.prod(spec.out_size), columns, spec.in_channels_per_group
+        reduction = spec.in_channels_per_group * (math.prod(spec.kernel_size) if spec.packed_channels else 1)
+        return spec.batch * math.prod(spec.out_size), columns, reduction
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
         rows, columns, _ = self.extents(spec)
@@ -73,6 +76,8 @@ class Fprop(Descriptor):
         taps = math.prod(spec.kernel_size)
         if spec.depthwise:  # one multiply-add per tile element and tap, on CUDA cores
             return programs * taps * config.block_m * config.block_n
+        if spec.packed_channels:
+            return programs * tiles(self.extents(spec)[2], config.block_k) * config.block_m * config.block_n * config.block_k
         channel_steps = tiles(spec.in_channels_per_group, config.block_k)
         return programs * taps * channel_steps * config.block_m * config.block_n * config.block_k
 

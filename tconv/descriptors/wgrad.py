@@ -63,7 +63,7 @@ def flat_row_stride(sizes, strides) -> int | None:
 
 class Wgrad(Descriptor):
     """Takes the forward conv's spec. M = out_channels / groups, N = in_channels / groups
-    (one tap per column tile), K = batch x output positions split across grid axis 2."""
+    (one tap per column tile; thin groups: the (tap, channel) pairs), K = batch x output positions split across grid axis 2."""
 
     name = "wgrad"
     result = "grad_weight"
@@ -111,23 +111,27 @@ class Wgrad(Descriptor):
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
-            BIAS_GRAD=bias_grad, DEPTHWISE=spec.depthwise,
-            ROW_STEPS=out_size[2] % config.block_k == 0, MAGIC=magic_dimensions(batch, out_size),
+            BIAS_GRAD=bias_grad, DEPTHWISE=spec.depthwise, PACKED_CHANNELS=spec.packed_channels,
+            ROW_STEPS=out_size[2] % config.block_k == 0 and not spec.packed_channels, MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        """(rows, columns per tap, positions); thin groups' columns are every (tap, channel) pair."""
         positions = spec.batch * math.prod(spec.out_size)
         if spec.depthwise:
             return spec.out_channels, 1, positions
+        if spec.packed_channels:
+            return spec.out_channels_per_group, spec.in_channels_per_group * math.prod(spec.kernel_size), positions
         return spec.out_channels_per_group, spec.in_channels_per_group, positions
 
     def tiles(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
-        """(axis-0 tiles, groups): output-channel tiles x taps x input-channel tiles."""
+        """(axis-0 tiles, groups): output-channel tiles x taps x input-channel tiles (thin
+        groups: x column tiles of the packed pairs)."""
         rows, columns, _ = self.extents(spec)
-        taps = math.prod(spec.kernel_size)
+        taps = 1 if spec.packed_channels else math.prod(spec.kernel_size)
         if spec.depthwise:
             return tiles(rows, config.block_m) * taps, 1
         return tiles(rows, config.block_m) * taps * tiles(columns, config.block_n), spec.groups
