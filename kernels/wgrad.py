@@ -129,16 +129,13 @@ def _load_step(
         line, ow = _divmod(rows, out_width, magic_w, (MAGIC & 1) != 0)
         rest, oh = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
         n, od = _divmod(rest, out_depth, magic_d, (MAGIC & 4) != 0)
-        if PACKED:
-            image = n[:, None]
-            in_w, valid_w = _tap_index(ow[:, None], stride_w, off_w[None, :], in_width, (BOUNDS & 1) != 0, PADDING_MODE)
-            in_h, valid_h = _tap_index(oh[:, None], stride_h, off_h[None, :], in_height, (BOUNDS & 2) != 0, PADDING_MODE)
-            in_d, valid_d = _tap_index(od[:, None], stride_d, off_d[None, :], in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
-        else:
-            image = n
-            in_w, valid_w = _tap_index(ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
-            in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
-            in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+        image, in_od, in_oh, in_ow = n, od, oh, ow
+        if PACKED:  # positions down, (tap, channel) columns across
+            image, in_od, in_oh, in_ow = n[:, None], od[:, None], oh[:, None], ow[:, None]
+            off_d, off_h, off_w = off_d[None, :], off_h[None, :], off_w[None, :]
+        in_w, valid_w = _tap_index(in_ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
+        in_h, valid_h = _tap_index(in_oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
+        in_d, valid_d = _tap_index(in_od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
         input_mask = valid_w & valid_h & valid_d
     input_row = (
         image.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
@@ -146,10 +143,7 @@ def _load_step(
     )
     if MASK_ROWS:
         row_mask = positions < last_row - row_start
-        if PACKED:
-            input_mask = input_mask & row_mask[:, None]
-        else:
-            input_mask = input_mask & row_mask
+        input_mask = input_mask & (row_mask[:, None] if PACKED else row_mask)
     if GRAD_FLAT:
         grad_pointers = a_pointers
     else:
@@ -231,7 +225,8 @@ def conv_wgrad_kernel(
         pid_c = 0
         column = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         column_in_range = column < TAPS * PACKED_CHANNELS
-        tap = (column % (TAPS * PACKED_CHANNELS)) // PACKED_CHANNELS  # wrapped into range, like the channels
+        pair = column % (TAPS * PACKED_CHANNELS)  # wrapped into range, like the channels
+        tap = pair // PACKED_CHANNELS
     else:
         tap = pid_n // num_pid_c
         pid_c = pid_n % num_pid_c
@@ -250,7 +245,7 @@ def conv_wgrad_kernel(
         channel_mask = out_mask
         load_channel = (out_channel % out_channels_per_group) // depthwise_multiplier
     elif PACKED_CHANNELS:
-        channel = column % (TAPS * PACKED_CHANNELS) - tap * PACKED_CHANNELS
+        channel = pair - tap * PACKED_CHANNELS
         channel_mask = column_in_range
         load_channel = channel
     else:

@@ -10,7 +10,7 @@ Correctness of these layers is covered by the shared case table (tconv.testing).
 
 import pytest
 import torch
-from tconv.perf.suites import SUITES, layer_spec
+from tconv.perf.suites import SUITES, Layer, layer_spec
 
 from tconv.configs import FAMILIES, heuristic_config
 from tconv.plan import executed_macs
@@ -37,7 +37,7 @@ def test_thin_layers_execute_close_to_their_useful_work(layer, pass_name, dtype)
 
 def test_packing_follows_the_channels_per_group():
     def spec(in_channels, groups):
-        return layer_spec(SUITES["thin"][1].__class__("x", 2, in_channels, (9, 9), 16 * groups, (3, 3), 1, 1, 1, groups))
+        return layer_spec(Layer("3x3", 2, in_channels, (9, 9), 16 * groups, (3, 3), 1, 1, 1, groups))
 
     assert [spec(c, 1).packed_channels for c in (1, 2, 3, 15, 16, 64)] == [0, 2, 3, 15, 0, 0]
     assert spec(1, 1).depthwise and spec(4, 4).depthwise and not spec(8, 4).depthwise

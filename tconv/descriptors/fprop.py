@@ -76,10 +76,8 @@ class Fprop(Descriptor):
         taps = math.prod(spec.kernel_size)
         if spec.depthwise:  # one multiply-add per tile element and tap, on CUDA cores
             return programs * taps * config.block_m * config.block_n
-        if spec.packed_channels:
-            return programs * tiles(self.extents(spec)[2], config.block_k) * config.block_m * config.block_n * config.block_k
-        channel_steps = tiles(spec.in_channels_per_group, config.block_k)
-        return programs * taps * channel_steps * config.block_m * config.block_n * config.block_k
+        steps = tiles(self.extents(spec)[2], config.block_k) * (1 if spec.packed_channels else taps)
+        return programs * steps * config.block_m * config.block_n * config.block_k
 
 
 FPROP = Fprop()
