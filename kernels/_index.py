@@ -117,3 +117,27 @@ def store_output(
         mask=row_mask[:, None] & col_mask[None, :],
     )
 
+
+
+@triton.jit
+def elementwise_pairs(cols, col_in_range, LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr):
+    """Elementwise layers' columns: column j is lane j % LANES of output channel j // LANES,
+    and reads input channel (output channel // GROUP_OUT) * GROUP_IN + lane; lanes past the
+    group's GROUP_IN input channels are masked off. Constexpr group sizes keep the input
+    channels' runs (GROUP_IN long) provably contiguous, so their loads can be vector-wide.
+    Returns (output channel, lane, column mask, input channel) per column."""
+    out_channel = cols // LANES
+    lane = cols % LANES
+    if GROUP_IN < LANES:
+        col_in_range = col_in_range & (lane < GROUP_IN)
+    input_channel = out_channel // GROUP_OUT * GROUP_IN + lane
+    return out_channel, lane, col_in_range, input_channel
+
+
+@triton.jit
+def sum_lanes(acc, pid_n, columns, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, LANES: tl.constexpr):
+    """Elementwise epilogue: each output channel's LANES partial sums added, once per tile.
+    Returns the [BLOCK_M, BLOCK_N // LANES] tile, its output channels and their mask."""
+    acc = tl.sum(tl.reshape(acc, (BLOCK_M, BLOCK_N // LANES, LANES)), axis=2)
+    out_channel = pid_n * (BLOCK_N // LANES) + tl.arange(0, BLOCK_N // LANES)
+    return acc, out_channel, out_channel < columns // LANES

@@ -25,8 +25,12 @@ Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extent
            tconv/spec.py; tap_step = stride / gcd(stride, dilation) and
            in_step = dilation / gcd(stride, dilation) come as arguments.
 
-DEPTHWISE (one input channel per group, e.g. a depthwise conv's input gradient) runs as
-one group spanning every output channel with an elementwise multiply-add per tap.
+Elementwise layers (ELEMENTWISE_LANES > 0: one input channel per group, e.g. a depthwise
+conv's input gradient, or small groups of GROUP_IN input and GROUP_OUT < 16 output
+channels, e.g. a one-channel input's gradient) run as one group spanning every output
+channel without tl.dot: the columns are (output channel, lane) pairs, lane = input
+channel of the output's group, each tap an elementwise multiply-add, the lanes summed
+once per tile (as kernels/fprop.py).
 
 The K loop runs over (tap, channel block), channel blocks fastest, with the tap carried
 as per-dimension counters (no division in the loop). The kernel extents are constexprs
@@ -40,7 +44,7 @@ keeps the plain GEMM loop.
 import triton
 import triton.language as tl
 
-from ._index import carry, load_and_dot, split_rows, store_output, swizzle_tile
+from ._index import carry, elementwise_pairs, load_and_dot, split_rows, store_output, sum_lanes, swizzle_tile
 
 
 @triton.jit
@@ -88,18 +92,19 @@ def conv_dgrad_kernel(
     stride_d, stride_h, stride_w,
     tap_step_d, tap_step_h, tap_step_w,
     in_step_d, in_step_h, in_step_w,
-    max_stride, in_channels_per_group, out_channels_per_group, depthwise_multiplier,
+    max_stride, in_channels_per_group, out_channels_per_group,
     # meta-parameters
-    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
-    HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr, TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
+    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    # Depthwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
+    # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
-    group = 0 if DEPTHWISE else tl.program_id(1)
+    group = 0 if ELEMENTWISE_LANES else tl.program_id(1)
     phase = tl.program_id(2)
     residue_w = phase % stride_w
     residue_h = (phase // stride_w) % stride_h
@@ -155,13 +160,16 @@ def conv_dgrad_kernel(
         a_tile = input_ptr + input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
         b_tile = weight_ptr + (
             (group * in_channels_per_group + channels).to(INDEX_DTYPE) * weight_stride_c)[:, None] + weight_col_base[None, :]
-    depthwise_input_col = (cols // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
-    depthwise_weight_col = (
-        (cols // depthwise_multiplier).to(INDEX_DTYPE) * weight_stride_c
-        + (cols % depthwise_multiplier).to(INDEX_DTYPE) * weight_stride_o
-    )
+    if ELEMENTWISE_LANES:
+        # (output channel, lane) pairs; the weight is [input channel, output channel of its group, taps].
+        out_channels, lane, col_in_range, input_channel = elementwise_pairs(
+            cols, col_in_range, ELEMENTWISE_LANES, GROUP_IN, GROUP_OUT)
+        pair_input = input_channel.to(INDEX_DTYPE) * in_stride_c
+        pair_weight = (input_channel.to(INDEX_DTYPE) * weight_stride_c
+                       + (out_channels % GROUP_OUT).to(INDEX_DTYPE) * weight_stride_o)
 
-    channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)
+    step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
+    channel_blocks = tl.cdiv(step_channels, BLOCK_K)
     num_steps = taps_d * taps_h * taps_w * channel_blocks
     if pid_m * BLOCK_M >= num_rows:
         num_steps = 0
@@ -204,15 +212,14 @@ def conv_dgrad_kernel(
                 in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h
                 + in_w.to(INDEX_DTYPE) * in_stride_w
             )
-        if DEPTHWISE:
-            # One input channel per group, launched as one group over every output
-            # channel: output channel oc reads input channel oc // multiplier only.
+        if ELEMENTWISE_LANES:
+            # A multiply-add on CUDA cores per (position, pair), no tl.dot.
             a = tl.load(
-                input_ptr + row_offset[:, None] + depthwise_input_col[None, :],
+                input_ptr + row_offset[:, None] + pair_input[None, :],
                 mask=row_mask[:, None] & col_in_range[None, :],
                 other=0.0,
             )
-            b = tl.load(weight_ptr + depthwise_weight_col + tap_offset, mask=col_in_range, other=0.0)
+            b = tl.load(weight_ptr + pair_weight + tap_offset, mask=col_in_range, other=0.0)
             acc += a.to(ACC_DTYPE) * b.to(ACC_DTYPE)[None, :]
         else:
             channel = channel_start + channels
@@ -227,11 +234,14 @@ def conv_dgrad_kernel(
             acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
-            channel_start, next_tap = carry(channel_start, BLOCK_K, in_channels_per_group)
+            channel_start, next_tap = carry(channel_start, BLOCK_K, step_channels)
             tw, next_h = carry(tw, next_tap, taps_w)
             th, next_d = carry(th, next_h, taps_h)
             td += next_d
 
+    if ELEMENTWISE_LANES > 1:
+        acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,
+                                                    ELEMENTWISE_LANES)
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
     store_output(
         output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,

@@ -14,8 +14,11 @@ Tensors (any strides, in elements; 1-d and 2-d problems have unit leading extent
     bias   [out_channels] or absent
     output [batch, out_channels, out_depth, out_height, out_width]
 
-Depthwise layers (one input channel per group) run as one group spanning every output
-channel, with an elementwise multiply-add per tap instead of tl.dot (DEPTHWISE).
+Elementwise layers (ELEMENTWISE_LANES > 0: one input channel per group, or small groups
+of GROUP_IN input and GROUP_OUT < 16 output channels, tconv.spec.ConvSpec.elementwise_lanes)
+run as one group spanning every output channel, without tl.dot: the columns are
+(output channel, lane) pairs, lane = input channel of the output's group (LANES per
+output channel), each tap an elementwise multiply-add, the lanes summed once per tile.
 
 The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
 as counters (no division in the loop). With zeros padding and fewer than 32 taps
@@ -36,7 +39,7 @@ each) and gathers A and B per element.
 import triton
 import triton.language as tl
 
-from ._index import carry, load_and_dot, mma, padded_index, split_rows, store_output, swizzle_tile
+from ._index import carry, elementwise_pairs, load_and_dot, mma, padded_index, split_rows, store_output, sum_lanes, swizzle_tile
 
 
 @triton.jit
@@ -133,19 +136,20 @@ def conv_fprop_kernel(
     stride_d, stride_h, stride_w,
     pad_d, pad_h, pad_w,
     dilation_d, dilation_h, dilation_w,
-    in_channels_per_group, out_channels_per_group, depthwise_multiplier,
+    in_channels_per_group, out_channels_per_group,
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
-    PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr, DEPTHWISE: tl.constexpr,
+    PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
     TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    # Depthwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
+    # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
-    group = 0 if DEPTHWISE else tl.program_id(1)
+    group = 0 if ELEMENTWISE_LANES else tl.program_id(1)
     num_rows = batch * out_depth * out_height * out_width
     pid_m, pid_n = swizzle_tile(
         tl.program_id(0), tl.cdiv(num_rows, BLOCK_M), tl.cdiv(out_channels_per_group, BLOCK_N), GROUP_M
@@ -169,10 +173,15 @@ def conv_fprop_kernel(
         tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
                               in_depth, in_height, in_width, KERNEL_D, KERNEL_H, KERNEL_W)
 
-    # Columns: output channels of this group.
+    # Columns: output channels of this group (elementwise: (output channel, lane) pairs).
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
     out_channels = group * out_channels_per_group + cols
+    if ELEMENTWISE_LANES:
+        out_channels, lane, col_in_range, input_channel = elementwise_pairs(
+            cols, col_in_range, ELEMENTWISE_LANES, GROUP_IN, GROUP_OUT)
+        pair_input = input_channel.to(INDEX_DTYPE) * in_stride_c
+        pair_weight = out_channels.to(INDEX_DTYPE) * weight_stride_o + lane.to(INDEX_DTYPE) * weight_stride_c
     if EVEN_K:
         # Whole channel blocks and column tiles: columns past the edge only exist in the
         # last tile, wrap onto real channels (never stored), so the weight load needs no mask.
@@ -185,10 +194,8 @@ def conv_fprop_kernel(
         a_tile = input_ptr + input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
         b_tile = weight_ptr + weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
 
-    # Depthwise: one input channel per group (launched as a single group spanning all
-    # output channels); output channel oc reads only input channel oc // multiplier.
-    depthwise_input_col = (out_channels // depthwise_multiplier).to(INDEX_DTYPE) * in_stride_c
-    channel_blocks = tl.cdiv(in_channels_per_group, BLOCK_K)  # 1 when DEPTHWISE
+    step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
+    channel_blocks = tl.cdiv(step_channels, BLOCK_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     if PACKED_CHANNELS:
         # Thin groups: K steps over the packed (tap, channel) pairs.
@@ -228,15 +235,15 @@ def conv_fprop_kernel(
                 in_depth, in_height, in_width, in_stride_d, in_stride_h, in_stride_w,
                 input_row_base, row_in_range, PADDING_MODE, INDEX_DTYPE,
             )
-        if DEPTHWISE:
-            # No channel reduction: an elementwise multiply-add on CUDA cores rather than
-            # a tl.dot whose 16-wide K would be 15/16 padding.
+        if ELEMENTWISE_LANES:
+            # A multiply-add on CUDA cores per (position, pair), rather than a tl.dot
+            # whose 16-wide N or K would be mostly padding.
             a = tl.load(
-                input_ptr + row_offset[:, None] + depthwise_input_col[None, :],
+                input_ptr + row_offset[:, None] + pair_input[None, :],
                 mask=row_mask[:, None] & col_in_range[None, :],
                 other=0.0,
             )
-            b = tl.load(weight_ptr + weight_col_base + tap_offset, mask=col_in_range, other=0.0)
+            b = tl.load(weight_ptr + pair_weight + tap_offset, mask=col_in_range, other=0.0)
             acc += a.to(ACC_DTYPE) * b.to(ACC_DTYPE)[None, :]
         else:
             channel = channel_start + channels
@@ -250,12 +257,15 @@ def conv_fprop_kernel(
             acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
-            channel_start, next_tap = carry(channel_start, BLOCK_K, in_channels_per_group)
+            channel_start, next_tap = carry(channel_start, BLOCK_K, step_channels)
             tap += next_tap
             kw, next_h = carry(kw, next_tap, KERNEL_W)
             kh, next_d = carry(kh, next_h, KERNEL_H)
             kd += next_d
 
+    if ELEMENTWISE_LANES > 1:
+        acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,
+                                                    ELEMENTWISE_LANES)
     # Recomputed rather than kept live through the K loop (registers).
     n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)
     store_output(

@@ -38,9 +38,12 @@ Tensors (any strides, in elements):
                 tile of tap 0). wgrad_reduce_kernel sums the splits in a fixed order, so
                 results are bit-reproducible: no atomics anywhere.
 
-DEPTHWISE (one input channel per group): a single group spanning every output channel;
-output channel o meets only input channel o // multiplier, so each step is an
-elementwise product summed over positions instead of a mostly-empty tl.dot.
+ELEMENTWISE (one input channel per group, or small groups of GROUP_IN input and
+GROUP_OUT < 16 output channels: tconv.spec.ConvSpec.elementwise_lanes): a single group
+whose rows are the weight's (output channel o, input channel c of its group) pairs,
+row r = o * GROUP_IN + c; row r meets input channel (o // GROUP_OUT) * GROUP_IN + c only,
+so each step is an elementwise product summed over positions instead of a mostly-empty
+tl.dot.
 """
 
 import triton
@@ -99,7 +102,7 @@ def _load_step(
     stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
     MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
     BLOCK_K: tl.constexpr,
-    GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, DEPTHWISE: tl.constexpr, PACKED: tl.constexpr,
+    GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, ELEMENTWISE: tl.constexpr, PACKED: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
     """The (A, B) tiles of the K step at flat position row_start. MASK_ROWS only for the
@@ -156,7 +159,7 @@ def _load_step(
         a = tl.load(grad_pointers, mask=row_mask[None, :], other=0.0)
     else:
         a = tl.load(grad_pointers)
-    if DEPTHWISE:
+    if ELEMENTWISE:
         b_pointers = input_ptr + input_col[:, None] + input_row[None, :]
         b_mask = input_mask[None, :]
     elif PACKED:
@@ -174,18 +177,18 @@ def _load_step(
 
 @triton.jit
 def _accumulate(
-    acc, depthwise_acc, bias_acc, a, b, DEPTHWISE: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr,
+    acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
 ):
-    """Add one K step: A @ B on tensor cores (depthwise: the elementwise product summed over
+    """Add one K step: A @ B on tensor cores (elementwise: the product summed over
     positions) and, for the bias gradient, A's row sums."""
-    if DEPTHWISE:
-        depthwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
+    if ELEMENTWISE:
+        elementwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
     else:
         acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
     if BIAS_GRAD:
         bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
-    return acc, depthwise_acc, bias_acc
+    return acc, elementwise_acc, bias_acc
 
 
 @triton.jit
@@ -202,21 +205,22 @@ def conv_wgrad_kernel(
     stride_d, stride_h, stride_w,
     pad_d, pad_h, pad_w,
     dilation_d, dilation_h, dilation_w,
-    in_channels_per_group, out_channels_per_group, depthwise_multiplier,
+    in_channels_per_group, out_channels_per_group,
     rows_per_split, split_stride, bias_offset,
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
-    PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, DEPTHWISE: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr,
+    GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    group = 0 if DEPTHWISE else tl.program_id(1)  # depthwise: one group; a constant keeps offsets aligned
+    group = 0 if ELEMENTWISE else tl.program_id(1)  # elementwise: one group; a constant keeps offsets aligned
     split = tl.program_id(2)
     # Axis 0: output-channel tiles fastest, then (tap, input-channel tile).
     num_pid_m = tl.cdiv(out_channels_per_group, BLOCK_M)
-    num_pid_c = tl.cdiv(in_channels_per_group, BLOCK_N)
+    num_pid_c = 1 if ELEMENTWISE else tl.cdiv(in_channels_per_group, BLOCK_N)
     pid_m = tl.program_id(0) % num_pid_m
     pid_n = tl.program_id(0) // num_pid_m
     if PACKED_CHANNELS:
@@ -240,10 +244,14 @@ def conv_wgrad_kernel(
     # so the loop masks positions only; the wrapped rows' and columns' partials are
     # dropped by the masked stores.
     grad_col = (group * out_channels_per_group + out_channel % out_channels_per_group).to(INDEX_DTYPE) * grad_stride_c
-    if DEPTHWISE:
-        channel = out_channel // depthwise_multiplier
+    if ELEMENTWISE:
+        # Rows are (output channel, input channel of its group) pairs (out_channels_per_group
+        # counts the pairs): grad_output's row is the pair's output channel.
+        pair = out_channel % out_channels_per_group
+        grad_col = (pair // GROUP_IN).to(INDEX_DTYPE) * grad_stride_c
+        channel = pair % GROUP_IN  # (unused: the pair is the weight row)
         channel_mask = out_mask
-        load_channel = (out_channel % out_channels_per_group) // depthwise_multiplier
+        load_channel = pair // GROUP_IN // GROUP_OUT * GROUP_IN + channel
     elif PACKED_CHANNELS:
         channel = pair - tap * PACKED_CHANNELS
         channel_mask = column_in_range
@@ -277,19 +285,19 @@ def conv_wgrad_kernel(
         a_pointers = grad_output_ptr
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     bias_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
-    depthwise_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
+    elementwise_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
     for row_start in range(first_row, last_whole, BLOCK_K):
         a, b = _load_step(
             row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, PACKED_CHANNELS != 0,
+            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0,
             INDEX_DTYPE,
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
-        acc, depthwise_acc, bias_acc = _accumulate(acc, depthwise_acc, bias_acc, a, b, DEPTHWISE, BIAS_GRAD,
+        acc, elementwise_acc, bias_acc = _accumulate(acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE, BIAS_GRAD,
                                                    ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
     if last_whole < last_row:
         if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
@@ -300,24 +308,28 @@ def conv_wgrad_kernel(
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-            True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, DEPTHWISE, PACKED_CHANNELS != 0,
+            True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0,
             INDEX_DTYPE,
         )
-        acc, depthwise_acc, bias_acc = _accumulate(acc, depthwise_acc, bias_acc, a, b, DEPTHWISE, BIAS_GRAD,
+        acc, elementwise_acc, bias_acc = _accumulate(acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE, BIAS_GRAD,
                                                    ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
 
     # Partial results in weight order [o, c, tap] of this split's workspace row.
     split_base = workspace_ptr + split.to(INDEX_DTYPE) * split_stride
     weight_row = (group * out_channels_per_group + out_channel).to(INDEX_DTYPE) * in_channels_per_group
-    if DEPTHWISE:
-        tl.store(split_base + weight_row * TAPS + tap, depthwise_acc, mask=out_mask)
+    if ELEMENTWISE:  # a row is one (output channel, input channel) pair of the weight
+        tl.store(split_base + out_channel.to(INDEX_DTYPE) * TAPS + tap, elementwise_acc, mask=out_mask)
     else:
         offsets = (weight_row[:, None] + channel[None, :]) * TAPS + tap  # (tap: a scalar, or per column when packed)
         tl.store(split_base + offsets, acc, mask=out_mask[:, None] & channel_mask[None, :])
     if BIAS_GRAD:
         if pid_n == 0:
-            bias_index = group * out_channels_per_group + out_channel
-            tl.store(split_base + bias_offset + bias_index, bias_acc, mask=out_mask)
+            if ELEMENTWISE:  # each output channel's first pair stores its row sum
+                tl.store(split_base + bias_offset + out_channel // GROUP_IN, bias_acc,
+                         mask=out_mask & (out_channel % GROUP_IN == 0))
+            else:
+                bias_index = group * out_channels_per_group + out_channel
+                tl.store(split_base + bias_offset + bias_index, bias_acc, mask=out_mask)
 
 
 @triton.jit

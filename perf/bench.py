@@ -169,7 +169,7 @@ def space_rows(rows: Rows, dtypes, archs, workers: int) -> None:
             kernel_spec = pass_specs(spec)[kernel][1]  # a conv layer's pass is named after its kernel
             for dtype in dtypes:
                 for arch in archs:
-                    for config in config_space(kernel, FAMILY_OF_ARCH[arch], spec.depthwise, dtype):
+                    for config in config_space(kernel, FAMILY_OF_ARCH[arch], spec.elementwise_lanes > 0, dtype):
                         jobs.append((kernel, kernel_spec, _dtype_name(dtype), config, arch, rows.layout))
                         entries.append((layer, kernel, _dtype_name(dtype), arch, config, kernel_spec))
     results = compile_all(jobs, workers, "compiling every config space")

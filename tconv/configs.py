@@ -130,7 +130,7 @@ def descriptor_of(kernel):
 #: launch compiles (tconv.aot) on the extremes of every space: 16-bit tiles up to 128
 #: (128x256 or 256x128 with 8 warps compile without spills); 32- and 64-bit operands
 #: need more registers around the dot (TF32 128x256 and 128x64 with 4 warps, float64
-#: 64x64 with 4 warps spill on 3x3 and 3x3x3 layers), so 32; elementwise (depthwise)
+#: 64x64 with 4 warps spill on 3x3 and 3x3x3 layers), so 32; elementwise (depthwise, small groups)
 #: tiles hold their operand products too, so 16.
 MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16}
 
@@ -146,16 +146,16 @@ def _fits_registers(config: KernelConfig, elementwise: bool, dtype: torch.dtype)
 
 
 @functools.cache
-def config_space(kernel, family: str, depthwise: bool = False, dtype: torch.dtype = torch.float16) -> tuple:
+def config_space(kernel, family: str, elementwise: bool = False, dtype: torch.dtype = torch.float16) -> tuple:
     """Every config of a kernel's space (a descriptor or its name) that fits the
     registers, before any problem is known."""
     kernel = descriptor_of(kernel)
-    axes = kernel.spaces[depthwise][family]
+    axes = kernel.spaces[elementwise][family]
     names = list(axes)
     configs = (KernelConfig(**dict(zip(names, values))) for values in itertools.product(*axes.values()))
     return tuple(
         c for c in configs
-        if _fits_registers(c, depthwise and kernel.name != "wgrad", dtype) and shared_bytes(c, dtype) <= SHARED_LIMIT[family]
+        if _fits_registers(c, elementwise and kernel.name != "wgrad", dtype) and shared_bytes(c, dtype) <= SHARED_LIMIT[family]
     )
 
 
@@ -175,9 +175,12 @@ def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[Kerne
     kernel = descriptor_of(kernel)
     rows, columns, reduction = kernel.extents(spec)
     candidates = []
-    for config in config_space(kernel, family, spec.depthwise, dtype):
+    lanes = spec.elementwise_lanes if kernel.name != "wgrad" else 0
+    for config in config_space(kernel, family, spec.elementwise_lanes > 0, dtype):
         if min(config.block_m, config.block_n, config.block_k) < 16:
             continue  # tl.dot needs every tile dimension >= 16
+        if config.block_n < lanes:
+            continue  # an elementwise column tile holds whole output channels' lanes
         if config.block_m > max(32, _next_pow2(rows)):
             continue  # tiles far larger than the problem: pure padding
         if config.block_n > max(16, _next_pow2(columns)):
@@ -401,7 +404,7 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     pass keeps its minimum bytes.
     """
     descriptor = descriptor_of(kernel)
-    if spec.depthwise or not descriptor.channels_last_operands:
+    if spec.elementwise_lanes or not descriptor.channels_last_operands:
         return False
     gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
     element = torch.empty((), dtype=dtype).element_size()
@@ -431,13 +434,17 @@ def _tile_for(count: int, largest: int) -> int:
     return tile
 
 
-def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype) -> KernelConfig:
-    """Depthwise tiles (no tensor cores, so no issue-bound share to rank by)."""
+def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype, lanes: int) -> KernelConfig:
+    """Elementwise tiles (no tensor cores, so no issue-bound share to rank by); fprop and
+    dgrad column tiles hold whole output channels' lanes, at most 2,048 elements."""
     wide = dtype == torch.float64
     positions_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
     if kernel == "wgrad":
         return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
-    return KernelConfig(32 if wide or rows <= 32 else 64, _tile_for(columns, 32), 16, num_stages=2)
+    block_n = max(lanes, _tile_for(columns, 32))
+    block_m = 32 if wide or rows <= 32 or block_n > 32 else 64
+    warps = 8 if wide and block_n > 32 else 4  # within the elementwise register budget
+    return KernelConfig(block_m, block_n, 16, num_warps=warps, num_stages=2)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -461,8 +468,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     """
     descriptor = descriptor_of(kernel)
     rows, columns, _ = descriptor.extents(spec)
-    if spec.depthwise:
-        return _elementwise_config(descriptor.name, rows, columns, dtype)
+    if spec.elementwise_lanes:
+        return _elementwise_config(descriptor.name, rows, columns, dtype, spec.elementwise_lanes)
     table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]
     candidates = prune(descriptor, spec, dtype, family)
     gathered = (layout != "channels_last" and not copies_pay(descriptor.name, spec, dtype, family)) or not (

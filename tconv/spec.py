@@ -8,6 +8,7 @@ always raised before any kernel runs.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +39,14 @@ def state_without_hash(self) -> dict:
 
 #: tl.dot's smallest reduction: groups with fewer input channels pack taps (ConvSpec.packed_channels).
 THIN_CHANNELS = 16
+#: Multiply-adds per input or output element (useful work over the elements a pass must
+#: move) up to which a small-group layer runs on CUDA cores (ConvSpec.elementwise_lanes).
+#: An H100 SXM does 33.5 T fp32 FMA/s and moves 3.35 TB/s: 10 per byte, 20 per 16-bit
+#: element. At 32 the CUDA cores take at most 1.6x the memory time, where tl.dot would
+#: execute 16 / out_channels_per_group >= 2x its useful work on thin tiles.
+ELEMENTWISE_MACS_PER_ELEMENT = 32
+#: The most input channels per group the elementwise path reduces (one lane each, a power of two).
+ELEMENTWISE_MAX_LANES = 64
 
 
 @dataclass(frozen=True)
@@ -85,19 +94,39 @@ class ConvSpec:
     @property
     def depthwise(self) -> bool:
         """One input channel per group (depthwise layers, and single-channel inputs such as
-        mono audio or one-channel volumes): the kernels then run one launch-wide group over
-        every output channel with an elementwise multiply-add per tap, without tl.dot, whose
-        K of 16 would be 15/16 padding."""
+        mono audio or one-channel volumes): always elementwise (elementwise_lanes)."""
         return self.in_channels_per_group == 1
+
+    @functools.cached_property
+    def elementwise_lanes(self) -> int:
+        """0 when the kernels multiply on tensor cores; otherwise they run one launch-wide
+        group with an elementwise multiply-add per tap and this many lanes (a power of two,
+        at least the input channels per group) per output channel, summed once per tile.
+
+        Elementwise: one input channel per group (depthwise, mono audio, one-channel
+        volumes: tl.dot's K of 16 would be 15/16 padding), and small groups whose
+        output channels per group are fewer than tl.dot's 16 (ResNeXt's 4 per group, a
+        one-channel output or its input gradient) when their useful multiply-adds per
+        element moved stay within ELEMENTWISE_MACS_PER_ELEMENT: there the CUDA cores keep
+        near memory speed and execute no padding."""
+        reduction, outputs = self.in_channels_per_group, self.out_channels_per_group
+        if reduction == 1:
+            return 1
+        if outputs >= THIN_CHANNELS or reduction > ELEMENTWISE_MAX_LANES:
+            return 0
+        elements = self.batch * (self.in_channels * math.prod(self.in_size) + self.out_channels * math.prod(self.out_size))
+        if self.useful_macs > ELEMENTWISE_MACS_PER_ELEMENT * elements:
+            return 0
+        return 1 << (reduction - 1).bit_length()
 
     @property
     def packed_channels(self) -> int:
-        """The input channels per group when there are 2 to 15 (an RGB stem, small groups),
-        else 0. The forward and weight-gradient kernels then pack (tap, channel) pairs into
-        one dimension of their GEMM (im2col order inside a tile) rather than padding each
-        tap's channels to tl.dot's 16."""
+        """The input channels per group when there are 2 to 15 (an RGB stem, small groups)
+        and the layer is not elementwise, else 0. The forward and weight-gradient kernels
+        then pack (tap, channel) pairs into one dimension of their GEMM (im2col order inside
+        a tile) rather than padding each tap's channels to tl.dot's 16."""
         channels = self.in_channels_per_group
-        return channels if 1 < channels < THIN_CHANNELS else 0
+        return channels if 1 < channels < THIN_CHANNELS and not self.elementwise_lanes else 0
 
     @property
     def useful_macs(self) -> int:

@@ -126,6 +126,11 @@ CONV_CASES = [
     _c("1d mono k7", (33,), 1, 16, (7,), padding=3),
     _c("3d one channel", (6, 5, 7), 1, 8, (3, 3, 3), padding=1, bias=False),
     _c("2d 4 per group", (7, 8), 32, 32, (3, 3), padding=1, groups=8),
+    # Small groups and one output channel (elementwise over (output channel, lane) pairs):
+    # a segmentation head, lanes that are not a power of two, a channel multiplier.
+    _c("2d one output channel", (9, 8), 32, 1, (3, 3), padding=1),
+    _c("2d 20->2 head", (6, 7), 20, 2, (1, 1)),
+    _c("1d 2 per group x2 dilated", (26,), 12, 24, (3,), padding=2, dilation=2, groups=6),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).
@@ -135,6 +140,7 @@ PADDING_MODE_CASES = [
     _c("2d asym pad stride dil", (10, 9), 4, 3, (3, 4), padding=(2, 3), stride=(1, 2), dilation=(2, 1)),
     _c("2d same even", (7, 8), 2, 3, (4, 2), padding="same"),
     _c("2d groups pad full", (6, 6), 4, 4, (3, 3), padding=5, groups=2),
+    _c("2d 4 per group pad", (7, 6), 16, 16, (3, 3), padding=2, stride=2, groups=4),
     _c("3d pad", (5, 4, 6), 2, 3, (3, 3, 3), padding=(1, 2, 1)),
 ]
 
@@ -161,6 +167,8 @@ CONV_TRANSPOSE_CASES = [
     _t("3d k3 s2 p1 op1", (3, 3, 4), 3, 4, (3, 3, 3), stride=2, padding=1, output_padding=1),
     _t("3d asym groups", (4, 3, 5), 4, 6, (2, 3, 3), stride=(1, 2, 3), padding=(0, 1, 1), groups=2),
     _t("2d one input channel", (5, 6), 1, 8, (4, 4), stride=2, padding=1),
+    _t("2d 4 per group", (5, 4), 16, 16, (4, 4), stride=2, padding=1, groups=4),
+    _t("1d one output channel", (9,), 24, 1, (5,), stride=3, padding=1),
 ]
 
 

@@ -1,7 +1,7 @@
 """GPU readiness without a GPU: every kernel compiles for sm_80 and sm_90 in every dtype,
 for the smallest and largest config of every space and for every config the heuristic
 picks on the perf suites, without register spills, within shared memory, and on tensor
-cores for 16-bit and TF32 inputs (depthwise layers run elementwise, without them).
+cores for 16-bit and TF32 inputs (depthwise and small-group layers run elementwise, without them).
 `tconv bench --static` compiles every config of every space."""
 
 import math
@@ -26,20 +26,20 @@ def _size(config):
 def _extremes(arch: int, dtype: torch.dtype):
     for layer in (DENSE, DEPTHWISE):
         for kernel in KERNELS:
-            space = config_space(kernel, FAMILY_OF_ARCH[arch], layer.depthwise, dtype)
+            space = config_space(kernel, FAMILY_OF_ARCH[arch], layer.elementwise_lanes > 0, dtype)
             for config in dict.fromkeys((min(space, key=_size), max(space, key=_size))):
                 yield kernel, pass_specs(layer)[kernel][1], config
 
 
 def _suite_picks(arch: int, dtype: torch.dtype, layout: str = "channels_last"):
-    """Every distinct (kernel, config, depthwise, packed) the heuristic picks on the suites, each
+    """Every distinct (kernel, config, elementwise lanes, packed) the heuristic picks on the suites, each
     compiled for its layer with the most taps (the most registers: taps are unrolled)."""
     picks = {}
     for layers in SUITES.values():
         for layer in layers:
             for kernel, spec in pass_specs(layer_spec(layer)).values():
                 config = heuristic_config(kernel, spec, dtype, FAMILY_OF_ARCH[arch], layout)
-                key = (kernel, config, spec.depthwise, spec.packed_channels > 0)
+                key = (kernel, config, spec.elementwise_lanes, spec.packed_channels > 0)
                 if key not in picks or math.prod(spec.kernel_size) > math.prod(picks[key][1].kernel_size):
                     picks[key] = (kernel, spec, config)
     return list(picks.values())
@@ -50,7 +50,7 @@ def _check(kernel, spec, config, dtype, arch, layout="channels_last"):
     where = f"{kernel} {dtype} {layout} sm_{arch} {config} kernel {spec.kernel_size}"
     assert report.spill_bytes == 0, f"{where}: {report.spill_bytes} bytes spilled"
     assert report.fits, f"{where}: {report.shared_bytes} bytes of shared memory"
-    dense = not spec.depthwise
+    dense = not spec.elementwise_lanes
     if dense and dtype != torch.float64:
         assert report.tensor_cores, f"{where}: no tensor-core instructions"
 

@@ -8,31 +8,44 @@ suite, full size) must stay within 1.25x of the useful work on every family and 
 Correctness of these layers is covered by the shared case table (tconv.testing).
 """
 
+import math
+
 import pytest
 import torch
 from tconv.perf.suites import SUITES, Layer, layer_spec
 
 from tconv.configs import FAMILIES, heuristic_config
 from tconv.plan import executed_macs
-from tconv.spec import pass_specs
+from tconv.spec import ELEMENTWISE_MACS_PER_ELEMENT, pass_specs
 
-#: The thin suite's layers whose forward and weight gradient pack or run elementwise
-#: (RGB stems, one-channel audio and volumes); ResNeXt's 4-channel groups also have 4
-#: output channels per group, a thin N no packing of K removes.
-STEMS = [layer for layer in SUITES["thin"] if layer.in_channels // layer.groups < 4]
+#: Every pass of the thin suite that packs or runs elementwise: RGB stems' forward and
+#: weight gradient, every pass of one-channel audio and volumes and of ResNeXt's 4-channel
+#: groups, and the input gradients with a one- or three-channel output (small-output groups).
+THIN_PASSES = [(layer, pass_name) for layer in SUITES["thin"] for pass_name, (_, spec) in pass_specs(layer_spec(layer)).items()
+               if spec.packed_channels or spec.elementwise_lanes]
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
-@pytest.mark.parametrize("pass_name", ["fprop", "wgrad"])
-@pytest.mark.parametrize("layer", STEMS, ids=lambda layer: layer.name)
+@pytest.mark.parametrize("layer,pass_name", THIN_PASSES, ids=lambda value: getattr(value, "name", value))
 def test_thin_layers_execute_close_to_their_useful_work(layer, pass_name, dtype):
     kernel, spec = pass_specs(layer_spec(layer))[pass_name]
-    assert spec.packed_channels or spec.depthwise, spec
     for family in FAMILIES:
         for layout in ("channels_last", "contiguous"):
             config = heuristic_config(kernel, spec, dtype, family, layout)
             ratio = executed_macs(kernel, spec, config) / spec.useful_macs
             assert ratio <= 1.25, (family, layout, str(config), ratio)
+
+
+def test_only_compute_bound_thin_passes_keep_tensor_cores():
+    """The one thin pass left on padded tensor cores is the 7x7 RGB stem's input gradient
+    (64 input channels, 3 outputs): 3,136 useful multiply-adds per pixel moved, far past
+    the elementwise roofline rule, where tensor cores at 16/3 padding still beat CUDA cores."""
+    kept = [(layer.name, pass_name) for layer in SUITES["thin"]
+            for pass_name in ("fprop", "dgrad", "wgrad") if (layer, pass_name) not in THIN_PASSES]
+    assert kept == [("resnet50 stem 3->64 7x7 s2", "dgrad")]
+    _, stem_dgrad = pass_specs(layer_spec(SUITES["thin"][0]))["dgrad"]
+    elements = stem_dgrad.batch * (math.prod(stem_dgrad.in_size) * 64 + math.prod(stem_dgrad.out_size) * 3)
+    assert stem_dgrad.useful_macs > ELEMENTWISE_MACS_PER_ELEMENT * elements
 
 
 def test_packing_follows_the_channels_per_group():
@@ -42,3 +55,7 @@ def test_packing_follows_the_channels_per_group():
     assert [spec(c, 1).packed_channels for c in (1, 2, 3, 15, 16, 64)] == [0, 2, 3, 15, 0, 0]
     assert spec(1, 1).depthwise and spec(4, 4).depthwise and not spec(8, 4).depthwise
     assert spec(8, 4).packed_channels == 2
+    # 2 input channels and 16 outputs per group: packed; 4 and 4 (ResNeXt): four lanes each
+    assert spec(8, 4).elementwise_lanes == 0
+    grouped = layer_spec(Layer("g", 2, 32, (9, 9), 32, (3, 3), 1, 1, 1, 8))
+    assert grouped.elementwise_lanes == 4 and grouped.packed_channels == 0

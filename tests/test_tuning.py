@@ -136,6 +136,9 @@ def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
     if even == "packed":  # two groups of 3 input channels: 27 (tap, channel) pairs, packed
         layer = forward_spec((2, 6, 7, 5), (20, 3, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
         assert layer.packed_channels == 3
+    elif even == "small":  # four groups of 4 input and 4 output channels: 4 lanes per output channel
+        layer = forward_spec((2, 16, 7, 5), (16, 4, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 4)
+        assert layer.elementwise_lanes == 4
     elif even:  # whole channel blocks of every BLOCK_K (the loops' EVEN_K path), stride-2 phases
         layer = forward_spec((2, 64, 5, 6), (64, 64, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 1)
     elif depthwise:
@@ -148,12 +151,14 @@ def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
 
 
 # Dense fprop/dgrad tiles also run on channels_last operands with whole channel blocks, and
-# the kernels that pack thin groups' taps (fprop's K, wgrad's N) on each (BLOCK_N, BLOCK_K).
+# the kernels that pack thin groups' taps (fprop's K, wgrad's N) on each (BLOCK_N, BLOCK_K);
+# elementwise tiles also reduce small groups' lanes.
 _PACKED_TILES = {(k, c.block_n, c.block_k): c for k, d, c in SPACE_TILES if k in ("fprop", "wgrad") and not d}
 SPACE_CASES = [(k, d, c, False) for k, d, c in SPACE_TILES] + [
     (k, d, c, True) for k, d, c in SPACE_TILES if k != "wgrad" and not d] + [
-    (k, False, c, "packed") for (k, _, _), c in _PACKED_TILES.items()]
-_MODES = {False: "", True: "-even", "packed": "-packed"}
+    (k, False, c, "packed") for (k, _, _), c in _PACKED_TILES.items()] + [
+    (k, True, c, "small") for k, d, c in SPACE_TILES if d]
+_MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small"}
 
 
 @pytest.mark.parametrize("kernel,depthwise,config,even", SPACE_CASES,

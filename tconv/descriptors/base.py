@@ -34,7 +34,7 @@ class Descriptor:
 
     name: str
     function: JITFunction
-    #: {depthwise: {family: axes}}: the config space, as data (see tconv.configs).
+    #: {elementwise: {family: axes}}: the config space, as data (see tconv.configs).
     spaces: Mapping[bool, Mapping[str, dict]] = {}
     #: Names of the tensors a caller passes (the rest are allocated by `allocate`).
     operand_names: tuple[str, ...] = ()
@@ -85,7 +85,7 @@ class Descriptor:
         raise NotImplementedError
 
     def uses_tensor_cores(self, spec: ConvSpec) -> bool:
-        return not spec.depthwise
+        return not spec.elementwise_lanes
 
     def check_grid(self, spec: ConvSpec, config: KernelConfig) -> None:
         """Raise NotImplementedError before a launch CUDA would refuse."""
@@ -161,6 +161,15 @@ def tile_meta(config: KernelConfig) -> dict:
 
 def tiles(count: int, block: int) -> int:
     return math.ceil(count / block)
+
+
+def group_meta(spec: ConvSpec) -> dict:
+    """The group constexprs of an elementwise launch (tconv.spec.ConvSpec.elementwise_lanes):
+    input and output channels per group, constant so that channel runs stay provably
+    contiguous; both 0 for tl.dot launches (they read the runtime arguments)."""
+    if not spec.elementwise_lanes:
+        return {"GROUP_IN": 0, "GROUP_OUT": 0}
+    return {"GROUP_IN": spec.in_channels_per_group, "GROUP_OUT": spec.out_channels_per_group}
 
 
 def make_operands(kernel: Descriptor, spec: ConvSpec, dtype: torch.dtype, layout: str, device, *, bias: bool = False,

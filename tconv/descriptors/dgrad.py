@@ -12,7 +12,7 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
-from .base import Descriptor, in_3d, launch_options, layout_3d, output_memory_format, tile_meta, tiles
+from .base import Descriptor, group_meta, in_3d, launch_options, layout_3d, output_memory_format, tile_meta, tiles
 
 
 @functools.lru_cache(maxsize=256)
@@ -80,30 +80,31 @@ class Dgrad(Descriptor):
             *weight_strides,
             *out_size, *out_strides,
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
-            phases.shape[1], spec.in_channels_per_group, self.extents(spec)[1], spec.out_channels_per_group,
+            phases.shape[1], spec.in_channels_per_group, self.extents(spec)[1],
         )
-        meta = dict(HAS_BIAS=bias is not None, DEPTHWISE=spec.depthwise, GROUP_M=config.group_m,
-                    TAP_BITS=math.prod(spec.kernel_size) < 32,
-                    EVEN_K=not spec.depthwise and spec.in_channels_per_group % config.block_k == 0,
+        meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
+                    GROUP_M=config.group_m, TAP_BITS=math.prod(spec.kernel_size) < 32,
+                    EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
                     **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
-        columns = spec.out_channels if spec.depthwise else spec.out_channels_per_group
+        columns = spec.out_channels * spec.elementwise_lanes if spec.elementwise_lanes else spec.out_channels_per_group
         return max(phase_products(spec, "outputs")) * spec.batch, columns, spec.in_channels_per_group
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
         """Axis 0 covers the largest phase's tiles, axis 1 the groups, axis 2 the phases."""
         rows, columns, _ = self.extents(spec)
         phases = len(phase_products(spec, "outputs"))
-        return tiles(rows, config.block_m) * tiles(columns, config.block_n), 1 if spec.depthwise else spec.groups, phases
+        return (tiles(rows, config.block_m) * tiles(columns, config.block_n), 1 if spec.elementwise_lanes else spec.groups,
+                phases)
 
     def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
         """Tiles past a phase's rows exit before the K loop, so each phase counts its own tiles."""
         _, columns, _ = self.extents(spec)
         column_tiles = tiles(columns, config.block_n)
-        if spec.depthwise:
+        if spec.elementwise_lanes:
             per_step = config.block_m * config.block_n
         else:
             per_step = spec.groups * tiles(spec.in_channels_per_group, config.block_k) * math.prod(

@@ -110,8 +110,8 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
                          family: str) -> tuple[ChannelsLastCopy, ...]:
     """The copies a pass of `kernel` on `family` makes before it launches: one per channels-first
     operand of `kernel.channels_last_operands` when copying those pays on the family's
-    roofline (tconv.configs.copies_pay; never for depthwise problems), else none."""
-    if spec.depthwise:  # depthwise loops gather no channels
+    roofline (tconv.configs.copies_pay; never for elementwise problems), else none."""
+    if spec.elementwise_lanes:  # elementwise loops gather per element, without tl.dot
         return ()
     copied = tuple(operand for operand in kernel.channels_last_operands if channels_first(operands.get(operand)))
     dtype = next(t.dtype for t in operands.values() if isinstance(t, torch.Tensor))

@@ -11,7 +11,7 @@ import torch
 from ..configs import TARGET_PROGRAMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, KernelConfig
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
-from .base import Descriptor, in_3d, launch_options, layout_3d, tile_meta, tiles
+from .base import Descriptor, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -106,12 +106,13 @@ class Wgrad(Descriptor):
             batch, *in_size, *in_strides,
             *out_size, *grad_strides, row_stride or 0,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group, spec.out_channels if spec.depthwise else spec.out_channels_per_group,
-            spec.out_channels_per_group, rows_per_split, workspace.shape[1], self.split_stride(spec, False),
+            spec.in_channels_per_group, self.extents(spec)[0],
+            rows_per_split, workspace.shape[1], self.split_stride(spec, False),
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
-            BIAS_GRAD=bias_grad, DEPTHWISE=spec.depthwise, PACKED_CHANNELS=spec.packed_channels,
+            BIAS_GRAD=bias_grad, ELEMENTWISE=spec.elementwise_lanes > 0, **group_meta(spec),
+            PACKED_CHANNELS=spec.packed_channels,
             ROW_STEPS=out_size[2] % config.block_k == 0 and not spec.packed_channels, MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
             **tile_meta(config), **numerics, **launch_options(config),
@@ -119,10 +120,11 @@ class Wgrad(Descriptor):
         return args, meta
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
-        """(rows, columns per tap, positions); thin groups' columns are every (tap, channel) pair."""
+        """(rows, columns per tap, positions); thin groups' columns are every (tap, channel) pair,
+        elementwise layers' rows every (output channel, input channel) pair of the weight."""
         positions = spec.batch * math.prod(spec.out_size)
-        if spec.depthwise:
-            return spec.out_channels, 1, positions
+        if spec.elementwise_lanes:
+            return spec.out_channels * spec.in_channels_per_group, 1, positions
         if spec.packed_channels:
             return spec.out_channels_per_group, spec.in_channels_per_group * math.prod(spec.kernel_size), positions
         return spec.out_channels_per_group, spec.in_channels_per_group, positions
@@ -132,7 +134,7 @@ class Wgrad(Descriptor):
         groups: x column tiles of the packed pairs)."""
         rows, columns, _ = self.extents(spec)
         taps = 1 if spec.packed_channels else math.prod(spec.kernel_size)
-        if spec.depthwise:
+        if spec.elementwise_lanes:
             return tiles(rows, config.block_m) * taps, 1
         return tiles(rows, config.block_m) * taps * tiles(columns, config.block_n), spec.groups
 
@@ -155,7 +157,7 @@ class Wgrad(Descriptor):
         splits, rows_per_split = self.split(spec, config)
         rows = self.extents(spec)[2]
         steps = sum(tiles(min(rows_per_split, rows - s * rows_per_split), config.block_k) for s in range(splits))
-        per_step = config.block_m * config.block_k * (1 if spec.depthwise else config.block_n)
+        per_step = config.block_m * config.block_k * (1 if spec.elementwise_lanes else config.block_n)
         return math.prod(self.tiles(spec, config)) * steps * per_step
 
 
