@@ -442,7 +442,9 @@ def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype
     if kernel == "wgrad":
         return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
     block_n = max(lanes, _tile_for(columns, 32))
-    block_m = 32 if wide or rows <= 32 or block_n > 32 else 64
+    # 32 rows when a column tile holds one or two output channels' 32+ lanes: the gathered
+    # (NCHW) 3x3x3 input gradient of a one-channel volume spilled at 64 on sm_80
+    block_m = 32 if wide or rows <= 32 or block_n > 32 or lanes >= 32 else 64
     warps = 8 if wide and block_n > 32 else 4  # within the elementwise register budget
     return KernelConfig(block_m, block_n, 16, num_warps=warps, num_stages=2)
 
