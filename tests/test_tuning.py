@@ -41,9 +41,9 @@ def _spec(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1):
 
 # ----------------------------------------------------------------------- pruning
 def test_pruning_drops_tiles_far_larger_than_the_problem():
-    spec = _spec((1, 3, 4, 4), (5, 3, 3, 3), padding=1)  # 16 rows, 5 columns, 3 channels
-    # fprop packs its 9 taps x 3 channels into a K of 27; dgrad reduces 5 channels per tap
-    for kernel, largest_k in (("fprop", 32), ("dgrad", 16)):
+    spec = _spec((1, 3, 4, 4), (16, 3, 3, 3), padding=1)  # 16 rows, 16 columns, 3 channels
+    # fprop packs its 9 taps x 3 channels into a K of 27; dgrad reduces 16 channels per tap
+    for kernel, largest_k in (("fprop", 32),):  # dgrad (3 outputs) is elementwise
         kernel_spec = pass_specs(spec)[kernel][1]
         candidates = prune(kernel, kernel_spec, torch.float16, "sm_90")
         assert candidates and max(c.block_k for c in candidates) == largest_k
@@ -134,7 +134,7 @@ SPACE_TILES = _space_tiles()
 
 def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
     if even == "packed":  # two groups of 3 input channels: 27 (tap, channel) pairs, packed
-        layer = forward_spec((2, 6, 7, 5), (20, 3, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
+        layer = forward_spec((2, 6, 7, 5), (32, 3, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
         assert layer.packed_channels == 3
     elif even == "small":  # four groups of 4 input and 4 output channels: 4 lanes per output channel
         layer = forward_spec((2, 16, 7, 5), (16, 4, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 4)
@@ -145,8 +145,8 @@ def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
         layer = forward_spec((1, 20, 7, 5), (20, 1, 3, 3), (1, 1), (1, 1), (1, 1), (1, 1), 20)
     elif kernel == "wgrad":  # 30 positions: split-K parts of 1 and 2 K steps
         layer = forward_spec((2, 24, 6, 5), (24, 12, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
-    else:  # two groups; 36 rows (ragged 32-row tiles), 17 channels (two blocks of 16), 12 columns
-        layer = forward_spec((2, 34, 5, 6), (24, 17, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
+    else:  # two groups; 36 rows (ragged 32-row tiles), 17 channels (two blocks of 16), 16 columns (tensor cores)
+        layer = forward_spec((2, 34, 5, 6), (32, 17, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 2)
     return pass_specs(layer)[kernel][1]
 
 
