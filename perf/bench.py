@@ -15,6 +15,8 @@ Three parts, each a list of rows (one number or label per row):
 - on a CUDA device: tconv and cuDNN (torch.backends.cudnn.benchmark=True), optionally
   torch.compile(mode="max-autotune"), timed with triton.testing.do_bench on rotating
   operands (median ms), as TFLOP/s, GB/s, % of the roofline and speedup over cuDNN.
+- traffic, on any machine (unless `--no-traffic`): the bytes elementwise passes load and
+  store, counted in the interpreter on a reduced layer (perf.traffic), and loaded / minimum.
 - host, on any machine (unless `--no-host`): per layer at reduced size, the host time of
   tconv's eager forward and forward + backward (launches stubbed) against torch's
   dispatch of the same calls, and launches per call (perf.host).
@@ -49,6 +51,7 @@ from tconv.tune import MAX_OPERAND_SETS, ROTATE_BYTES, graph_ms, median_ms, oper
 from .host import cuda_call_us, host_times
 from .roofline import ELEMENT_BYTES, GPUS, STATIC_GPUS, gemm_macs, gpu_peak, min_bytes, roofline_us
 from .suites import SUITES, Layer, layer_spec, scaled
+from .traffic import traffic_metrics
 
 COLUMNS = ["run", "commit", "tconv", "torch", "triton", "device", "suite", "layer", "count", "shape", "pass", "kernel",
            "dtype", "layout", "source", "metric", "value"]
@@ -229,6 +232,19 @@ def quick_rows(rows: Rows, layers: list[Layer], passes, dtypes, device: torch.de
     return failures
 
 
+def traffic_rows(rows: Rows, layers: list[Layer], passes, dtype: torch.dtype, bar=None) -> None:
+    """Loaded and stored bytes of every elementwise pass, counted in the interpreter on a
+    reduced layer (perf.traffic), and loaded / minimum bytes."""
+    for layer in layers:
+        kernels = {pass_name: kernel for pass_name, (kernel, _) in pass_specs(layer_spec(layer)).items()}
+        for pass_name, metrics in traffic_metrics(layer, dtype, rows.layout).items():
+            if pass_name in passes:
+                for metric, value in metrics:
+                    rows.add(layer, pass_name, kernels[pass_name], _dtype_name(dtype), "interpreter", metric, value)
+        if bar:
+            bar.update()
+
+
 def host_rows(rows: Rows, layers: list[Layer], dtype: torch.dtype, calls: int, bar=None) -> None:
     """Host time of the eager path per layer (reduced size; it does not depend on the
     size), beside torch's dispatch; on a CUDA device also whole calls against cuDNN."""
@@ -342,6 +358,11 @@ def bench_main(args: argparse.Namespace) -> int:
         static_rows(rows, layers, passes, dtypes, archs, args.workers)
         if args.static and index == 0:
             space_rows(rows, dtypes, archs, args.workers)
+        counted = [layer for layer in layers if any(spec.elementwise_lanes for _, spec in pass_specs(layer_spec(layer)).values())]
+        if not args.no_traffic and index == 0 and counted:  # element counts do not depend on the layout
+            bar = _bar(len(counted), f"counting elementwise passes' bytes ({layout}, interpreter)")
+            traffic_rows(rows, counted, passes, dtypes[0], bar)
+            bar.close()
         if not args.no_host and index == 0 and "fprop" in passes:
             bar = _bar(len(layers), "host time of eager calls vs torch's dispatch")
             host_rows(rows, layers, dtypes[0], args.host_calls, bar)
@@ -416,6 +437,8 @@ def add_parser(commands) -> None:
     bench.add_argument("--torch-compile", action="store_true", help="also time torch.compile(mode='max-autotune') (fprop)")
     bench.add_argument("--no-timing", action="store_true", help="skip GPU timing even on a CUDA machine")
     bench.add_argument("--no-host", action="store_true", help="skip the host-time measurement of eager calls")
+    bench.add_argument("--no-traffic", action="store_true",
+                       help="skip counting elementwise passes' loaded bytes in the interpreter")
     bench.add_argument("--host-calls", type=positive_int, default=600, help="calls per host-time median")
     bench.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel ahead-of-time compiles")
     bench.add_argument("--out", default="results/bench.csv", help="CSV to append to")

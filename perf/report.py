@@ -156,9 +156,14 @@ def _share_section(run: Run, plots: list[Plot]) -> list[str]:
     return lines + [""]
 
 
+def _measured(run: Run, source: str, metric: str) -> list[tuple]:
+    """The run's keys that have `metric` from `source`."""
+    return [k for k in run.keys if run.value(k, source, metric) is not None]
+
+
 def _host_section(run: Run) -> list[str]:
     """Host time of eager calls (perf.host), when the run measured it."""
-    keys = [k for k in run.keys if run.value(k, "host", "forward_us") is not None]
+    keys = _measured(run, "host", "forward_us")
     if not keys:
         return []
     lines = ["## Host path of eager calls", "",
@@ -182,6 +187,31 @@ def _host_section(run: Run) -> list[str]:
                 for metric in ("forward_ratio", "train_ratio", "module_ratio")]
     return lines + ["", f"Geomean ratio tconv / torch: forward {geomeans[0]:.2f}, train {geomeans[1]:.2f}, "
                     f"module {geomeans[2]:.2f}.", ""]
+
+
+def _traffic_section(run: Run) -> list[str]:
+    """Elementwise passes: loaded / minimum bytes counted in the interpreter (perf.traffic),
+    and per layout the narrowest global load of the main loop, when the run counted them."""
+    keys = _measured(run, "interpreter", "loaded_over_min_bytes")
+    if not keys:
+        return []
+    lines = ["## Elementwise passes: bytes loaded and load widths", "",
+             "Loaded / minimum: the bytes every load of the pass's kernels requests (re-reads across taps included), "
+             "counted in the interpreter on the reduced layer shown, over its minimum bytes (input, weight and output "
+             "once). Load bits: the narrowest global load in the main loop, or in the whole kernel where a short tap "
+             "loop is unrolled (sm_80 / sm_90), per layout.", ""]
+    rows = []
+    for key in keys:
+        layer, pass_name, dtype, _ = key
+        widths = []
+        for layout in run.layouts:
+            other = (layer, pass_name, dtype, layout)
+            widths.append(_pair([run.value(other, arch, "load_bits") or run.value(other, arch, "kernel_load_bits")
+                                 for arch in ARCHS], 0))
+        rows.append([layer, pass_name, dtype, run.value(key, "interpreter", "counted_shape") or "-",
+                     _fmt(run.value(key, "interpreter", "loaded_over_min_bytes")), *widths])
+    return lines + _table(["layer", "pass", "dtype", "counted at", "loaded / minimum",
+                           *(f"load bits {layout}" for layout in run.layouts)], rows) + [""]
 
 
 def _per_layer(run: Run, dtype: str) -> list[str]:
@@ -236,6 +266,7 @@ def write_markdown(run: Run, folder: str, plots: list[Plot]) -> str:
     lines += _summary(run)
     lines += _share_section(run, plots)
     lines += _host_section(run)
+    lines += _traffic_section(run)
     lines += ["## Plots", ""]
     for dtype in run.dtypes:
         shown = [p for p in plots if p.dtype == dtype and p.kind != "issue_bound_share"]  # shares: their own section

@@ -416,6 +416,22 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     memory, copies = min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12), copied_bytes / (gpu.bandwidth_tbs * 1e12)
     gathered_share = GATHERED_SHARE.get(family, GATHERED_SHARE["sm_80"])[descriptor.name]
     return compute > memory or max(compute, memory) + copies < max(compute / gathered_share, memory)
+
+
+#: Useful multiply-adds from which an elementwise pass copies its weight first, so that its
+#: per-tap weight loads are vector-wide (descriptors/layout.py, WeightColumnsCopy). Static
+#: model, MobileNetV2's 144-channel 3x3 on sm_90: the loop goes from 103 to 85 instructions
+#: per step, about 20 to 24 multiply-adds per clock per SM, so an H100 saves ~3.5e-14 s per
+#: multiply-add; an extra launch is assumed to cost ~2 us (not measured here), repaid from
+#: about 6e7 multiply-adds. Smaller passes (batch-1 inference) keep one launch.
+WEIGHT_COPY_MIN_MACS = 2**26
+
+
+def weight_copy_pays(spec: ConvSpec) -> bool:
+    """Whether an elementwise pass is large enough to copy its weight (WEIGHT_COPY_MIN_MACS)."""
+    return spec.useful_macs >= WEIGHT_COPY_MIN_MACS
+
+
 #: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
 #: it: the share is an upper bound, padded work is certain tensor-core time.
 MAX_WORK_RATIO = 1.25

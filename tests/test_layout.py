@@ -12,6 +12,7 @@ from tconv import _launch, configs
 from tconv.configs import KernelConfig
 from tconv.descriptors import COPIES
 from tconv.descriptors import layout as layout_module
+from tconv.descriptors.base import in_layout, make_operands
 from tconv.spec import pass_specs
 from tconv.testing import assert_close
 
@@ -139,3 +140,90 @@ def test_channels_first_operands_copied_or_gathered(name, dtype, copies):
     for got, want, what in zip(torch.autograd.grad(actual, (input_ours, weight_ours), grad.to(dtype)),
                                torch.autograd.grad(expected, (input, weight), grad), ("grad_input", "grad_weight")):
         assert_close(got, want, dtype, what)
+
+
+# ------------------------------------------------- elementwise passes' weight copies
+def test_elementwise_passes_with_channels_first_activations_read_the_weight_in_place(weight_copies, monkeypatch):
+    """NCHW elementwise loops take one weight element per thread and tap in any layout: no copy."""
+    input = torch.randn(2, 12, 9, 8, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(12, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    names = _launched(monkeypatch)
+    output = tconv.conv2d(input, weight, padding=1, groups=12)
+    torch.autograd.grad(output, (input, weight), torch.randn_like(output))
+    assert sorted(names) == ["dgrad", "fprop", "wgrad", "wgrad_reduce"]
+
+
+def test_large_elementwise_passes_copy_their_weight():
+    """Depthwise and small-group passes past WEIGHT_COPY_MIN_MACS copy their weight where
+    the copy makes the columns contiguous (forward: lanes are the group's input channels;
+    input gradient: always); small passes (batch-1 inference) keep one launch."""
+    def copied(layer, pass_name):
+        kernel, spec = pass_specs(layer_spec(layer))[pass_name]
+        descriptor = configs.descriptor_of(kernel)
+        operands = make_operands(descriptor, spec, torch.float16, "channels_last", "meta", random=False)
+        copies = layout_module.channels_last_copies(descriptor, spec, operands, "sm_90")
+        return [copy.name for copy in copies] == [f"{descriptor.name}_weight_columns_copy"]
+
+    depthwise = Layer("dw", 64, 144, (56, 56), 144, (3, 3), 1, 1, 1, 144)
+    grouped = Layer("4 per group", 64, 128, (56, 56), 128, (3, 3), 1, 1, 1, 32)
+    head = Layer("20->2 1x1", 64, 20, (256, 256), 2, (1, 1), 1, 0, 1, 2)  # forward: 10 input channels on 16 lanes
+    assert copied(depthwise, "fprop") and copied(depthwise, "dgrad")
+    assert copied(grouped, "fprop") and copied(grouped, "dgrad")
+    assert not copied(head, "fprop") and copied(head, "dgrad")
+    small = Layer("dw batch 1", 1, 144, (56, 56), 144, (3, 3), 1, 1, 1, 144)
+    assert not copied(small, "fprop") and not copied(small, "dgrad")
+
+
+@pytest.fixture
+def weight_copies(monkeypatch):
+    """Every elementwise pass copies its weight where it can (the tests' problems are small)."""
+    monkeypatch.setattr(configs, "WEIGHT_COPY_MIN_MACS", 0)
+    _forget()
+    yield
+    _forget()
+
+
+ELEMENTWISE_CASES = {
+    "depthwise2d": (tconv.conv2d, F.conv2d, (2, 12, 9, 8), (12, 1, 3, 3), dict(padding=1, groups=12), True),
+    "depthwise2d_multiplier": (tconv.conv2d, F.conv2d, (2, 6, 9, 8), (18, 1, 3, 3), dict(stride=2, padding=1, groups=6),
+                               True),
+    "depthwise1d_dilated": (tconv.conv1d, F.conv1d, (2, 16, 21), (16, 1, 4), dict(padding=3, dilation=2, groups=16), True),
+    "depthwise3d": (tconv.conv3d, F.conv3d, (1, 8, 5, 6, 5), (8, 1, 3, 3, 3), dict(padding=1, groups=8), True),
+    "four_per_group": (tconv.conv2d, F.conv2d, (2, 16, 7, 9), (16, 4, 3, 3), dict(padding=1, groups=4), True),
+    "one_output_head": (tconv.conv2d, F.conv2d, (2, 20, 8, 8), (2, 10, 1, 1), dict(groups=2), False),
+    "transposed_depthwise": (tconv.conv_transpose2d, F.conv_transpose2d, (2, 8, 6, 7), (8, 1, 4, 4),
+                             dict(stride=2, padding=1, groups=8), True),
+}
+
+
+@pytest.mark.parametrize("weight_layout", ["contiguous", "channels_last", "sliced", "columns"])
+@pytest.mark.parametrize("name", list(ELEMENTWISE_CASES))
+def test_elementwise_weight_copy(name, weight_layout, weight_copies, monkeypatch):
+    """Forward and both gradients against torch in float64 with the weight read through its
+    columns copy (channels-innermost activations), from any weight strides (a channels_last
+    weight with 4 per group, whose channels do not flatten into one stride, is copied as
+    runs of 4); a weight already stored that way is read in place."""
+    ours, theirs, input_shape, weight_shape, kwargs, forward_copies = ELEMENTWISE_CASES[name]
+    input = in_layout(torch.randn(input_shape, dtype=torch.float64), "channels_last")
+    weight = torch.randn(weight_shape, dtype=torch.float64)
+    if weight_layout == "channels_last" and weight.dim() in CL:
+        weight = weight.to(memory_format=CL[weight.dim()])
+    elif weight_layout == "sliced":  # every other kernel position of a larger weight
+        weight = torch.randn(*weight_shape[:2], *(2 * k for k in weight_shape[2:]), dtype=torch.float64)[..., ::2]
+        weight = weight[(...,) + tuple(slice(0, k) for k in weight_shape[2:-1]) + (slice(None),)]
+    elif weight_layout == "columns":  # [*kernel, A, B] storage: what the forward copy makes
+        dims = weight.dim()
+        weight = weight.permute(*range(2, dims), 0, 1).contiguous().permute(dims - 2, dims - 1, *range(dims - 2))
+    assert weight.shape == weight_shape
+    ours_input, ours_weight = input.clone().requires_grad_(), weight.clone().requires_grad_()
+    input, weight = input.requires_grad_(), weight.requires_grad_()
+    names = _launched(monkeypatch)
+    actual, expected = ours(ours_input, ours_weight, **kwargs), theirs(input, weight, **kwargs)
+    assert_close(actual, expected, torch.float64)
+    grad = in_layout(torch.randn_like(expected), "channels_last")  # channels innermost, as the input (1-d too)
+    for got, want, what in zip(torch.autograd.grad(actual, (ours_input, ours_weight), grad),
+                               torch.autograd.grad(expected, (input, weight), grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, torch.float64, what)
+    forward, backward = ("dgrad", "fprop") if "transposed" in name else ("fprop", "dgrad")
+    assert (f"{forward}_weight_columns_copy" in names) == (forward_copies and weight_layout != "columns")
+    assert f"{backward}_weight_columns_copy" in names or (weight_layout == "columns" and weight_shape[1] == 1)

@@ -11,7 +11,7 @@ from tconv.perf.roofline import GPUS, gemm_macs, min_bytes, roofline_us
 from tconv.perf.suites import SUITES, Layer, layer_spec, scaled
 
 from tconv import cli
-from tconv.configs import INTERPRETER_FAMILY
+from tconv.configs import INTERPRETER_FAMILY, heuristic_config
 from tconv.descriptors import KERNELS
 from tconv.descriptors.base import make_operands
 from tconv.descriptors.layout import channels_last_copies
@@ -120,6 +120,13 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     shape, checked = row.split(" | ")[1:3]
     assert shape.startswith("conv N") and checked.startswith("conv N") and checked != shape  # reduced size beside it
     assert "## Host path of eager calls" in report and "| tiny convT 4/2/1 | float32 |" in report
+    # the depthwise layer's passes (the only elementwise ones) counted in the interpreter, float32 (the first dtype)
+    counted = {(row["layer"], row["pass"], row["dtype"]): float(row["value"]) for row in rows
+               if row["metric"] == "loaded_over_min_bytes"}
+    assert set(counted) == {("tiny dw 3x3", p, "float32") for p in ("fprop", "dgrad", "wgrad")}
+    assert all(1 < ratio < 20 for ratio in counted.values())
+    traffic = report.split("## Elementwise passes")[1].split("## ")[0]
+    assert "| tiny dw 3x3 | fprop | float32 |" in traffic and "load bits channels_last" in traffic
 
 
 #: Issue-bound shares of the hand-made CSV per (arch, layout): layers a and b (fprop; wgrad is 0.9 x).
@@ -242,3 +249,22 @@ def test_report_of_one_layout_has_no_layout_column(tmp_path):
     assert "| layout |" not in summary + per_layer and "layout channels_last;" in report
     assert "| sm_90 | channels_last | fprop | 2 | 0.632 | 0.500 (a) | 0.900 |" in report
     assert os.path.getsize(tmp_path / "issue_bound_share_float16.png") > 1000
+
+
+def test_traffic_counts_a_depthwise_forward_by_hand():
+    """perf.traffic counts what the kernels load: a 3x3 depthwise forward (zeros padding 1)
+    reads each channel's input once per valid tap, (3n - 2) per dimension of size n, and
+    the weight (9 taps) and bias once per row tile and channel."""
+    from tconv.perf.traffic import counted_layer, pass_traffic
+
+    layer = Layer("dw", 4, 80, (40, 9), 80, (3, 3), 1, 1, 1, 80)
+    counted = counted_layer(layer)
+    assert (counted.batch, counted.in_channels, counted.groups, counted.in_size) == (1, 32, 32, (32, 9))
+    kernel, spec = pass_specs(layer_spec(counted))["fprop"]
+    config = heuristic_config(kernel, spec, torch.float16, INTERPRETER_FAMILY, "contiguous")
+    row_tiles, channels = math.ceil(32 * 9 / config.block_m), 32
+    expected = 2 * (channels * (3 * 32 - 2) * (3 * 9 - 2) + row_tiles * channels * (9 + 1))
+    traffic = pass_traffic(counted, torch.float16, "contiguous")
+    assert traffic["fprop"].loaded == expected
+    assert traffic["fprop"].stored == 2 * channels * 32 * 9
+    assert set(traffic) == {"fprop", "dgrad", "wgrad"} and traffic["wgrad"].loaded > traffic["fprop"].loaded

@@ -14,7 +14,7 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler.compiler import make_backend
 from triton.runtime.jit import create_function_from_signature
 
-from tconv import _launch, aot, sass, tune
+from tconv import _launch, aot, configs, sass, tune
 from tconv.configs import KernelConfig, copies_pay, heuristic_config
 from tconv.descriptors import COPIES, KERNELS
 from tconv.spec import pass_specs
@@ -100,7 +100,8 @@ def _recorded_launch(monkeypatch, kernel_name, spec, dtype, layout, config):
 @pytest.mark.parametrize("kernel_name,layout,channels", [(kernel, layout, 32) for kernel in ("fprop", "dgrad", "wgrad")
                                                           for layout in ("channels_last", "contiguous")]
                          + [(kernel, "contiguous", 256) for kernel in ("fprop", "dgrad", "wgrad")]
-                         + [(copy.name, "contiguous", 256) for copy in COPIES])
+                         + [(copy.name, "contiguous", 256) for copy in COPIES if copy.name.endswith("_weight_copy")
+                            or copy.name.endswith("_input_copy") or copy.name.endswith("_grad_output_copy")])
 def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, channels, monkeypatch):
     """Triton's binder on the launcher's real arguments (CPU tensors, 64-byte aligned
     like CUDA's) gives the signature, constants and attributes the AOT compile uses; NCHW
@@ -109,8 +110,20 @@ def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, c
                              channels + 16, (3, 3), 1, 1))
     pass_name = KERNELS[kernel_name].kernel.name if kernel_name.endswith("_copy") else kernel_name
     spec = pass_specs(layer)[pass_name][1]
-    kernel = kernel_name
-    config = KernelConfig(64, 32, 32, num_warps=4, num_stages=3)
+    _assert_aot_matches_launch(kernel_name, spec, layout, KernelConfig(64, 32, 32, num_warps=4, num_stages=3), monkeypatch)
+
+
+@pytest.mark.parametrize("kernel_name", [copy.name for copy in COPIES if copy.name.endswith("_weight_columns_copy")])
+def test_aot_specialises_the_weight_columns_copy_as_launched(kernel_name, monkeypatch):
+    """A depthwise pass on channels_last activations copies its weight (the size gate lowered)."""
+    monkeypatch.setattr(configs, "WEIGHT_COPY_MIN_MACS", 0)
+    layer = layer_spec(Layer("dw", 2, 32, (9, 9), 32, (3, 3), 1, 1, 1, 32))
+    spec = pass_specs(layer)[KERNELS[kernel_name].kernel.name][1]
+    config = heuristic_config(KERNELS[kernel_name].kernel.name, spec, torch.float16, "sm_90", "channels_last")
+    _assert_aot_matches_launch(kernel_name, spec, "channels_last", config, monkeypatch)
+
+
+def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):
     args, kwargs = _recorded_launch(monkeypatch, kernel, spec, torch.float16, layout, config)
     function = KERNELS[kernel].function
     backend = make_backend(GPUTarget("cuda", 90, 32))

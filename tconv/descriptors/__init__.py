@@ -6,11 +6,13 @@ from .base import Descriptor
 from .dgrad import DGRAD
 from .fprop import FPROP
 from .gemm import GEMM
-from .layout import copy_of
+from .layout import copy_of, weight_copy_of
 from .wgrad import WGRAD, WGRAD_REDUCE
 
-#: The layout copies dense passes make of channels-first operands (fprop_input_copy, ...).
-COPIES = tuple(copy_of(kernel, operand) for kernel in (FPROP, DGRAD, WGRAD) for operand in kernel.channels_last_operands)
+#: The layout copies dense passes make of channels-first operands (fprop_input_copy, ...),
+#: and the weight copies of elementwise passes (fprop_weight_columns_copy, ...).
+COPIES = (*(copy_of(kernel, operand) for kernel in (FPROP, DGRAD, WGRAD) for operand in kernel.channels_last_operands),
+          *(weight_copy_of(kernel) for kernel in (FPROP, DGRAD)))
 
 KERNELS: dict[str, Descriptor] = {d.name: d for d in (FPROP, DGRAD, WGRAD, WGRAD_REDUCE, GEMM, *COPIES)}
 #: The kernels a conv pass launches and tunes (wgrad_reduce rides on wgrad's launch).

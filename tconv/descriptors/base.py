@@ -87,6 +87,12 @@ class Descriptor:
     def uses_tensor_cores(self, spec: ConvSpec) -> bool:
         return not spec.elementwise_lanes
 
+    def weight_columns(self, spec: ConvSpec) -> str | None:
+        """How an elementwise launch's weight [A, B, *kernel] is stored so that its columns
+        read consecutive elements: "flat" ([*kernel, A, B]), "transposed" ([B, *kernel, A]),
+        or None (kept as given); descriptors/layout.py makes the copy."""
+        return None
+
     def check_grid(self, spec: ConvSpec, config: KernelConfig) -> None:
         """Raise NotImplementedError before a launch CUDA would refuse."""
         for axis, count in enumerate(self.grid(spec, config)[1:], start=1):

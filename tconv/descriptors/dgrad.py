@@ -89,6 +89,11 @@ class Dgrad(Descriptor):
                     **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
 
+    def weight_columns(self, spec: ConvSpec) -> str | None:
+        """Column (output channel j, lane l) reads weight[input channel of (j, l), j's place in
+        its group]: lanes are consecutive input channels, so [out/group, *kernel, in] storage."""
+        return "transposed" if spec.elementwise_lanes else None
+
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         columns = spec.out_channels * spec.elementwise_lanes if spec.elementwise_lanes else spec.out_channels_per_group
         return max(phase_products(spec, "outputs")) * spec.batch, columns, spec.in_channels_per_group

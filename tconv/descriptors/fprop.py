@@ -61,6 +61,13 @@ class Fprop(Descriptor):
         )
         return args, meta
 
+    def weight_columns(self, spec: ConvSpec) -> str | None:
+        """Column (output channel o, lane l) reads weight[o, l]: consecutive in [*kernel, o, l]
+        storage when each output channel's lanes are exactly its group's input channels
+        (depthwise included)."""
+        lanes = spec.elementwise_lanes
+        return "flat" if lanes and lanes == spec.in_channels_per_group else None
+
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         """(rows, columns, reduction per K loop): a tap's channels, or every (tap, channel)
         pair when thin groups pack them (spec.packed_channels). Elementwise layers' columns

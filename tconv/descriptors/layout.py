@@ -8,6 +8,14 @@ bytes), the pass first copies those operands channels-last, into buffers named o
 PACKED, and its kernels read them in the operands' place (Descriptor.reads): the main
 loops are then the channels-last ones. The output keeps torch's memory format, written by
 the epilogue. Depthwise passes (no channel reduction to gather) read operands in place.
+
+Elementwise passes (depthwise, small groups) load a weight vector per tap across their
+columns, (output channel, lane) pairs; in torch's weight layout those sit a whole kernel
+apart (9 elements for a 3x3), so each is a one-element load. When the columns can be made
+contiguous (Descriptor.weight_columns) and the pass is large enough to repay a launch
+(tconv.configs.weight_copy_pays), the pass first copies the weight, which is small, so
+that consecutive columns are consecutive elements (WeightColumnsCopy): the per-tap weight
+loads are then vector-wide.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from collections.abc import Mapping
 import torch
 import triton
 
-from ..configs import KernelConfig, copies_pay
+from ..configs import KernelConfig, copies_pay, weight_copy_pays
 from ..kernels import layout
 from ..spec import ConvSpec
 from .base import PACKED, Descriptor, layout_3d, tiles
@@ -98,6 +106,91 @@ class ChannelsLastCopy(Descriptor):
         return 2 * math.prod(self.kernel.operand_shapes(spec)[self.operand]) * element_bytes
 
 
+class WeightColumnsCopy(ChannelsLastCopy):
+    """Copies an elementwise pass's weight [A, B, *kernel] so that its columns read
+    consecutive elements, viewed with the weight's shape: the channels-last copy of the
+    weight seen as images over the kernel's positions. kernel.weight_columns(spec) "flat":
+    one image of A x B channels, stored [*kernel, A, B] (or, when A and B do not flatten
+    into one stride, A images of B channels, [A, *kernel, B]: runs of B); "transposed": B
+    images of A channels, [B, *kernel, A]."""
+
+    def __init__(self, kernel: Descriptor):
+        super().__init__(kernel, "weight")
+        self.name = f"{kernel.name}_weight_columns_copy"
+
+    def __repr__(self) -> str:
+        return f"WeightColumnsCopy({self.kernel.name})"
+
+    def _images(self, spec: ConvSpec, weight: torch.Tensor | None) -> tuple[int, int, int, int]:
+        """(images, channels, image stride, channel stride) of the copy's view of the weight;
+        without a weight, its sizes for a weight whose channels flatten."""
+        rows, lanes, *_ = self.kernel.operand_shapes(spec)["weight"]
+        row_stride, lane_stride = weight.stride()[:2] if weight is not None else (lanes, 1)
+        if self.kernel.weight_columns(spec) == "transposed":
+            return lanes, rows, lane_stride, row_stride
+        if lanes == 1 or row_stride == lanes * lane_stride:
+            return 1, rows * lanes, 0, lane_stride if lanes > 1 else row_stride
+        return rows, lanes, row_stride, lane_stride
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
+        weight = tensors["weight"]
+        rows, lanes, *size = weight.shape
+        taps, (images, _, _, _) = len(size), self._images(spec, weight)
+        stored = lambda *shape: torch.empty(shape, dtype=weight.dtype, device=weight.device)  # noqa: E731
+        if self.kernel.weight_columns(spec) == "transposed":  # [B, *kernel, A]
+            view = stored(lanes, *size, rows).permute(taps + 1, 0, *range(1, taps + 1))
+        elif images == 1:  # [*kernel, A, B]
+            view = stored(*size, rows, lanes).permute(taps, taps + 1, *range(taps))
+        else:  # [A, *kernel, B]
+            view = stored(rows, *size, lanes).permute(0, taps + 1, *range(1, taps + 1))
+        return {self.target: view}
+
+    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
+        weight, target = tensors["weight"], tensors[self.target]
+        (_, _, *size), (_, _, *strides) = layout_3d(weight)
+        images, channels, image_stride, channel_stride = self._images(spec, weight)
+        position_stride = flat_row_stride(size, strides)
+        block_p, block_c = self.blocks((images, channels, *size))
+        args = (weight, target, channels, *size, math.prod(size), image_stride, channel_stride, *strides,
+                position_stride or 0)
+        meta = dict(FLAT=position_stride is not None, BLOCK_P=block_p, BLOCK_C=block_c,
+                    INDEX_DTYPE=numerics["INDEX_DTYPE"], num_warps=4)
+        return args, meta
+
+    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
+        return self._grid(spec, None)
+
+    def launch_grid(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping) -> tuple[int, ...]:
+        return self._grid(spec, tensors["weight"])
+
+    def _grid(self, spec: ConvSpec, weight: torch.Tensor | None) -> tuple[int, int]:
+        images, channels, _, _ = self._images(spec, weight)
+        size = self.kernel.operand_shapes(spec)["weight"][2:]
+        block_p, block_c = self.blocks((images, channels, *size))
+        return images * tiles(math.prod(size), block_p), tiles(channels, block_c)
+
+    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
+        images, channels, _, _ = self._images(spec, None)
+        return images * math.prod(self.kernel.operand_shapes(spec)["weight"][2:]), channels, 1
+
+
+def copies_weight(kernel: Descriptor, spec: ConvSpec, weight: torch.Tensor | None) -> bool:
+    """Whether an elementwise pass copies `weight` [A, B, *kernel] (WeightColumnsCopy): when
+    kernel.weight_columns says how, the pass is large enough (tconv.configs.weight_copy_pays)
+    and the weight is not stored that way already."""
+    columns = kernel.weight_columns(spec)
+    if not isinstance(weight, torch.Tensor) or columns is None or weight.numel() == 0:
+        return False
+    if not weight_copy_pays(spec):
+        return False
+    rows, lanes = weight.shape[:2]
+    row_stride, lane_stride = weight.stride()[:2]
+    if columns == "transposed":
+        return rows > 1 and row_stride != 1
+    taps_outside = all(stride % (rows * lanes) == 0 for stride, n in zip(weight.stride()[2:], weight.shape[2:]) if n > 1)
+    return not ((lanes == 1 or lane_stride == 1) and (rows == 1 or row_stride == lanes) and taps_outside)
+
+
 _copies: dict[tuple[str, str], ChannelsLastCopy] = {}
 
 
@@ -106,13 +199,22 @@ def copy_of(kernel: Descriptor, operand: str) -> ChannelsLastCopy:
     return _copies.setdefault((kernel.name, operand), ChannelsLastCopy(kernel, operand))
 
 
+def weight_copy_of(kernel: Descriptor) -> WeightColumnsCopy:
+    """The one weight-columns copy descriptor of `kernel`."""
+    return _copies.setdefault((kernel.name, "weight columns"), WeightColumnsCopy(kernel))
+
+
 def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
                          family: str) -> tuple[ChannelsLastCopy, ...]:
     """The copies a pass of `kernel` on `family` makes before it launches: one per channels-first
     operand of `kernel.channels_last_operands` when copying those pays on the family's
-    roofline (tconv.configs.copies_pay; never for elementwise problems), else none."""
+    roofline (tconv.configs.copies_pay), else none; an elementwise pass copies at most its
+    weight (copies_weight)."""
     if spec.elementwise_lanes:  # elementwise loops gather per element, without tl.dot
-        return ()
+        # with channels-first activations the loop's tile runs along positions, and takes one
+        # weight element per thread and tap whatever the weight's layout (static model, sm_90)
+        gathered = channels_first(operands.get("input"))
+        return (weight_copy_of(kernel),) if not gathered and copies_weight(kernel, spec, operands.get("weight")) else ()
     copied = tuple(operand for operand in kernel.channels_last_operands if channels_first(operands.get(operand)))
     dtype = next(t.dtype for t in operands.values() if isinstance(t, torch.Tensor))
     if not copied or not copies_pay(kernel.name, spec, dtype, family, copied):
