@@ -358,11 +358,13 @@ def bench_main(args: argparse.Namespace) -> int:
         static_rows(rows, layers, passes, dtypes, archs, args.workers)
         if args.static and index == 0:
             space_rows(rows, dtypes, archs, args.workers)
-        counted = [layer for layer in layers if any(spec.elementwise_lanes for _, spec in pass_specs(layer_spec(layer)).values())]
-        if not args.no_traffic and index == 0 and counted:  # element counts do not depend on the layout
-            bar = _bar(len(counted), f"counting elementwise passes' bytes ({layout}, interpreter)")
+        if not args.no_traffic and index == 0:  # element counts do not depend on the layout
+            counted = [layer for layer in layers
+                       if any(spec.elementwise_lanes for _, spec in pass_specs(layer_spec(layer)).values())]
+            bar = _bar(len(counted), f"counting elementwise passes' bytes ({layout}, interpreter)") if counted else None
             traffic_rows(rows, counted, passes, dtypes[0], bar)
-            bar.close()
+            if bar:
+                bar.close()
         if not args.no_host and index == 0 and "fprop" in passes:
             bar = _bar(len(layers), "host time of eager calls vs torch's dispatch")
             host_rows(rows, layers, dtypes[0], args.host_calls, bar)

@@ -76,24 +76,40 @@ class ChannelsLastCopy(Descriptor):
         return (min(self.BLOCK_P, max(16, triton.next_power_of_2(positions))),
                 min(self.BLOCK_C, max(16, triton.next_power_of_2(shape[1]))))
 
+    def images(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, int, int, int]:
+        """(images, channels, image stride, channel stride) of the copy's view of `source`
+        (without it, the sizes of a launch on `spec`): the operand's dims 0 and 1."""
+        shape = self.kernel.operand_shapes(spec)[self.operand]
+        strides = source.stride()[:2] if source is not None else (0, 0)
+        return shape[0], shape[1], *strides
+
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         source, target = tensors[self.operand], tensors[self.target]
-        (_, channels, *size), strides = layout_3d(source)
-        position_stride = flat_row_stride(size, strides[2:])
-        block_p, block_c = self.blocks(tuple(source.shape))
-        args = (source, target, channels, *size, math.prod(size), *strides, position_stride or 0)
+        (_, _, *size), (_, _, *strides) = layout_3d(source)
+        images, channels, image_stride, channel_stride = self.images(spec, source)
+        position_stride = flat_row_stride(size, strides)
+        block_p, block_c = self.blocks((images, channels, *size))
+        args = (source, target, channels, *size, math.prod(size), image_stride, channel_stride, *strides,
+                position_stride or 0)
         meta = dict(FLAT=position_stride is not None, BLOCK_P=block_p, BLOCK_C=block_c,
                     INDEX_DTYPE=numerics["INDEX_DTYPE"], num_warps=4)
         return args, meta
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
-        shape = self.kernel.operand_shapes(spec)[self.operand]
-        block_p, block_c = self.blocks(shape)
-        return shape[0] * tiles(math.prod(shape[2:]), block_p), tiles(shape[1], block_c)
+        return self._grid(spec, None)
+
+    def launch_grid(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping) -> tuple[int, ...]:
+        return self._grid(spec, tensors[self.operand])
+
+    def _grid(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, int]:
+        images, channels, _, _ = self.images(spec, source)
+        size = self.kernel.operand_shapes(spec)[self.operand][2:]
+        block_p, block_c = self.blocks((images, channels, *size))
+        return images * tiles(math.prod(size), block_p), tiles(channels, block_c)
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
-        shape = self.kernel.operand_shapes(spec)[self.operand]
-        return shape[0] * math.prod(shape[2:]), shape[1], 1
+        images, channels, _, _ = self.images(spec, None)
+        return images * math.prod(self.kernel.operand_shapes(spec)[self.operand][2:]), channels, 1
 
     def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
         return 0
@@ -121,9 +137,9 @@ class WeightColumnsCopy(ChannelsLastCopy):
     def __repr__(self) -> str:
         return f"WeightColumnsCopy({self.kernel.name})"
 
-    def _images(self, spec: ConvSpec, weight: torch.Tensor | None) -> tuple[int, int, int, int]:
-        """(images, channels, image stride, channel stride) of the copy's view of the weight;
-        without a weight, its sizes for a weight whose channels flatten."""
+    def images(self, spec: ConvSpec, weight: torch.Tensor | None) -> tuple[int, int, int, int]:
+        """The weight's view (see ChannelsLastCopy.images); without a weight, the sizes for
+        one whose channels flatten."""
         rows, lanes, *_ = self.kernel.operand_shapes(spec)["weight"]
         row_stride, lane_stride = weight.stride()[:2] if weight is not None else (lanes, 1)
         if self.kernel.weight_columns(spec) == "transposed":
@@ -135,7 +151,7 @@ class WeightColumnsCopy(ChannelsLastCopy):
     def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
         weight = tensors["weight"]
         rows, lanes, *size = weight.shape
-        taps, (images, _, _, _) = len(size), self._images(spec, weight)
+        taps, (images, _, _, _) = len(size), self.images(spec, weight)
         stored = lambda *shape: torch.empty(shape, dtype=weight.dtype, device=weight.device)  # noqa: E731
         if self.kernel.weight_columns(spec) == "transposed":  # [B, *kernel, A]
             view = stored(lanes, *size, rows).permute(taps + 1, 0, *range(1, taps + 1))
@@ -144,34 +160,6 @@ class WeightColumnsCopy(ChannelsLastCopy):
         else:  # [A, *kernel, B]
             view = stored(rows, *size, lanes).permute(0, taps + 1, *range(1, taps + 1))
         return {self.target: view}
-
-    def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
-        weight, target = tensors["weight"], tensors[self.target]
-        (_, _, *size), (_, _, *strides) = layout_3d(weight)
-        images, channels, image_stride, channel_stride = self._images(spec, weight)
-        position_stride = flat_row_stride(size, strides)
-        block_p, block_c = self.blocks((images, channels, *size))
-        args = (weight, target, channels, *size, math.prod(size), image_stride, channel_stride, *strides,
-                position_stride or 0)
-        meta = dict(FLAT=position_stride is not None, BLOCK_P=block_p, BLOCK_C=block_c,
-                    INDEX_DTYPE=numerics["INDEX_DTYPE"], num_warps=4)
-        return args, meta
-
-    def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
-        return self._grid(spec, None)
-
-    def launch_grid(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping) -> tuple[int, ...]:
-        return self._grid(spec, tensors["weight"])
-
-    def _grid(self, spec: ConvSpec, weight: torch.Tensor | None) -> tuple[int, int]:
-        images, channels, _, _ = self._images(spec, weight)
-        size = self.kernel.operand_shapes(spec)["weight"][2:]
-        block_p, block_c = self.blocks((images, channels, *size))
-        return images * tiles(math.prod(size), block_p), tiles(channels, block_c)
-
-    def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
-        images, channels, _, _ = self._images(spec, None)
-        return images * math.prod(self.kernel.operand_shapes(spec)["weight"][2:]), channels, 1
 
 
 def copies_weight(kernel: Descriptor, spec: ConvSpec, weight: torch.Tensor | None) -> bool:
