@@ -101,10 +101,12 @@ _DEPTHWISE = {
     for family in FAMILIES
 }
 # wgrad: BLOCK_M output channels x BLOCK_N input channels (of one tap) x BLOCK_K positions.
+# Positions are plentiful, so thin tiles (32 channels a side) take 128 of them per step
+# with 2 warps: the per-step loop overhead then weighs less against the tensor-core work.
 _WGRAD = {
-    "sm_90": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
+    "sm_90": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64, 128), num_warps=(2, 4, 8),
                   num_stages=(3, 4), group_m=(8,), split_k=(0, 1, 8, 32)),
-    "sm_80": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
+    "sm_80": dict(block_m=(16, 32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64, 128), num_warps=(2, 4, 8),
                   num_stages=(2, 3), group_m=(8,), split_k=(0, 1, 8, 32)),
     "fallback": dict(block_m=(16, 32, 64), block_n=(16, 32, 64), block_k=(16, 32), num_warps=(4,), num_stages=(2,),
                      group_m=(8,), split_k=(0, 8)),
@@ -211,7 +213,11 @@ SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
 #: 64x64x16). The last entries of each table are thin tiles for 32-channel layers (a 32-wide
 #: N or M, the K step of one 32-channel tap), so they no longer fall to 64x32x32 / 32x32x32;
 #: 256x32x32 with 8 warps is left out: its 32x32 operand tile spread over 256 threads loads
-#: 64 bits per thread (128 with 4 warps).
+#: 64 bits per thread (128 with 4 warps). On sm_90, 256x32 tiles with 4 warps too: 256x32x64
+#: for fprop (64 -> 32 channels, 3x3x3: share 0.85 -> 1.0; dgrad's and sm_80's spill 600-1,300
+#: bytes) and 256x32x32 for both (32 -> 32 channels, 3x3x3: 0.62 -> 0.88, 0.59 -> 0.86), and
+#: wgrad has 2-warp tiles of 128 positions per step for 32 channels on a side (a 32->32 3x3x3
+#: layer: sm_90 0.40 -> 0.66, sm_80 0.69 -> 1.0) and 128x64x64 with 8 warps.
 #: Measured by `python -m tconv.perf.derive_shortlist` (rerun it when a main loop changes).
 #: The fallback family uses sm_80's.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
@@ -239,6 +245,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 16, 16, 4, 4, 0.060),
         (256, 32, 64, 8, 4, 0.848),
         (128, 32, 32, 4, 4, 0.561),
+        (256, 32, 64, 4, 4, 1.000),
+        (256, 32, 32, 4, 4, 0.883),
     ),
     ("dgrad", "sm_90"): (
         (128, 256, 64, 8, 4, 1.000),
@@ -264,6 +272,7 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 16, 16, 4, 4, 0.062),
         (256, 32, 64, 8, 4, 0.826),
         (128, 32, 32, 4, 4, 0.577),
+        (256, 32, 32, 4, 4, 0.859),
     ),
     ("wgrad", "sm_90"): (
         (128, 128, 64, 8, 4, 1.000),
@@ -282,6 +291,9 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 64, 64, 4, 4, 0.366),
         (32, 32, 64, 4, 4, 0.296),
         (128, 32, 32, 4, 4, 0.674),
+        (32, 32, 128, 2, 4, 0.395),
+        (32, 64, 128, 2, 4, 0.453),
+        (128, 64, 64, 8, 4, 0.992),
     ),
     ("fprop", "sm_80"): (
         (256, 128, 64, 8, 3, 1.000),
@@ -350,6 +362,9 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 64, 64, 4, 3, 0.656),
         (32, 32, 64, 4, 3, 0.512),
         (128, 32, 32, 4, 3, 1.000),
+        (32, 32, 128, 2, 3, 0.713),
+        (32, 64, 128, 2, 3, 0.863),
+        (128, 64, 64, 8, 3, 1.000),
     ),
 }
 
@@ -432,8 +447,12 @@ def weight_copy_pays(spec: ConvSpec) -> bool:
     return spec.useful_macs >= WEIGHT_COPY_MIN_MACS
 
 
-#: Executed / useful multiply-adds the heuristic accepts when any candidate stays within
-#: it: the share is an upper bound, padded work is certain tensor-core time.
+#: Executed multiply-adds the heuristic accepts when any candidate stays within them: first
+#: MAX_TILE_WASTE times the GEMM view's (tile and split padding only: taps that land in the
+#: zero padding are work every implicit GEMM does), else MAX_WORK_RATIO times the useful
+#: ones. The share is an upper bound; padded work is certain tensor-core time. (A 320-channel
+#: 3x3x3 weight gradient took 128x128 tiles, 1.44x its GEMM view, on a wave-count tie.)
+MAX_TILE_WASTE = 1.05
 MAX_WORK_RATIO = 1.25
 
 
@@ -472,8 +491,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
 
     Among the shortlist's tiles (for 32- and 64-bit inputs with BLOCK_K scaled to the same
     bytes per step) that the problem's pruned space holds (deepest pipeline that fits the
-    dtype's shared memory) and that execute at most MAX_WORK_RATIO times
-    the useful multiply-adds (when any does), the one with the highest
+    dtype's shared memory) and that execute at most MAX_TILE_WASTE times the GEMM view's
+    multiply-adds (when any does; else at most MAX_WORK_RATIO times the useful ones), the one with the highest
     issue-bound share x wave efficiency on the family's SMs x useful / executed
     multiply-adds: the static model's best loop, given enough programs to fill the GPU
     and little padding. Given channels-first operands (`layout` "contiguous"), a pass whose
@@ -510,9 +529,11 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
             continue
         config = max(fitting, key=lambda c: c.num_stages)
         programs = math.prod(descriptor.grid(spec, config))
-        work = spec.useful_macs / max(1, descriptor.executed_macs(spec, config))
-        scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, work))
-    lean = [entry for entry in scored if entry[2] >= 1 / MAX_WORK_RATIO]
+        executed = max(1, descriptor.executed_macs(spec, config))
+        work = spec.useful_macs / executed
+        scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, executed))
+    lean = [entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)] or [
+        entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs]
     best, best_score = None, -1.0
     for config, score, _ in lean or scored:  # first of equals wins: the table's order
         if score > best_score + 1e-9:

@@ -113,6 +113,23 @@ def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
                 assert config in prune(kernel, spec, dtype, family), (layer.name, pass_name, dtype, config)
 
 
+
+@pytest.mark.parametrize("family", ["sm_90", "sm_80"])
+def test_heuristic_keeps_tile_padding_within_the_gemm_view(family):
+    """Channel counts that 128-wide tiles pad (320 = 2.5 x 128) take tiles that divide them
+    when one scores about as well: the weight gradient of a 320-channel 3x3x3 layer took
+    128x128 tiles, 1.44x its GEMM view's multiply-adds, on sm_90. The GEMM view counts the
+    taps that land in zero padding, which every implicit GEMM multiplies."""
+    from tconv.perf.roofline import gemm_macs
+
+    for channels, size in ((320, 8), (640, 32), (96, 28)):
+        dims = 3 if size <= 8 else 2
+        spec = _spec((2, channels, *(size,) * dims), (channels, channels, *(3,) * dims), padding=1)
+        for kernel, pass_spec in pass_specs(spec).values():
+            config = heuristic_config(kernel, pass_spec, torch.float16, family)
+            executed = DESCRIPTORS[kernel].executed_macs(pass_spec, config)
+            assert executed <= 1.05 * gemm_macs(pass_spec), (channels, kernel, family, config)
+
 # ---------------------------------------------- every config of every space is correct
 def _space_tiles():
     """Every distinct config the interpreter can tell apart (warps and stages only change
