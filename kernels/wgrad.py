@@ -4,7 +4,9 @@ swapped it is also the weight gradient of transposed convolution.
 GEMM view, per group g (axis 1), tap and split (axis 2):
     grad_weight[o, (c, tap)] = sum_m A[o, m] * B[m, c]
     M = out_channels / groups                    rows: output channels of group g
-    N = in_channels / groups, one tap per column tile
+    N = in_channels / groups, one tap per column tile; a program takes TAP_RUN (1-3)
+        consecutive taps along w with one accumulator each, so every K step's A tile and
+        position split serve the run, and each further tap's B differs only in its w index
     K = batch * out_depth * out_height * out_width   (split in SPLIT ranges of whole K steps, axis 2)
     A[o, m] = grad_output[n, g*Mg + o, od, oh, ow]
     B[m, c] = input[n, g*Cg + c, od*sd - pd + kd*dd, oh*sh - ph + kh*dh, ow*sw - pw + kw*dw]
@@ -100,12 +102,14 @@ def _load_step(
     in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
     out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
     stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-    MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    dilation_w, MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
+    BLOCK_K: tl.constexpr, TAP_RUN: tl.constexpr, KERNEL_W: tl.constexpr,
     GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, ELEMENTWISE: tl.constexpr, PACKED: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
-    """The (A, B) tiles of the K step at flat position row_start. MASK_ROWS only for the
+    """The tiles of the K step at flat position row_start: A, and B at the program's first
+    tap and (TAP_RUN > 1) at the next taps along w, which differ from it only in the w index:
+    (A, B, B at tap + 1, B at tap + 2), the unused ones repeating B. MASK_ROWS only for the
     last, partial step of a split (the loop runs whole steps: no position mask in it).
     PACKED: B's columns are (tap, channel) pairs, so the tap offsets are per column
     ([BLOCK_N] vectors) and B's indices [BLOCK_K, BLOCK_N] (never with ROW_STEPS)."""
@@ -121,10 +125,11 @@ def _load_step(
         if PADDING_MODE == PAD_ZEROS and (BOUNDS & 6) != 0:
             # A line whose (d, h) tap is padding: its w index is made negative (scalar
             # select), so the one unsigned compare per position rejects it too.
-            in_w0 = tl.where(valid_d & valid_h, in_w0, -in_width - BLOCK_K * stride_w)
+            in_w0 = tl.where(valid_d & valid_h, in_w0, -in_width - BLOCK_K * stride_w - KERNEL_W * dilation_w)
         in_w, valid_w = _tap_index(in_w0, 1, positions * stride_w, in_width,
                                    (BOUNDS & 7) != 0, PADDING_MODE)
         input_mask = valid_w
+        line_mask = valid_w == valid_w  # (d, h) are folded into the w index above
         ow = ow0 + positions
         image = n
     else:
@@ -139,7 +144,8 @@ def _load_step(
         in_w, valid_w = _tap_index(in_ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
         in_h, valid_h = _tap_index(in_oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
         in_d, valid_d = _tap_index(in_od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
-        input_mask = valid_w & valid_h & valid_d
+        line_mask = valid_h & valid_d
+        input_mask = valid_w & line_mask
     input_row = (
         image.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
         + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
@@ -147,6 +153,7 @@ def _load_step(
     if MASK_ROWS:
         row_mask = positions < last_row - row_start
         input_mask = input_mask & (row_mask[:, None] if PACKED else row_mask)
+        line_mask = line_mask & (row_mask[:, None] if PACKED else row_mask)
     if GRAD_FLAT:
         grad_pointers = a_pointers
     else:
@@ -172,7 +179,31 @@ def _load_step(
         b = tl.load(b_pointers, mask=b_mask, other=0.0)
     else:
         b = tl.load(b_pointers)  # every tap inside the input: nothing to mask
-    return a, b
+    b1 = b
+    b2 = b
+    if TAP_RUN > 1:  # (zeros padding, dense: the host's rule) the next taps: w index + dilation
+        b1 = _next_tap(b_pointers, in_w, line_mask, 1, dilation_w, in_width, in_stride_w, MASK_ROWS, BOUNDS,
+                       INDEX_DTYPE)
+    if TAP_RUN > 2:
+        b2 = _next_tap(b_pointers, in_w, line_mask, 2, dilation_w, in_width, in_stride_w, MASK_ROWS, BOUNDS,
+                       INDEX_DTYPE)
+    return a, b, b1, b2
+
+
+@triton.jit
+def _next_tap(b_pointers, in_w, line_mask, step, dilation_w, in_width, in_stride_w, MASK_ROWS: tl.constexpr,
+              BOUNDS: tl.constexpr, INDEX_DTYPE: tl.constexpr):
+    """B at the tap `step` places further along w: the same positions and channels, the w
+    index moved by step * dilation, checked with one unsigned compare where w can reach
+    the zero padding; line_mask carries the (d, h) checks and the partial step's rows."""
+    pointers = b_pointers + tl.cast(step * dilation_w, INDEX_DTYPE) * in_stride_w
+    if (BOUNDS & 1) != 0:
+        valid = line_mask & ((in_w + step * dilation_w).to(tl.uint32) < in_width)
+        return tl.load(pointers, mask=valid[:, None], other=0.0)
+    elif MASK_ROWS or BOUNDS != 0:
+        return tl.load(pointers, mask=line_mask[:, None], other=0.0)
+    else:
+        return tl.load(pointers)
 
 
 @triton.jit
@@ -211,7 +242,7 @@ def conv_wgrad_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr,
     GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
-    ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr,
+    ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
@@ -232,7 +263,10 @@ def conv_wgrad_kernel(
         pair = column % (TAPS * PACKED_CHANNELS)  # wrapped into range, like the channels
         tap = pair // PACKED_CHANNELS
     else:
-        tap = pid_n // num_pid_c
+        # A program takes TAP_RUN consecutive taps along w (a divisor of KERNEL_W): one
+        # position split and one grad_output tile per K step serve all of them.
+        run = pid_n // num_pid_c
+        tap = run * TAP_RUN  # (the run's first tap)
         pid_c = pid_n % num_pid_c
     kw = tap % KERNEL_W
     kh = (tap // KERNEL_W) % KERNEL_H
@@ -284,35 +318,45 @@ def conv_wgrad_kernel(
     else:
         a_pointers = grad_output_ptr
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    acc1 = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE) if TAP_RUN > 1 else acc  # the run's next taps
+    acc2 = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE) if TAP_RUN > 2 else acc
     bias_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
     elementwise_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
     for row_start in range(first_row, last_whole, BLOCK_K):
-        a, b = _load_step(
+        a, b, b1, b2 = _load_step(
             row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0,
-            INDEX_DTYPE,
+            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
+            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
+            PACKED_CHANNELS != 0, INDEX_DTYPE,
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
         acc, elementwise_acc, bias_acc = _accumulate(acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE, BIAS_GRAD,
                                                    ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
+        if TAP_RUN > 1:
+            acc1 = mma(acc1, a, b1, INPUT_PRECISION, UPCAST_DOT)
+        if TAP_RUN > 2:
+            acc2 = mma(acc2, a, b2, INPUT_PRECISION, UPCAST_DOT)
     if last_whole < last_row:
         if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
             a_pointers = grad_output_ptr + grad_col[:, None] + (
                 last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
-        a, b = _load_step(
+        a, b, b1, b2 = _load_step(
             last_whole, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-            True, False, MAGIC, BOUNDS, BLOCK_K, GRAD_FLAT, PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0,
-            INDEX_DTYPE,
+            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
+            True, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
+            PACKED_CHANNELS != 0, INDEX_DTYPE,
         )
         acc, elementwise_acc, bias_acc = _accumulate(acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE, BIAS_GRAD,
                                                    ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
+        if TAP_RUN > 1:
+            acc1 = mma(acc1, a, b1, INPUT_PRECISION, UPCAST_DOT)
+        if TAP_RUN > 2:
+            acc2 = mma(acc2, a, b2, INPUT_PRECISION, UPCAST_DOT)
 
     # Partial results in weight order [o, c, tap] of this split's workspace row.
     split_base = workspace_ptr + split.to(INDEX_DTYPE) * split_stride
@@ -322,6 +366,10 @@ def conv_wgrad_kernel(
     else:
         offsets = (weight_row[:, None] + channel[None, :]) * TAPS + tap  # (tap: a scalar, or per column when packed)
         tl.store(split_base + offsets, acc, mask=out_mask[:, None] & channel_mask[None, :])
+        if TAP_RUN > 1:
+            tl.store(split_base + offsets + 1, acc1, mask=out_mask[:, None] & channel_mask[None, :])
+        if TAP_RUN > 2:
+            tl.store(split_base + offsets + 2, acc2, mask=out_mask[:, None] & channel_mask[None, :])
     if BIAS_GRAD:
         if pid_n == 0:
             if ELEMENTWISE:  # each output channel's first pair stores its row sum

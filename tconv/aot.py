@@ -188,13 +188,21 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
     loop = main_loop(sass)
     share = None
     if loop is not None and loop.tensor_core_instructions:
-        share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs))
+        share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs),
+                                  tiles_per_step(function, constexprs))
     report = CompileReport(kernel_name, arch, dtype, config, registers, stack, _ptxas_spills(compiled.asm["ptx"], arch),
                            compiled.metadata.shared, loop, share, *narrowest_global_access(sass),
                            tensor_core_instructions(sass))
     _compiled[key] = report
     _store_report(path, report)
     return report
+
+
+def tiles_per_step(function, constexprs: dict) -> int:
+    """Output tiles one main-loop iteration multiplies: the kernel's TAP_RUN (wgrad), else 1."""
+    names = function.arg_names
+    return next((value for key, value in constexprs.items()
+                 if names[key[0] if isinstance(key, tuple) else key] == "TAP_RUN"), 1)
 
 
 def constexprs_precision(constexprs: dict) -> str:

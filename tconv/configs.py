@@ -168,8 +168,7 @@ def _next_pow2(value: int) -> int:
 
 def shared_bytes(config: KernelConfig, dtype: torch.dtype) -> int:
     """Shared memory of the pipelined operand tiles, num_stages deep."""
-    element = torch.empty((), dtype=dtype).element_size()
-    return config.num_stages * (config.block_m + config.block_n) * config.block_k * element
+    return config.num_stages * (config.block_m + config.block_n) * config.block_k * dtype.itemsize
 
 
 def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[KernelConfig]:
@@ -178,16 +177,17 @@ def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[Kerne
     rows, columns, reduction = kernel.extents(spec)
     candidates = []
     lanes = spec.elementwise_lanes if kernel.name != "wgrad" else 0
+    largest_m, largest_n, largest_k = max(32, _next_pow2(rows)), max(16, _next_pow2(columns)), max(16, _next_pow2(reduction))
     for config in config_space(kernel, family, spec.elementwise_lanes > 0, dtype):
         if min(config.block_m, config.block_n, config.block_k) < 16:
             continue  # tl.dot needs every tile dimension >= 16
         if config.block_n < lanes:
             continue  # an elementwise column tile holds whole output channels' lanes
-        if config.block_m > max(32, _next_pow2(rows)):
+        if config.block_m > largest_m:
             continue  # tiles far larger than the problem: pure padding
-        if config.block_n > max(16, _next_pow2(columns)):
+        if config.block_n > largest_n:
             continue
-        if config.block_k > max(16, _next_pow2(reduction)):
+        if config.block_k > largest_k:
             continue  # (wgrad's reduction is every position: its K tiles are never pruned here)
         if shared_bytes(config, dtype) > SHARED_LIMIT[family]:
             continue
@@ -204,7 +204,7 @@ TARGET_PROGRAMS = 264
 SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
 
 #: The heuristic's candidates per (kernel, family): (BLOCK_M, BLOCK_N, BLOCK_K, warps,
-#: stages, issue-bound share). The share is the static model of the tile's main loop,
+#: stages, issue-bound share[, share with a tap run]). The share is the static model of the tile's main loop,
 #: compiled as a launch compiles (fp16, channels_last), the worst over a padded 3x3 layer
 #: (128 channels, 28x28, batch 32) and a padded 3x3x3 one (64 channels, 16^3, batch 2).
 #: Every entry compiled without spills and with cp.async pipelining on both; the tiles
@@ -216,8 +216,14 @@ SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
 #: 64 bits per thread (128 with 4 warps). On sm_90, 256x32 tiles with 4 warps too: 256x32x64
 #: for fprop (64 -> 32 channels, 3x3x3: share 0.85 -> 1.0; dgrad's and sm_80's spill 600-1,300
 #: bytes) and 256x32x32 for both (32 -> 32 channels, 3x3x3: 0.62 -> 0.88, 0.59 -> 0.86), and
-#: wgrad has 2-warp tiles of 128 positions per step for 32 channels on a side (a 32->32 3x3x3
-#: layer: sm_90 0.40 -> 0.66, sm_80 0.69 -> 1.0) and 128x64x64 with 8 warps.
+#: wgrad has 2-warp tiles of 128 positions per step for 32 channels on a side (taken only for
+#: layers of at most THIN_TILE_EXTENT channels a side). A wgrad entry may carry a second share:
+#: the tile's loop with a run of 3 taps per program (descriptors/wgrad.py, tap_run: each K
+#: step's position split and grad_output tile serve the run), used where the layer's kernel
+#: width allows one; the first share is measured on the same layers one tap wide. Among equal
+#: scores the heuristic takes the tile with the longer run: 128x64x64 with 8 warps and a run
+#: of 3 loads fewer bytes per multiply-add than 128x128x64 (which fits no run), and its loop
+#: is 0.7x a GEMM's per tensor-core instruction.
 #: Measured by `python -m tconv.perf.derive_shortlist` (rerun it when a main loop changes).
 #: The fallback family uses sm_80's.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
@@ -280,20 +286,20 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (128, 64, 64, 4, 4, 1.000),
         (128, 64, 32, 4, 4, 1.000),
         (64, 128, 64, 4, 4, 0.901),
-        (64, 64, 64, 4, 4, 0.723),
-        (64, 64, 32, 4, 4, 0.598),
-        (128, 32, 64, 4, 4, 0.853),
-        (64, 32, 64, 4, 4, 0.492),
-        (64, 32, 32, 4, 4, 0.376),
-        (32, 32, 32, 4, 4, 0.232),
-        (64, 16, 32, 4, 4, 0.188),
-        (32, 16, 32, 4, 4, 0.119),
-        (32, 64, 64, 4, 4, 0.366),
-        (32, 32, 64, 4, 4, 0.296),
-        (128, 32, 32, 4, 4, 0.674),
-        (32, 32, 128, 2, 4, 0.395),
+        (64, 64, 64, 4, 4, 0.723, 1.000),
+        (64, 64, 32, 4, 4, 0.598, 1.000),
+        (128, 32, 64, 4, 4, 0.853, 1.000),
+        (64, 32, 64, 4, 4, 0.492, 0.990),
+        (64, 32, 32, 4, 4, 0.376, 0.774),
+        (32, 32, 32, 4, 4, 0.232, 0.358),
+        (64, 16, 32, 4, 4, 0.188, 0.390),
+        (32, 16, 32, 4, 4, 0.119, 0.222),
+        (32, 64, 64, 4, 4, 0.358, 0.683),
+        (32, 32, 64, 4, 4, 0.296, 0.471),
+        (128, 32, 32, 4, 4, 0.674, 1.000),
+        (32, 32, 128, 2, 4, 0.395, 0.655),
         (32, 64, 128, 2, 4, 0.453),
-        (128, 64, 64, 8, 4, 0.992),
+        (128, 64, 64, 8, 4, 0.992, 1.000),
     ),
     ("fprop", "sm_80"): (
         (256, 128, 64, 8, 3, 1.000),
@@ -351,20 +357,20 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (128, 64, 64, 4, 3, 1.000),
         (128, 64, 32, 4, 3, 1.000),
         (64, 128, 64, 4, 3, 1.000),
-        (64, 64, 64, 4, 3, 1.000),
-        (64, 64, 32, 4, 3, 1.000),
-        (128, 32, 64, 4, 3, 1.000),
-        (64, 32, 64, 4, 3, 0.889),
-        (64, 32, 32, 4, 3, 0.744),
-        (32, 32, 32, 4, 3, 0.432),
-        (64, 16, 32, 4, 3, 0.395),
-        (32, 16, 32, 4, 3, 0.232),
-        (32, 64, 64, 4, 3, 0.656),
-        (32, 32, 64, 4, 3, 0.512),
-        (128, 32, 32, 4, 3, 1.000),
-        (32, 32, 128, 2, 3, 0.713),
-        (32, 64, 128, 2, 3, 0.863),
-        (128, 64, 64, 8, 3, 1.000),
+        (64, 64, 64, 4, 3, 1.000, 1.000),
+        (64, 64, 32, 4, 3, 1.000, 1.000),
+        (128, 32, 64, 4, 3, 1.000, 1.000),
+        (64, 32, 64, 4, 3, 0.889, 1.000),
+        (64, 32, 32, 4, 3, 0.681, 1.000),
+        (32, 32, 32, 4, 3, 0.464, 0.857),
+        (64, 16, 32, 4, 3, 0.421, 0.932),
+        (32, 16, 32, 4, 3, 0.235, 0.495),
+        (32, 64, 64, 4, 3, 0.656, 1.000),
+        (32, 32, 64, 4, 3, 0.520, 0.975),
+        (128, 32, 32, 4, 3, 1.000, 1.000),
+        (32, 32, 128, 2, 3, 0.713, 1.000),
+        (32, 64, 128, 2, 3, 0.853),
+        (128, 64, 64, 8, 3, 1.000, 1.000),
     ),
 }
 
@@ -447,6 +453,8 @@ def weight_copy_pays(spec: ConvSpec) -> bool:
     return spec.useful_macs >= WEIGHT_COPY_MIN_MACS
 
 
+#: Largest rows and columns (channels a side) for which the heuristic takes a 2-warp tile.
+THIN_TILE_EXTENT = 64
 #: Executed multiply-adds the heuristic accepts when any candidate stays within them: first
 #: MAX_TILE_WASTE times the GEMM view's (tile and split padding only: taps that land in the
 #: zero padding are work every implicit GEMM does), else MAX_WORK_RATIO times the useful
@@ -513,7 +521,7 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         aligned_channels(spec, dtype))
     scored = []
     element = torch.empty((), dtype=dtype).element_size()
-    for block_m, block_n, block_k, warps, stages, share in table:
+    for block_m, block_n, block_k, warps, stages, share, *run_share in table:
         block_k = max(16, block_k * 2 // element)  # the bytes per K step the 16-bit tile was measured with
         accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
@@ -523,21 +531,26 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
             continue
         if layout != "channels_last" and descriptor.name != "wgrad" and accumulator > CHANNELS_FIRST_OUTPUT_ACCUMULATOR:
             continue
+        if warps < 4 and max(rows, columns) > THIN_TILE_EXTENT:
+            continue  # 2-warp tiles serve thin layers: wider ones re-read each operand more (not in the share)
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
         if not fitting:
             continue
         config = max(fitting, key=lambda c: c.num_stages)
+        if run_share and descriptor.tiles_per_step(spec, config) > 1:
+            share = run_share[0]  # the loop with a tap run (wgrad) multiplies several tiles per step
         programs = math.prod(descriptor.grid(spec, config))
         executed = max(1, descriptor.executed_macs(spec, config))
         work = spec.useful_macs / executed
         scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, executed))
     lean = [entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)] or [
         entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs]
-    best, best_score = None, -1.0
-    for config, score, _ in lean or scored:  # first of equals wins: the table's order
-        if score > best_score + 1e-9:
-            best, best_score = config, score
+    best, best_key = None, (-1.0, 0)
+    for config, score, _ in lean or scored:  # of equal scores the longer tap run, then the table's order
+        key = (round(score, 9), descriptor.tiles_per_step(spec, config))
+        if key > best_key:
+            best, best_key = config, key
     if best is None:  # nothing of the shortlist fits (a tiny problem): the smallest candidate
         return min(candidates, key=lambda c: (c.block_m * c.block_n * c.block_k, c.num_warps, -c.num_stages))
     return best

@@ -138,8 +138,12 @@ def peak_macs_per_clock(arch: int, dtype: str, precision: str = "tf32") -> int:
     return TENSOR_MACS_PER_CLOCK[arch]["tf32"]
 
 
-def issue_bound_share(config: KernelConfig, loop_instructions: int, arch: int, dtype: str, precision: str = "tf32") -> float:
-    """min(1, tensor clocks / issue clocks) of one K step (an upper bound, not a timing)."""
-    tensor_clocks = config.block_m * config.block_n * config.block_k / peak_macs_per_clock(arch, dtype, precision)
+def issue_bound_share(config: KernelConfig, loop_instructions: int, arch: int, dtype: str, precision: str = "tf32",
+                      tiles_per_step: int = 1) -> float:
+    """min(1, tensor clocks / issue clocks) of one K step (an upper bound, not a timing);
+    a step that multiplies `tiles_per_step` tiles (wgrad's tap runs) does that many times
+    BLOCK_M x BLOCK_N x BLOCK_K multiply-adds."""
+    macs = config.block_m * config.block_n * config.block_k * tiles_per_step
+    tensor_clocks = macs / peak_macs_per_clock(arch, dtype, precision)
     issue_clocks = config.num_warps * loop_instructions / WARP_INSTRUCTIONS_PER_CLOCK
     return min(1.0, tensor_clocks / issue_clocks)

@@ -267,3 +267,43 @@ def test_torch_compile_dynamic_shapes_and_unbatched():
         assert input.grad.shape == input.shape
     unbatched = torch.compile(lambda t: tconv.conv1d(t, torch.ones(2, 3, 3)), fullgraph=True, backend="aot_eager")
     assert unbatched(torch.randn(3, 7)).shape == (2, 5)
+
+
+TAP_RUN_LAYERS = [  # (input shape, weight shape, torch kwargs, taps per program): weight gradients of tap runs
+    ((2, 16, 9, 11), (24, 16, 3, 3), dict(padding=1), 3),
+    ((2, 16, 9, 11), (24, 16, 3, 3), dict(padding=2, dilation=2), 3),
+    ((2, 16, 9, 11), (24, 16, 3, 3), dict(stride=2, padding=1), 3),
+    ((2, 16, 6, 32), (24, 16, 3, 3), dict(padding=1), 3),  # width 32: each K step in one output line
+    ((2, 16, 9, 10), (24, 16, 4, 4), dict(stride=2, padding=1), 2),
+    ((2, 16, 9, 10), (24, 16, 3, 6), dict(padding=(1, 4)), 3),  # two runs per kernel row, w taps past the input
+    ((2, 16, 5, 6, 7), (24, 16, 3, 3, 3), dict(padding=1), 3),
+    ((2, 16, 33), (24, 16, 3), dict(padding=1), 3),
+    ((2, 32, 9, 11), (32, 16, 3, 3), dict(padding=1, groups=2), 3),
+]
+
+
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs,run", TAP_RUN_LAYERS)
+def test_wgrad_tap_runs_match_torch(input_shape, weight_shape, kwargs, run):
+    """A weight-gradient program takes `run` taps along w (descriptors/wgrad.py, tap_run):
+    each further tap's input tile is the first one's moved along w, masked where it reaches
+    the padding; the weight and bias gradients match float64 torch."""
+    from tconv.configs import heuristic_config
+    from tconv.descriptors.wgrad import tap_run
+    from tconv.spec import conv_spec
+
+    dims = len(input_shape) - 2
+    input, weight = torch.randn(input_shape, requires_grad=True), torch.randn(weight_shape, requires_grad=True)
+    bias = torch.randn(weight_shape[0], requires_grad=True)
+    groups = kwargs.get("groups", 1)
+    spec, _ = conv_spec(f"conv{dims}d", dims, input, weight, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                        kwargs.get("dilation", 1), groups)
+    assert tap_run(spec, heuristic_config("wgrad", spec, torch.float32, layout="contiguous")) == run
+    function = getattr(tconv, f"conv{dims}d")
+    output = function(input, weight, bias, **kwargs)
+    grad_output = torch.randn_like(output)
+    ours = torch.autograd.grad(output, (weight, bias), grad_output)
+    reference_leaves = [t.detach().double().requires_grad_() for t in (input, weight, bias)]
+    reference = getattr(F, f"conv{dims}d")(*reference_leaves, **kwargs)
+    theirs = torch.autograd.grad(reference, reference_leaves[1:], grad_output.double())
+    for name, mine, expected in zip(("grad_weight", "grad_bias"), ours, theirs):
+        assert_close(mine, expected, torch.float32, name)

@@ -87,6 +87,10 @@ class Descriptor:
     def uses_tensor_cores(self, spec: ConvSpec) -> bool:
         return not spec.elementwise_lanes
 
+    def tiles_per_step(self, spec: ConvSpec, config: KernelConfig) -> int:
+        """Output tiles one main-loop iteration multiplies (wgrad's tap runs; else 1)."""
+        return 1
+
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """How an elementwise launch's weight [A, B, *kernel] is stored so that its columns
         read consecutive elements: "flat" ([*kernel, A, B]), "transposed" ([B, *kernel, A]),

@@ -46,6 +46,31 @@ def padded_dimensions(spec: ConvSpec, in_size, out_size) -> int:
     return bits
 
 
+#: Registers per thread a tap run's accumulators (fp32) and input tiles (two 16-bit elements
+#: each) may take, and its accumulators alone: measured as the launch compiles, 64x64x64 with
+#: 4 warps and a run of 3 (144, 96) uses 192 / 217 registers on sm_90 / sm_80 without
+#: spilling; 32x64x128 with 2 warps and a run of 3 (288, 96) spilled 160 / 8 bytes, 128x128x32
+#: with 8 warps and a run of 2 (144, 128) 224-272 bytes on sm_90.
+TAP_RUN_REGISTERS, TAP_RUN_ACCUMULATORS = 144, 96
+
+
+def tap_run(spec: ConvSpec, config: KernelConfig) -> int:
+    """Taps along w one program takes (the kernel's TAP_RUN): the largest of 3, 2 that divides
+    the kernel's width while the run's tiles fit TAP_RUN_REGISTERS and TAP_RUN_ACCUMULATORS, for dense zeros-padded
+    layers; else 1. Each K step then splits its positions and loads grad_output once for the
+    whole run, and only moves the input's w index per tap."""
+    if spec.elementwise_lanes or spec.packed_channels or spec.padding_mode != "zeros":
+        return 1
+    threads = 32 * config.num_warps
+    accumulators = config.block_m * config.block_n / threads
+    per_tap = accumulators + config.block_k * config.block_n / 2 / threads
+    for run in (3, 2):
+        if (spec.kernel_size[-1] % run == 0 and run * per_tap <= TAP_RUN_REGISTERS
+                and run * accumulators <= TAP_RUN_ACCUMULATORS):
+            return run
+    return 1
+
+
 def flat_row_stride(sizes, strides) -> int | None:
     """The stride of one flat output position when grad_output's (n, d, h, w) strides
     flatten into one (channels_last, or a single image of a dense layout), else None.
@@ -71,6 +96,9 @@ class Wgrad(Descriptor):
     spaces = {False: WGRAD_SPACE, True: WGRAD_ELEMENTWISE_SPACE}
     operand_names = ("input", "grad_output")
     channels_last_operands = ("input", "grad_output")
+
+    def tiles_per_step(self, spec: ConvSpec, config: KernelConfig) -> int:
+        return tap_run(spec, config)
 
     def operand_shapes(self, spec: ConvSpec) -> dict:
         return {"input": (spec.batch, spec.in_channels, *spec.in_size),
@@ -115,6 +143,7 @@ class Wgrad(Descriptor):
             PACKED_CHANNELS=spec.packed_channels,
             ROW_STEPS=out_size[2] % config.block_k == 0 and not spec.packed_channels, MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
+            TAP_RUN=tap_run(spec, config),
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
@@ -130,10 +159,10 @@ class Wgrad(Descriptor):
         return spec.out_channels_per_group, spec.in_channels_per_group, positions
 
     def tiles(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
-        """(axis-0 tiles, groups): output-channel tiles x taps x input-channel tiles (thin
+        """(axis-0 tiles, groups): output-channel tiles x tap runs x input-channel tiles (thin
         groups: x column tiles of the packed pairs)."""
         rows, columns, _ = self.extents(spec)
-        taps = 1 if spec.packed_channels else math.prod(spec.kernel_size)
+        taps = 1 if spec.packed_channels else math.prod(spec.kernel_size) // self.tiles_per_step(spec, config)
         if spec.elementwise_lanes:
             return tiles(rows, config.block_m) * taps, 1
         return tiles(rows, config.block_m) * taps * tiles(columns, config.block_n), spec.groups
@@ -157,7 +186,8 @@ class Wgrad(Descriptor):
         splits, rows_per_split = self.split(spec, config)
         rows = self.extents(spec)[2]
         steps = sum(tiles(min(rows_per_split, rows - s * rows_per_split), config.block_k) for s in range(splits))
-        per_step = config.block_m * config.block_k * (1 if spec.elementwise_lanes else config.block_n)
+        columns = 1 if spec.elementwise_lanes else config.block_n * self.tiles_per_step(spec, config)
+        per_step = config.block_m * config.block_k * columns
         return math.prod(self.tiles(spec, config)) * steps * per_step
 
 
