@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 
+import torch
+
 from tconv.aot import compile_all
-from tconv.configs import SHARED_LIMIT, KernelConfig, descriptor_of, shared_bytes
+from tconv.configs import SHARED_LIMIT, KernelConfig, descriptor_of, shared_bytes, with_tap_run
 from tconv.spec import pass_specs
 
 from .suites import Layer, layer_spec
@@ -46,15 +48,13 @@ TILES = {
 STAGES = {90: (4, 3), 80: (3, 2)}
 
 
-def with_stages(tile, arch) -> KernelConfig:
-    """The deepest pipeline of the arch's preference that fits shared memory (fp16)."""
-    import torch
-
-    for stages in STAGES[arch]:
-        config = KernelConfig(*tile[:3], num_warps=tile[3], num_stages=stages)
-        if shared_bytes(config, torch.float16) <= SHARED_LIMIT[f"sm_{arch}"]:
-            return config
-    return KernelConfig(*tile[:3], num_warps=tile[3], num_stages=STAGES[arch][-1])
+def with_stages(kernel: str, tile, arch: int) -> KernelConfig:
+    """The deepest pipeline of the arch's preference that fits shared memory (fp16), with
+    the tap run config_space gives the tile."""
+    family = f"sm_{arch}"
+    configs = [with_tap_run(descriptor_of(kernel), KernelConfig(*tile[:3], num_warps=tile[3], num_stages=stages),
+                            torch.float16, family) for stages in STAGES[arch]]
+    return next((c for c in configs if shared_bytes(c, torch.float16) <= SHARED_LIMIT[family]), configs[-1])
 
 
 def main() -> None:
@@ -67,13 +67,13 @@ def main() -> None:
             for tile in TILES["wgrad" if kernel == "wgrad" else "dense"]:
                 for layer in LAYERS + (ONE_TAP_LAYERS if kernel == "wgrad" else []):
                     spec = pass_specs(layer_spec(layer))[kernel][1]
-                    jobs.append((kernel, spec, "float16", with_stages(tile, arch), arch, "channels_last"))
+                    jobs.append((kernel, spec, "float16", with_stages(kernel, tile, arch), arch, "channels_last"))
     results = compile_all(jobs, args.workers, "compiling the shortlist")
     for arch in (90, 80):
         for kernel in ("fprop", "dgrad", "wgrad"):
             print(f'    ("{kernel}", "sm_{arch}"): (')
             for tile in TILES["wgrad" if kernel == "wgrad" else "dense"]:
-                config = with_stages(tile, arch)
+                config = with_stages(kernel, tile, arch)
                 ours = [job for job in jobs if job[0] == kernel and job[4] == arch and job[3] == config]
                 reports = [results[job][0] for job in ours]
                 if any(r is None for r in reports):

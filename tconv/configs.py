@@ -11,6 +11,7 @@ before it may win).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -30,6 +31,9 @@ class KernelConfig:
 
     split_k (wgrad only): how many parts the batch x positions reduction is split into;
     0 lets tconv.plan choose (about two waves of programs on an H100).
+    tap_run (wgrad only): the most taps along w one program may take (descriptors/wgrad.py,
+    tap_run); config_space sets it per dtype and family to the most the tile's registers and
+    shared memory hold.
     """
 
     block_m: int
@@ -39,6 +43,7 @@ class KernelConfig:
     num_warps: int = 4
     num_stages: int = 3
     split_k: int = 0
+    tap_run: int = 1
 
     __hash__ = cached_field_hash  # configs key the launchers' memos on every call
     __getstate__ = state_without_hash
@@ -59,7 +64,7 @@ class KernelConfig:
 
     def __str__(self) -> str:
         text = f"{self.block_m}x{self.block_n}x{self.block_k} w{self.num_warps} s{self.num_stages} g{self.group_m}"
-        return text + (f" split{self.split_k}" if self.split_k else "")
+        return text + (f" split{self.split_k}" if self.split_k else "") + (f" run{self.tap_run}" if self.tap_run > 1 else "")
 
 
 # ------------------------------------------------------------------- architectures
@@ -84,11 +89,12 @@ def arch_family(device: torch.device) -> str:
 
 # ------------------------------------------------------------------------- spaces
 # Tiles of the sizes Hopper and Ampere GEMMs use (up to 256 on a side, BLOCK_K 64,
-# 3-5 stages on sm_90, 2-4 on sm_80, 4 or 8 warps), plus the thin tiles thin layers need.
+# 3-5 stages on sm_90, 2-4 on sm_80, 4 or 8 warps), plus the thin tiles thin layers need;
+# sm_80 also 2 warps (HMMA is per warp; sm_90's HGMMA needs a warpgroup of 4).
 _DENSE = {
     "sm_90": dict(block_m=(32, 64, 128, 256), block_n=(16, 32, 64, 128, 256), block_k=(16, 32, 64), num_warps=(4, 8),
                   num_stages=(3, 4, 5), group_m=(8,), split_k=(0,)),
-    "sm_80": dict(block_m=(32, 64, 128, 256), block_n=(16, 32, 64, 128, 256), block_k=(16, 32, 64), num_warps=(4, 8),
+    "sm_80": dict(block_m=(32, 64, 128, 256), block_n=(16, 32, 64, 128, 256), block_k=(16, 32, 64), num_warps=(2, 4, 8),
                   num_stages=(2, 3, 4), group_m=(8,), split_k=(0,)),
     "fallback": dict(block_m=(32, 64, 128), block_n=(16, 32, 64, 128), block_k=(16, 32, 64), num_warps=(4, 8),
                      num_stages=(2, 3), group_m=(8,), split_k=(0,)),
@@ -155,10 +161,19 @@ def config_space(kernel, family: str, elementwise: bool = False, dtype: torch.dt
     axes = kernel.spaces[elementwise][family]
     names = list(axes)
     configs = (KernelConfig(**dict(zip(names, values))) for values in itertools.product(*axes.values()))
-    return tuple(
-        c for c in configs
-        if _fits_registers(c, elementwise and kernel.name != "wgrad", dtype) and shared_bytes(c, dtype) <= SHARED_LIMIT[family]
-    )
+    fitting = (c for c in configs if _fits_registers(c, elementwise and kernel.name != "wgrad", dtype)
+               and shared_bytes(c, dtype) <= SHARED_LIMIT[family])
+    return tuple(c if elementwise else with_tap_run(kernel, c, dtype, family) for c in fitting)
+
+
+def with_tap_run(kernel, config: KernelConfig, dtype: torch.dtype, family: str) -> KernelConfig:
+    """The config with the longest tap run its registers (the descriptor's rule) and the
+    family's shared memory hold."""
+    for run in range(kernel.most_tiles_per_step(config, dtype), 1, -1):
+        longer = dataclasses.replace(config, tap_run=run)
+        if shared_bytes(longer, dtype) <= SHARED_LIMIT[family]:
+            return longer
+    return config
 
 
 # ------------------------------------------------------------------------ pruning
@@ -167,8 +182,9 @@ def _next_pow2(value: int) -> int:
 
 
 def shared_bytes(config: KernelConfig, dtype: torch.dtype) -> int:
-    """Shared memory of the pipelined operand tiles, num_stages deep."""
-    return config.num_stages * (config.block_m + config.block_n) * config.block_k * dtype.itemsize
+    """Shared memory of the pipelined operand tiles, num_stages deep (a tap run's further
+    B tiles included: wgrad loads one per tap)."""
+    return config.num_stages * (config.block_m + config.block_n * config.tap_run) * config.block_k * dtype.itemsize
 
 
 def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[KernelConfig]:
@@ -300,6 +316,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 32, 128, 2, 4, 0.395, 0.655),
         (32, 64, 128, 2, 4, 0.453),
         (128, 64, 64, 8, 4, 0.992, 1.000),
+        # 16 input channels a tap (80 = 5 x 16), a whole A tile per step
+        (128, 16, 64, 4, 4, 0.508, 0.946),
     ),
     ("fprop", "sm_80"): (
         (256, 128, 64, 8, 3, 1.000),
@@ -350,6 +368,9 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 16, 16, 4, 3, 0.105),
         (256, 32, 64, 8, 3, 1.000),
         (128, 32, 32, 4, 3, 0.883),
+        # 2 warps for 16 input channels a tap (80 = 5 x 16) in small layers: twice each warp's
+        # tensor-core work per step (HMMA; on sm_90 2 warps would forgo HGMMA, which needs 4)
+        (128, 16, 64, 2, 3, 0.973),
     ),
     ("wgrad", "sm_80"): (
         (128, 128, 64, 8, 3, 1.000),
@@ -371,6 +392,8 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (32, 32, 128, 2, 3, 0.713, 1.000),
         (32, 64, 128, 2, 3, 0.853),
         (128, 64, 64, 8, 3, 1.000, 1.000),
+        # 16 input channels a tap (80 = 5 x 16), a whole A tile per step
+        (128, 16, 64, 4, 3, 0.970, 1.000),
     ),
 }
 
@@ -453,8 +476,11 @@ def weight_copy_pays(spec: ConvSpec) -> bool:
     return spec.useful_macs >= WEIGHT_COPY_MIN_MACS
 
 
-#: Largest rows and columns (channels a side) for which the heuristic takes a 2-warp tile.
+#: Largest rows and columns (channels a side) for which the heuristic takes a 2-warp tile,
+#: unless the layer is small: its 64x64 output tiles make at most SMALL_LAYER_WAVES waves
+#: (there the tile is sized for waves, and 2 warps double each warp's work per step).
 THIN_TILE_EXTENT = 64
+SMALL_LAYER_WAVES = 2
 #: Executed multiply-adds the heuristic accepts when any candidate stays within them: first
 #: MAX_TILE_WASTE times the GEMM view's (tile and split padding only: taps that land in the
 #: zero padding are work every implicit GEMM does), else MAX_WORK_RATIO times the useful
@@ -519,6 +545,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     candidates = prune(descriptor, spec, dtype, family)
     gathered = (layout != "channels_last" and not copies_pay(descriptor.name, spec, dtype, family)) or not (
         aligned_channels(spec, dtype))
+    # A small layer: 64x64 output tiles make at most SMALL_LAYER_WAVES waves (wgrad splits K to fill the GPU).
+    small = descriptor.name != "wgrad" and math.prod(descriptor.grid(spec, KernelConfig(64, 64, 64))) <= (
+        SMALL_LAYER_WAVES * SMS[family])
     scored = []
     element = torch.empty((), dtype=dtype).element_size()
     for block_m, block_n, block_k, warps, stages, share, *run_share in table:
@@ -531,8 +560,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
             continue
         if layout != "channels_last" and descriptor.name != "wgrad" and accumulator > CHANNELS_FIRST_OUTPUT_ACCUMULATOR:
             continue
-        if warps < 4 and max(rows, columns) > THIN_TILE_EXTENT:
-            continue  # 2-warp tiles serve thin layers: wider ones re-read each operand more (not in the share)
+        if warps < 4 and max(rows, columns) > THIN_TILE_EXTENT and not small:
+            continue  # 2-warp tiles serve thin or small layers: wider ones re-read each operand more (not in the share)
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
         if not fitting:

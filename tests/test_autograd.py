@@ -286,18 +286,21 @@ TAP_RUN_LAYERS = [  # (input shape, weight shape, torch kwargs, taps per program
 def test_wgrad_tap_runs_match_torch(input_shape, weight_shape, kwargs, run):
     """A weight-gradient program takes `run` taps along w (descriptors/wgrad.py, tap_run):
     each further tap's input tile is the first one's moved along w, masked where it reaches
-    the padding; the weight and bias gradients match float64 torch."""
+    the padding; the weight and bias gradients match float64 torch. float16: runs are for
+    16-bit operands (descriptors/wgrad.py, most_taps)."""
     from tconv.configs import heuristic_config
     from tconv.descriptors.wgrad import tap_run
     from tconv.spec import conv_spec
 
     dims = len(input_shape) - 2
-    input, weight = torch.randn(input_shape, requires_grad=True), torch.randn(weight_shape, requires_grad=True)
-    bias = torch.randn(weight_shape[0], requires_grad=True)
+    dtype = torch.float16
+    input = torch.randn(input_shape, dtype=dtype, requires_grad=True)
+    weight = torch.randn(weight_shape, dtype=dtype, requires_grad=True)
+    bias = torch.randn(weight_shape[0], dtype=dtype, requires_grad=True)
     groups = kwargs.get("groups", 1)
     spec, _ = conv_spec(f"conv{dims}d", dims, input, weight, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
                         kwargs.get("dilation", 1), groups)
-    assert tap_run(spec, heuristic_config("wgrad", spec, torch.float32, layout="contiguous")) == run
+    assert tap_run(spec, heuristic_config("wgrad", spec, dtype, layout="contiguous")) == run
     function = getattr(tconv, f"conv{dims}d")
     output = function(input, weight, bias, **kwargs)
     grad_output = torch.randn_like(output)
@@ -306,4 +309,4 @@ def test_wgrad_tap_runs_match_torch(input_shape, weight_shape, kwargs, run):
     reference = getattr(F, f"conv{dims}d")(*reference_leaves, **kwargs)
     theirs = torch.autograd.grad(reference, reference_leaves[1:], grad_output.double())
     for name, mine, expected in zip(("grad_weight", "grad_bias"), ours, theirs):
-        assert_close(mine, expected, torch.float32, name)
+        assert_close(mine, expected, dtype, name)

@@ -91,6 +91,11 @@ class Descriptor:
         """Output tiles one main-loop iteration multiplies (wgrad's tap runs; else 1)."""
         return 1
 
+    def most_tiles_per_step(self, config: KernelConfig, dtype: torch.dtype) -> int:
+        """The most output tiles per iteration the config's registers hold in dtype
+        (config_space sets config.tap_run from it)."""
+        return 1
+
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """How an elementwise launch's weight [A, B, *kernel] is stored so that its columns
         read consecutive elements: "flat" ([*kernel, A, B]), "transposed" ([B, *kernel, A]),

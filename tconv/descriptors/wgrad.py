@@ -46,29 +46,39 @@ def padded_dimensions(spec: ConvSpec, in_size, out_size) -> int:
     return bits
 
 
-#: Registers per thread a tap run's accumulators (fp32) and input tiles (two 16-bit elements
-#: each) may take, and its accumulators alone: measured as the launch compiles, 64x64x64 with
-#: 4 warps and a run of 3 (144, 96) uses 192 / 217 registers on sm_90 / sm_80 without
-#: spilling; 32x64x128 with 2 warps and a run of 3 (288, 96) spilled 160 / 8 bytes, 128x128x32
-#: with 8 warps and a run of 2 (144, 128) 224-272 bytes on sm_90.
+#: Registers per thread a tap run's accumulators (fp32) and input tiles (B, two 16-bit
+#: elements a register) may take, and its accumulators alone: measured as the launch
+#: compiles, 64x64x64 with 4 warps and a run of 3 (144, 96) uses 192 / 217 registers on
+#: sm_90 / sm_80 without spilling; 32x64x128 with 2 warps and a run of 3 (288, 96) spilled
+#: 160 / 8 bytes, 128x128x32 with 8 warps and a run of 2 (144, 128) 224-272 bytes on sm_90.
 TAP_RUN_REGISTERS, TAP_RUN_ACCUMULATORS = 144, 96
 
 
-def tap_run(spec: ConvSpec, config: KernelConfig) -> int:
-    """Taps along w one program takes (the kernel's TAP_RUN): the largest of 3, 2 that divides
-    the kernel's width while the run's tiles fit TAP_RUN_REGISTERS and TAP_RUN_ACCUMULATORS, for dense zeros-padded
-    layers; else 1. Each K step then splits its positions and loads grad_output once for the
-    whole run, and only moves the input's w index per tap."""
-    if spec.elementwise_lanes or spec.packed_channels or spec.padding_mode != "zeros":
+def most_taps(config: KernelConfig, dtype: torch.dtype) -> int:
+    """The longest run (3, 2 or 1 taps) whose tiles fit TAP_RUN_REGISTERS and
+    TAP_RUN_ACCUMULATORS: config_space stores it as config.tap_run. 16-bit operands only:
+    float32 runs that fit the same budget in registers spilled 100-900 bytes as the launch
+    compiles (64x16x128 and 128x16x64 with 2 warps, 128x32x64 with 4: the A tile, shared by
+    the run, is 2-4x its 16-bit size), so 32- and 64-bit weight gradients take one tap."""
+    if dtype.itemsize != 2:
         return 1
     threads = 32 * config.num_warps
     accumulators = config.block_m * config.block_n / threads
     per_tap = accumulators + config.block_k * config.block_n / 2 / threads
     for run in (3, 2):
-        if (spec.kernel_size[-1] % run == 0 and run * per_tap <= TAP_RUN_REGISTERS
-                and run * accumulators <= TAP_RUN_ACCUMULATORS):
+        if run * per_tap <= TAP_RUN_REGISTERS and run * accumulators <= TAP_RUN_ACCUMULATORS:
             return run
     return 1
+
+
+def tap_run(spec: ConvSpec, config: KernelConfig) -> int:
+    """Taps along w one program takes (the kernel's TAP_RUN): the longest run of at most
+    config.tap_run taps that divides the kernel's width, for dense zeros-padded layers; else
+    1. Each K step then splits its positions and loads grad_output once for the whole run,
+    and only moves the input's w index per tap."""
+    if spec.elementwise_lanes or spec.packed_channels or spec.padding_mode != "zeros":
+        return 1
+    return next(run for run in range(config.tap_run, 0, -1) if spec.kernel_size[-1] % run == 0)
 
 
 def flat_row_stride(sizes, strides) -> int | None:
@@ -99,6 +109,9 @@ class Wgrad(Descriptor):
 
     def tiles_per_step(self, spec: ConvSpec, config: KernelConfig) -> int:
         return tap_run(spec, config)
+
+    def most_tiles_per_step(self, config: KernelConfig, dtype: torch.dtype) -> int:
+        return most_taps(config, dtype)
 
     def operand_shapes(self, spec: ConvSpec) -> dict:
         return {"input": (spec.batch, spec.in_channels, *spec.in_size),
