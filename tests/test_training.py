@@ -79,6 +79,7 @@ def _ddp_worker(rank, world_size, init_file, input, target, result_file):
     torch.nn.functional.mse_loss(ddp(input[shard]), target[shard]).backward()
     if rank == 0:
         torch.save([p.grad for p in model.parameters()], result_file)
+    dist.barrier()  # neither rank tears gloo down while the other still uses it (an abort in its threads)
     dist.destroy_process_group()
 
 
