@@ -560,6 +560,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
             continue
         if layout != "channels_last" and descriptor.name != "wgrad" and accumulator > CHANNELS_FIRST_OUTPUT_ACCUMULATOR:
             continue
+        if block_n == 16 and columns % 32 == 0:
+            continue  # 16 wide only for channels 32 does not divide (80 = 5 x 16): else it re-reads A more (not in the share)
         if warps < 4 and max(rows, columns) > THIN_TILE_EXTENT and not small:
             continue  # 2-warp tiles serve thin or small layers: wider ones re-read each operand more (not in the share)
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
