@@ -208,18 +208,22 @@ def _next_tap(b_pointers, in_w, line_mask, step, dilation_w, in_width, in_stride
 
 @triton.jit
 def _accumulate(
-    acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE: tl.constexpr, BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN: tl.constexpr, ELEMENTWISE: tl.constexpr,
+    BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
 ):
-    """Add one K step: A @ B on tensor cores (elementwise: the product summed over
-    positions) and, for the bias gradient, A's row sums."""
+    """Add one K step: A @ B on tensor cores, and A @ B1, A @ B2 for the run's next taps
+    (elementwise: the product summed over positions) and, for the bias gradient, A's row sums."""
     if ELEMENTWISE:
         elementwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
     else:
         acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+    if TAP_RUN > 1:
+        acc1 = mma(acc1, a, b1, INPUT_PRECISION, UPCAST_DOT)
+    if TAP_RUN > 2:
+        acc2 = mma(acc2, a, b2, INPUT_PRECISION, UPCAST_DOT)
     if BIAS_GRAD:
         bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
-    return acc, elementwise_acc, bias_acc
+    return acc, acc1, acc2, elementwise_acc, bias_acc
 
 
 @triton.jit
@@ -333,12 +337,9 @@ def conv_wgrad_kernel(
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
-        acc, elementwise_acc, bias_acc = _accumulate(acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE, BIAS_GRAD,
-                                                   ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
-        if TAP_RUN > 1:
-            acc1 = mma(acc1, a, b1, INPUT_PRECISION, UPCAST_DOT)
-        if TAP_RUN > 2:
-            acc2 = mma(acc2, a, b2, INPUT_PRECISION, UPCAST_DOT)
+        acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
+            acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
+            INPUT_PRECISION, UPCAST_DOT)
     if last_whole < last_row:
         if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
             a_pointers = grad_output_ptr + grad_col[:, None] + (
@@ -351,12 +352,9 @@ def conv_wgrad_kernel(
             True, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
             PACKED_CHANNELS != 0, INDEX_DTYPE,
         )
-        acc, elementwise_acc, bias_acc = _accumulate(acc, elementwise_acc, bias_acc, a, b, ELEMENTWISE, BIAS_GRAD,
-                                                   ACC_DTYPE, INPUT_PRECISION, UPCAST_DOT)
-        if TAP_RUN > 1:
-            acc1 = mma(acc1, a, b1, INPUT_PRECISION, UPCAST_DOT)
-        if TAP_RUN > 2:
-            acc2 = mma(acc2, a, b2, INPUT_PRECISION, UPCAST_DOT)
+        acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
+            acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
+            INPUT_PRECISION, UPCAST_DOT)
 
     # Partial results in weight order [o, c, tap] of this split's workspace row.
     split_base = workspace_ptr + split.to(INDEX_DTYPE) * split_stride
@@ -365,11 +363,12 @@ def conv_wgrad_kernel(
         tl.store(split_base + out_channel.to(INDEX_DTYPE) * TAPS + tap, elementwise_acc, mask=out_mask)
     else:
         offsets = (weight_row[:, None] + channel[None, :]) * TAPS + tap  # (tap: a scalar, or per column when packed)
-        tl.store(split_base + offsets, acc, mask=out_mask[:, None] & channel_mask[None, :])
-        if TAP_RUN > 1:
-            tl.store(split_base + offsets + 1, acc1, mask=out_mask[:, None] & channel_mask[None, :])
+        store_mask = out_mask[:, None] & channel_mask[None, :]
+        tl.store(split_base + offsets, acc, mask=store_mask)
+        if TAP_RUN > 1:  # the run's taps are consecutive along w: consecutive in [o, c, tap]
+            tl.store(split_base + offsets + 1, acc1, mask=store_mask)
         if TAP_RUN > 2:
-            tl.store(split_base + offsets + 2, acc2, mask=out_mask[:, None] & channel_mask[None, :])
+            tl.store(split_base + offsets + 2, acc2, mask=store_mask)
     if BIAS_GRAD:
         if pid_n == 0:
             if ELEMENTWISE:  # each output channel's first pair stores its row sum
