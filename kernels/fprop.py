@@ -34,6 +34,13 @@ reduction instead: K = TAPS * PACKED_CHANNELS in im2col order, k = tap * channel
 a K step spans several taps and only the last one is padded (27 -> 32 for a 3x3 RGB stem,
 not 9 x 16 = 144). Each step splits its BLOCK_K indices by constexpr divisors (a multiply
 each) and gathers A and B per element.
+
+Folded width (FOLD_CHANNELS = the input channels, when 32 does not divide them, one group,
+zeros padding, dilation 1 along w; tconv.descriptors.fprop folded_channels): the K loop
+runs over the (kd, kh) taps and, in each, over a row's KERNEL_W x FOLD_CHANNELS run of
+(kw, c) pairs, k = kw * FOLD_CHANNELS + c, which channels-last storage keeps contiguous in
+both operands (FOLD_DENSE: k is the offset itself), so 80 channels x 7 taps take 64-wide
+K steps instead of 16-wide ones. A[m, (kd, kh, k)] is real when 0 <= first_w * C + k < W * C.
 """
 
 import triton
@@ -61,11 +68,12 @@ def tap_rows(
 @triton.jit
 def valid_taps(
     first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
-    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, CHECK_W: tl.constexpr = True,
 ):
     """Per row, a bit per tap (tap-major order, fewer than 32 taps, or 64 in 64-bit words for
     packed thin groups): set when the tap reads a real input element. Built once per tile,
-    so a K step's row mask is one shift."""
+    so a K step's row mask is one shift. Without CHECK_W the w index is not checked (a
+    folded width checks it per element)."""
     BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * KERNEL_W > 31 else tl.int32
     bits = tl.zeros(first_h.shape, dtype=BITS)
     for kd in tl.static_range(KERNEL_D):
@@ -76,7 +84,7 @@ def valid_taps(
             valid_h = valid_d & (in_h >= 0) & (in_h < in_height)
             for kw in tl.static_range(KERNEL_W):
                 in_w = first_w + kw * dilation_w
-                valid = valid_h & (in_w >= 0) & (in_w < in_width)
+                valid = valid_h & (in_w >= 0) & (in_w < in_width) if CHECK_W else valid_h
                 bits = bits | (valid.to(BITS) << ((kd * KERNEL_H + kh) * KERNEL_W + kw))
     return bits
 
@@ -121,6 +129,40 @@ def packed_step(
 
 
 @triton.jit
+def folded_step(
+    k, input_ptr, weight_ptr, a_rows, row_mask, first_w, b_cols, col_in_range, in_width, in_stride_c, in_stride_w,
+    weight_stride_c, weight_stride_w, KERNEL_W: tl.constexpr, FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
+    EVEN_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+):
+    """The (A, B) tiles of a folded-width K step: index k of a row's (kw, channel) run is tap
+    kw = k // FOLD_CHANNELS, channel k % FOLD_CHANNELS, and reads input position first_w + kw.
+    FOLD_DENSE (input and weight store w and channel as one run): k is the offset itself and
+    the position check is one range test on first_w * channels + k, with no division."""
+    if FOLD_DENSE:
+        a_k = k.to(INDEX_DTYPE)
+        b_k = a_k
+        run = first_w.to(INDEX_DTYPE)[:, None] * FOLD_CHANNELS + a_k[None, :]
+        real = (run >= 0) & (run < in_width.to(INDEX_DTYPE) * FOLD_CHANNELS)
+    else:
+        kw = k // FOLD_CHANNELS
+        channel = k - kw * FOLD_CHANNELS
+        a_k = (kw * in_stride_w + channel * in_stride_c).to(INDEX_DTYPE)
+        b_k = (kw * weight_stride_w + channel * weight_stride_c).to(INDEX_DTYPE)
+        position = first_w[:, None] + kw[None, :]
+        real = (position >= 0) & (position < in_width)
+    a_mask = row_mask[:, None] & real
+    if EVEN_K:
+        b = tl.load(weight_ptr + b_cols[None, :] + b_k[:, None])
+    else:
+        k_in_range = k < KERNEL_W * FOLD_CHANNELS
+        a_mask = a_mask & k_in_range[None, :]
+        b = tl.load(weight_ptr + b_cols[None, :] + b_k[:, None], mask=k_in_range[:, None] & col_in_range[None, :],
+                    other=0.0)
+    a = tl.load(input_ptr + a_rows[:, None] + a_k[None, :], mask=a_mask, other=0.0)
+    return a, b
+
+
+@triton.jit
 def conv_fprop_kernel(
     # pointers
     input_ptr, weight_ptr, bias_ptr, output_ptr,
@@ -142,6 +184,7 @@ def conv_fprop_kernel(
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
     TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
@@ -170,8 +213,12 @@ def conv_fprop_kernel(
             first_d.to(INDEX_DTYPE) * in_stride_d + first_h.to(INDEX_DTYPE) * in_stride_h
             + first_w.to(INDEX_DTYPE) * in_stride_w
         )
-        tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
-                              in_depth, in_height, in_width, KERNEL_D, KERNEL_H, KERNEL_W)
+        if FOLD_CHANNELS:  # taps over (kd, kh) only: the folded width is checked per element
+            tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
+                                  in_depth, in_height, in_width, KERNEL_D, KERNEL_H, 1, False)
+        else:
+            tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
+                                  in_depth, in_height, in_width, KERNEL_D, KERNEL_H, KERNEL_W)
 
     # Columns: output channels of this group (elementwise: (output channel, lane) pairs).
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -212,6 +259,29 @@ def conv_fprop_kernel(
             )
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
         channel_blocks = 0  # (the loop below then runs no step)
+    if FOLD_CHANNELS:
+        # Folded width (TAP_BITS, dilation_w 1): K steps over the (kd, kh) taps, and in each
+        # over blocks of the row's KERNEL_W x FOLD_CHANNELS run of (kw, channel) pairs,
+        # contiguous in channels-last storage: 80 channels x 7 take BLOCK_K 64, not 16.
+        fold_blocks: tl.constexpr = (KERNEL_W * FOLD_CHANNELS + BLOCK_K - 1) // BLOCK_K
+        k_start = tl.full((), 0, tl.int32)
+        tap = tl.full((), 0, tl.int32)
+        kd = tl.full((), 0, tl.int32)
+        kh = tl.full((), 0, tl.int32)
+        for _ in range(0, KERNEL_D * KERNEL_H * fold_blocks):
+            tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h)
+            a, b = folded_step(
+                k_start + channels, input_ptr, weight_ptr, input_rows + tap_delta.to(INDEX_DTYPE),
+                ((tap_bits >> tap) & 1) != 0, first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
+                col_in_range, in_width, in_stride_c, in_stride_w, weight_stride_c, weight_stride_w,
+                KERNEL_W, FOLD_CHANNELS, FOLD_DENSE, EVEN_K, INDEX_DTYPE,
+            )
+            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+            k_start, next_tap = carry(k_start, BLOCK_K, fold_blocks * BLOCK_K)
+            tap += next_tap
+            kh, next_d = carry(kh, next_tap, KERNEL_H)
+            kd += next_d
+        channel_blocks = 0
     # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
     # block are counters carried from step to step: no division in the loop.
     channel_start = tl.full((), 0, tl.int32)

@@ -36,7 +36,9 @@ TILES = {
               (64, 16, 32, 4), (128, 128, 16, 8), (128, 64, 16, 4), (64, 64, 16, 4), (64, 32, 16, 4), (32, 16, 16, 4),
               # thin tiles for 32 output channels (or 32 input channels in dgrad): long in M, the K
               # step of one 32-channel tap
-              (256, 32, 64, 8), (128, 32, 32, 4), (256, 32, 64, 4), (256, 32, 32, 4)],
+              (256, 32, 64, 8), (128, 32, 32, 4), (256, 32, 64, 4), (256, 32, 32, 4),
+              # sm_90: 32-wide tiles with 8 HGMMA per step (sm_80's space has no BLOCK_K 128)
+              (64, 32, 128, 4), (128, 32, 128, 4)],
     "wgrad": [(128, 128, 64, 8), (128, 128, 32, 8), (128, 64, 64, 4), (128, 64, 32, 4), (64, 128, 64, 4), (64, 64, 64, 4),
               (64, 64, 32, 4), (128, 32, 64, 4), (64, 32, 64, 4), (64, 32, 32, 4), (32, 32, 32, 4), (64, 16, 32, 4),
               (32, 16, 32, 4),
@@ -57,6 +59,12 @@ def with_stages(kernel: str, tile, arch: int) -> KernelConfig:
     return next((c for c in configs if shared_bytes(c, torch.float16) <= SHARED_LIMIT[family]), configs[-1])
 
 
+def tiles_of(kernel: str, arch: int) -> list[tuple]:
+    """The tiles measured for a kernel on an arch: those whose BLOCK_K the arch's space holds."""
+    block_ks = descriptor_of(kernel).spaces[False][f"sm_{arch}"]["block_k"]
+    return [tile for tile in TILES["wgrad" if kernel == "wgrad" else "dense"] if tile[2] in block_ks]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -64,7 +72,7 @@ def main() -> None:
     jobs = []
     for arch in (90, 80):
         for kernel in ("fprop", "dgrad", "wgrad"):
-            for tile in TILES["wgrad" if kernel == "wgrad" else "dense"]:
+            for tile in tiles_of(kernel, arch):
                 for layer in LAYERS + (ONE_TAP_LAYERS if kernel == "wgrad" else []):
                     spec = pass_specs(layer_spec(layer))[kernel][1]
                     jobs.append((kernel, spec, "float16", with_stages(kernel, tile, arch), arch, "channels_last"))
@@ -72,7 +80,7 @@ def main() -> None:
     for arch in (90, 80):
         for kernel in ("fprop", "dgrad", "wgrad"):
             print(f'    ("{kernel}", "sm_{arch}"): (')
-            for tile in TILES["wgrad" if kernel == "wgrad" else "dense"]:
+            for tile in tiles_of(kernel, arch):
                 config = with_stages(kernel, tile, arch)
                 ours = [job for job in jobs if job[0] == kernel and job[4] == arch and job[3] == config]
                 reports = [results[job][0] for job in ours]

@@ -131,6 +131,10 @@ CONV_CASES = [
     _c("2d one output channel", (9, 8), 32, 1, (3, 3), padding=1),
     _c("2d 20->2 head", (6, 7), 20, 2, (1, 1)),
     _c("1d 2 per group x2 dilated", (26,), 12, 24, (3,), padding=2, dilation=2, groups=6),
+    # Channels 32 does not divide: the kernel's width folds into the reduction (HiFi-GAN's
+    # 80-channel conv_pre, EfficientNet-like 48 channels with a stride).
+    _c("1d 80 channels k7 folded", (21,), 80, 24, (7,), padding=3),
+    _c("2d 48 channels s2 folded", (9, 10), 48, 20, (3, 3), stride=2, padding=1),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).

@@ -146,3 +146,45 @@ def test_depthwise_every_dim(dims, multiplier):
     ours, theirs = FUNCTIONS[dims]
     actual = ours(input, weight, bias, padding=1, stride=2, groups=20)
     assert_close(actual, theirs(input.double(), weight.double(), bias.double(), padding=1, stride=2, groups=20), torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("storage", ["channels_last", "channel_slice", "contiguous"])
+def test_folded_width_matches_torch(storage, dtype):
+    """80 input channels (32 does not divide them): the kernel's width folds into the
+    reduction. Channels-last storage makes the (w, channel) run one offset range (the dense
+    path); a channel slice of a wider tensor, or channels-first storage, takes the strided one."""
+    from tconv.descriptors import FPROP
+    from tconv.spec import conv_spec
+
+    kwargs = dict(stride=2, padding=3)
+    stored = torch.randn(3, 29, 96, dtype=dtype)  # [N, L, C]: channels innermost
+    input = {"channels_last": stored[..., :80].contiguous(), "channel_slice": stored[..., 8:88],
+             "contiguous": stored[..., :80].contiguous()}[storage].transpose(1, 2)
+    if storage == "contiguous":
+        input = input.contiguous()
+    weight = torch.randn(40, 7, 80, dtype=dtype).transpose(1, 2)  # [O, C, K], channels innermost
+    bias = torch.randn(40, dtype=dtype)
+    spec = conv_spec("conv1d", 1, input.to("meta"), weight.to("meta"), None, 2, 3, 1, 1)[0]
+    assert FPROP.folded_channels(spec) == 80
+    expected = F.conv1d(input.double(), weight.double(), bias.double(), **kwargs)
+    assert_close(tconv.conv1d(input, weight, bias, **kwargs), expected, dtype)
+
+
+def test_width_folds_only_where_it_applies():
+    from tconv.descriptors import FPROP
+    from tconv.spec import conv_spec
+
+    def folded(channels=80, kernel=(7,), groups=1, padding_mode="zeros", dilation=1):
+        input = torch.empty(2, channels, *(16,) * len(kernel), device="meta")
+        weight = torch.empty(64, channels // groups, *kernel, device="meta")
+        dims = len(kernel)
+        return FPROP.folded_channels(conv_spec(f"conv{dims}d", dims, input, weight, None, 1, 1, dilation, groups,
+                                               padding_mode)[0])
+
+    assert folded() == 80 and folded(48, (3, 3)) == 48 and folded(24, (3, 3, 3)) == 24
+    assert folded(64) == 0 and folded(96, (3, 3)) == 0  # 32 divides: each tap's channels make whole K steps
+    assert folded(80, (1, 1)) == 0 and folded(80, (7, 1)) == 0  # no width to fold
+    assert folded(160, groups=2) == 0 and folded(dilation=2) == 0 and folded(padding_mode="reflect") == 0
+    assert folded(3) == 0  # thin: packed (tap, channel) pairs instead
+    assert folded(150) == 0  # unaligned channel runs: one-element loads either way

@@ -16,6 +16,7 @@ from tconv.perf.suites import SUITES, layer_spec
 import tconv
 from tconv import _launch, cache, cli
 from tconv.configs import FAMILIES, KERNELS, SHARED_LIMIT, KernelConfig, config_space, heuristic_config, prune, shared_bytes
+from tconv.descriptors import FPROP
 from tconv.descriptors import KERNELS as DESCRIPTORS
 from tconv.descriptors.base import make_operands
 from tconv.spec import conv_spec, forward_spec, pass_specs
@@ -162,6 +163,9 @@ def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
     elif even == "small":  # four groups of 4 input and 4 output channels: 4 lanes per output channel
         layer = forward_spec((2, 16, 7, 5), (16, 4, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 4)
         assert layer.elementwise_lanes == 4
+    elif even == "folded":  # 24 channels, one group: the width folds into K (72 (kw, channel) pairs a row)
+        layer = forward_spec((2, 24, 7, 5), (16, 24, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 1)
+        assert FPROP.folded_channels(layer) == 24
     elif even:  # whole channel blocks of every BLOCK_K (the loops' EVEN_K path), stride-2 phases
         layer = forward_spec((2, 64, 5, 6), (64, 64, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 1)
     elif depthwise:
@@ -180,8 +184,9 @@ _PACKED_TILES = {(k, c.block_n, c.block_k): c for k, d, c in SPACE_TILES if k in
 SPACE_CASES = [(k, d, c, False) for k, d, c in SPACE_TILES] + [
     (k, d, c, True) for k, d, c in SPACE_TILES if k != "wgrad" and not d] + [
     (k, False, c, "packed") for (k, _, _), c in _PACKED_TILES.items()] + [
+    ("fprop", False, c, "folded") for k, d, c in SPACE_TILES if k == "fprop" and not d] + [
     (k, True, c, "small") for k, d, c in SPACE_TILES if d]
-_MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small"}
+_MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small", "folded": "-folded"}
 
 
 @pytest.mark.parametrize("kernel,depthwise,config,even", SPACE_CASES,
@@ -189,7 +194,8 @@ _MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small"}
 def test_every_space_config_is_correct(kernel, depthwise, config, even):
     spec = _tile_problem(kernel, depthwise, even)
     descriptor = DESCRIPTORS[kernel]
-    operands = make_operands(descriptor, spec, torch.float32, "channels_last" if even is True else "contiguous",
+    layout = "channels_last" if even is True or even == "folded" else "contiguous"  # (folded: the dense run)
+    operands = make_operands(descriptor, spec, torch.float32, layout,
                              torch.device("cpu"))
     actual = _launch.run(descriptor, spec, config, operands)[descriptor.result]
     first, second = (t for t in operands.values() if t is not None)

@@ -43,6 +43,9 @@ class Fprop(Descriptor):
         _, weight_strides = layout_3d(weight)
         (_, _, *out_size), out_strides = layout_3d(output)
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
+        folded = self.folded_channels(spec)
+        taps = math.prod(spec.kernel_size) // (kernel_w if folded else 1)  # (a folded width is not a tap)
+        reduction = self.extents(spec)[2]
         args = (
             input, weight, bias, output,
             batch, *in_size, *in_strides,
@@ -55,11 +58,32 @@ class Fprop(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
-            TAP_BITS=spec.padding_mode == "zeros" and math.prod(spec.kernel_size) < (64 if spec.packed_channels else 32),
-            EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
-            PACKED_CHANNELS=spec.packed_channels, **tile_meta(config), **numerics, **launch_options(config),
+            TAP_BITS=spec.padding_mode == "zeros" and taps < (64 if spec.packed_channels else 32),
+            EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
+            PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
+            FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
+            **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
+
+    def folded_channels(self, spec: ConvSpec) -> int:
+        """The input channels when the kernel's width folds into the reduction, else 0: K
+        steps then run over the (kd, kh) taps and, within each, over the KERNEL_W x channels
+        (kw, channel) pairs of the row, which channels-last storage keeps contiguous (dilation
+        1 along w, one group). For dense layers whose channels 32 does not divide: each tap's
+        channels alone would take 16-wide K steps (HiFi-GAN's 80 channels x 7 taps, sm_80:
+        issue-bound share 0.615 at 64x64x16), or pad them. Zeros padding only (the w check
+        is a range test per element), (kd, kh) taps within TAP_BITS, and channel runs that
+        start 16-byte aligned in 16-bit storage (a multiple of 8): unaligned runs load one
+        element at a time either way, and there the per-element test costs more than the
+        padding it saves (a 150-channel k7 conv1d, sm_90: share 0.165 -> 0.102)."""
+        channels, kernel_w = spec.in_channels_per_group, spec.kernel_size[-1]
+        if spec.elementwise_lanes or spec.packed_channels or spec.groups != 1 or spec.padding_mode != "zeros":
+            return 0
+        if kernel_w == 1 or spec.dilation[-1] != 1 or channels % 32 == 0 or channels % 8 or (
+                math.prod(spec.kernel_size) // kernel_w >= 32):
+            return 0
+        return channels
 
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """Column (output channel o, lane l) reads weight[o, l]: consecutive in [*kernel, o, l]
@@ -69,11 +93,14 @@ class Fprop(Descriptor):
         return "flat" if lanes and lanes == spec.in_channels_per_group else None
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
-        """(rows, columns, reduction per K loop): a tap's channels, or every (tap, channel)
-        pair when thin groups pack them (spec.packed_channels). Elementwise layers' columns
+        """(rows, columns, reduction per K loop): a tap's channels, every (tap, channel)
+        pair when thin groups pack them (spec.packed_channels), or a row's (kw, channel)
+        pairs when the width folds (folded_channels). Elementwise layers' columns
         are every output channel's lanes (spec.elementwise_lanes)."""
         columns = spec.out_channels * spec.elementwise_lanes if spec.elementwise_lanes else spec.out_channels_per_group
         reduction = spec.in_channels_per_group * (math.prod(spec.kernel_size) if spec.packed_channels else 1)
+        if self.folded_channels(spec):
+            reduction *= spec.kernel_size[-1]
         return spec.batch * math.prod(spec.out_size), columns, reduction
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
@@ -85,8 +112,16 @@ class Fprop(Descriptor):
         taps = math.prod(spec.kernel_size)
         if spec.elementwise_lanes:  # one multiply-add per tile element and tap, on CUDA cores
             return programs * taps * config.block_m * config.block_n
+        if self.folded_channels(spec):
+            taps //= spec.kernel_size[-1]
         steps = tiles(self.extents(spec)[2], config.block_k) * (1 if spec.packed_channels else taps)
         return programs * steps * config.block_m * config.block_n * config.block_k
+
+
+def dense_run(strides: tuple[int, ...], channels: int) -> bool:
+    """Whether an [N, C, D, H, W] tensor's strides store (w, channel) as one run: channel
+    stride 1, w stride the channel count (a folded width's offsets are then its K index)."""
+    return strides[1] == 1 and strides[4] == channels
 
 
 FPROP = Fprop()
