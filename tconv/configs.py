@@ -30,7 +30,8 @@ class KernelConfig:
     """Tile shape and launch parameters of one implicit-GEMM kernel launch.
 
     split_k (wgrad only): how many parts the batch x positions reduction is split into;
-    0 lets tconv.plan choose (about two waves of programs on an H100).
+    0 lets tconv.plan choose (two or more waves of programs on an H100, filled as best it
+    can); the heuristic writes the count that does so on other GPUs (Descriptor.with_sms).
     tap_run (wgrad only): the most taps along w one program may take (descriptors/wgrad.py,
     tap_run); config_space sets it per dtype and family to the most the tile's registers and
     shared memory hold.
@@ -214,10 +215,13 @@ def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[Kerne
 
 
 # ----------------------------------------------------------------------- heuristic
-#: Programs for a full GPU: two waves on an H100's 132 SMs (A100: 108).
-TARGET_PROGRAMS = 264
 #: Streaming multiprocessors a family's programs spread over (H100 SXM, A100; fallback: an RTX 4090-class GPU).
 SMS = {"sm_90": 132, "sm_80": 108, "fallback": 128}
+#: Waves of programs that fill a GPU. A split-K launch without a split count in its config
+#: takes at least FULL_WAVES waves on an H100 (the interpreter's family too), the split
+#: that fills them best (descriptors/wgrad.py); the heuristic writes the count that does
+#: so on other families' SMs (Descriptor.with_sms).
+FULL_WAVES = 2
 
 #: The heuristic's candidates per (kernel, family): (BLOCK_M, BLOCK_N, BLOCK_K, warps,
 #: stages, issue-bound share[, share with a tap run]). The share is the static model of the tile's main loop,
@@ -575,7 +579,7 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
         if not fitting:
             continue
-        config = max(fitting, key=lambda c: c.num_stages)
+        config = descriptor.with_sms(spec, max(fitting, key=lambda c: c.num_stages), SMS[family])
         if run_share and descriptor.tiles_per_step(spec, config) > 1:
             share = run_share[0]  # the loop with a tap run (wgrad) multiplies several tiles per step
         programs = math.prod(descriptor.grid(spec, config))

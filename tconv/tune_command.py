@@ -99,7 +99,7 @@ def _bar(total: int, description: str):
 
 def _label(kernel: str, spec: ConvSpec, config) -> str:
     """A config as the dry run lists it; a weight-gradient config without a split count
-    lets the launch choose one (about two waves of programs): say how many it chooses."""
+    lets the launch choose one (two to three waves of an H100's programs): say how many it chooses."""
     if kernel != "wgrad" or config.split_k:
         return str(config)
     return f"{config} split auto ({descriptor_of(kernel).split(spec, config)[0]})"

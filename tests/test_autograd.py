@@ -207,7 +207,7 @@ def test_double_backward_matches_torch():
 
 WGRAD_LAYERS = [  # (input shape, weight shape, stride, padding, split): realistic layers at small batch
     # split: whether the heuristic launch splits the reduction. Every layer has fewer weight
-    # tiles than TARGET_PROGRAMS (two waves) at the heuristic's tile, so split-K must fill the
+    # tiles than two waves of programs (FULL_WAVES) at the heuristic's tile, so split-K must fill the
     # GPU (the 320-channel one has 225 tiles of 64x64 x 9 taps: two splits).
     ((8, 64, 56, 56), (64, 64, 3, 3), 1, 1, True),
     ((8, 256, 56, 56), (64, 256, 1, 1), 1, 0, True),

@@ -4,6 +4,7 @@
 import copy
 import itertools
 import json
+import math
 import multiprocessing
 import os
 from dataclasses import replace
@@ -106,7 +107,10 @@ def test_register_rule_bounds_the_accumulator_per_thread():
 @pytest.mark.parametrize("family", FAMILIES)
 def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
     """For every pass of every perf-suite layer: the same pick every time, and one the
-    tuner could have chosen."""
+    tuner could have chosen (a weight gradient's with the split count for the family's SMs
+    written in: Descriptor.with_sms)."""
+    from tconv.configs import SMS
+
     for layer in ALL_LAYERS:
         for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
             for dtype, layout in itertools.product((torch.float16, torch.bfloat16, torch.float32, torch.float64),
@@ -114,7 +118,11 @@ def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
                 config = heuristic_config(kernel, spec, dtype, family, layout)
                 heuristic_config.cache_clear()
                 assert heuristic_config(kernel, spec, dtype, family, layout) == config
-                assert config in prune(kernel, spec, dtype, family), (layer.name, pass_name, dtype, config)
+                candidates = prune(kernel, spec, dtype, family)
+                automatic = replace(config, split_k=0)
+                assert config in candidates or (
+                    automatic in candidates and DESCRIPTORS[kernel].with_sms(spec, automatic, SMS[family]) == config
+                ), (layer.name, pass_name, dtype, config)
 
 
 
@@ -133,6 +141,38 @@ def test_heuristic_keeps_tile_padding_within_the_gemm_view(family):
             config = heuristic_config(kernel, pass_spec, torch.float16, family)
             executed = DESCRIPTORS[kernel].executed_macs(pass_spec, config)
             assert executed <= 1.05 * gemm_macs(pass_spec), (channels, kernel, family, config)
+
+@pytest.mark.parametrize("family", ["sm_90", "sm_80", "fallback"])
+def test_wgrad_split_fills_the_family_waves(family):
+    """The heuristic's weight-gradient split makes at least FULL_WAVES waves of the family's
+    SMs (unless the layer's positions cap it), at most one more, filled to 0.9 or better on
+    these layers; a launch without a split count in its config (the interpreter's, an
+    H100's) chooses the same for 132 SMs."""
+    from tconv.configs import FULL_WAVES, SMS
+    from tconv.descriptors.wgrad import MAX_SPLITS, MIN_STEPS_PER_SPLIT
+
+    sms = SMS[family]
+    for input_shape, weight_shape, stride in (((32, 128, 28, 28), (128, 128, 3, 3), 1),
+                                              ((32, 256, 56, 56), (128, 256, 1, 1), 2),
+                                              ((2, 320, 32, 32), (640, 320, 3, 3), 1),
+                                              ((32, 512, 7, 7), (2048, 512, 1, 1), 1)):
+        spec = _spec(input_shape, weight_shape, stride, padding=1 if weight_shape[-1] == 3 else 0)
+        _, wgrad_spec = pass_specs(spec)["wgrad"]
+        config = heuristic_config("wgrad", wgrad_spec, torch.float16, family)
+        descriptor = DESCRIPTORS["wgrad"]
+        tiles = math.prod(descriptor.tiles(wgrad_spec, config))
+        splits = descriptor.grid(wgrad_spec, config)[-1]
+        programs = tiles * splits
+        rows = descriptor.extents(wgrad_spec)[2]
+        capped = math.ceil(FULL_WAVES * sms / tiles) >= min(MAX_SPLITS, rows // (MIN_STEPS_PER_SPLIT * config.block_k))
+        assert splits == descriptor.split(wgrad_spec, replace(config, split_k=0), sms)[0], (family, config)
+        assert programs < (FULL_WAVES + 1) * sms + tiles, (family, config, tiles, splits)
+        if not capped:  # (splits hold whole K steps of at least MIN_STEPS_PER_SPLIT: rounding keeps >= 8/9 of them)
+            assert programs >= 8 / 9 * FULL_WAVES * sms, (family, config, tiles, splits)
+            assert programs / (math.ceil(programs / sms) * sms) >= 0.9, (family, config, tiles, splits)
+        if family == "sm_90":
+            assert config.split_k == 0, config
+
 
 # ---------------------------------------------- every config of every space is correct
 def _space_tiles():

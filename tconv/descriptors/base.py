@@ -96,6 +96,11 @@ class Descriptor:
         (config_space sets config.tap_run from it)."""
         return 1
 
+    def with_sms(self, spec: ConvSpec, config: KernelConfig, sms: int) -> KernelConfig:
+        """The config a GPU of `sms` streaming multiprocessors should launch (split-K
+        kernels set their split count for it; else the config itself)."""
+        return config
+
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """How an elementwise launch's weight [A, B, *kernel] is stored so that its columns
         read consecutive elements: "flat" ([*kernel, A, B]), "transposed" ([B, *kernel, A]),

@@ -3,12 +3,13 @@ workspace, and the in-order reduction of its splits (deterministic, no atomics).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
 import torch
 
-from ..configs import TARGET_PROGRAMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, KernelConfig
+from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, KernelConfig
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
@@ -180,17 +181,41 @@ class Wgrad(Descriptor):
             return tiles(rows, config.block_m) * taps, 1
         return tiles(rows, config.block_m) * taps * tiles(columns, config.block_n), spec.groups
 
-    def split(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:
-        """(splits, rows per split): config.split_k parts or, when that is 0, enough for
-        about TARGET_PROGRAMS programs with at least MIN_STEPS_PER_SPLIT K steps each."""
+    def requested_splits(self, spec: ConvSpec, config: KernelConfig, sms: int = SMS["sm_90"]) -> int:
+        """config.split_k parts or, when that is 0, the count whose programs fill whole waves
+        of `sms` programs best, from FULL_WAVES waves up to one more (fewer parts among
+        equals), each part keeping at least MIN_STEPS_PER_SPLIT K steps (before rounding to
+        whole K steps). Aiming at a fixed count instead (264) filled 0.81 of the waves of 64
+        weight tiles in 5 parts on an H100, and on an A100 sent 3x3 weight gradients from
+        128x64 tiles with a run of 3 (0.81 of the waves) to 32x32 ones, which re-read each
+        operand 2-4x more."""
         rows = self.extents(spec)[2]
         if config.split_k:
-            splits = max(1, min(config.split_k, MAX_SPLITS, tiles(rows, config.block_k)))
-        else:
-            most = max(1, min(MAX_SPLITS, rows // (MIN_STEPS_PER_SPLIT * config.block_k)))
-            splits = max(1, min(most, tiles(TARGET_PROGRAMS, math.prod(self.tiles(spec, config)))))
+            return max(1, min(config.split_k, MAX_SPLITS, tiles(rows, config.block_k)))
+        most = max(1, min(MAX_SPLITS, rows // (MIN_STEPS_PER_SPLIT * config.block_k)))
+        count = math.prod(self.tiles(spec, config))
+        fewest = tiles(FULL_WAVES * sms, count)
+        if fewest >= most:
+            return most
+
+        def filled(splits: int) -> float:
+            return round(count * splits / (tiles(count * splits, sms) * sms), 6)
+
+        return max(range(fewest, min(most, tiles((FULL_WAVES + 1) * sms, count)) + 1), key=lambda s: (filled(s), -s))
+
+    def split(self, spec: ConvSpec, config: KernelConfig, sms: int = SMS["sm_90"]) -> tuple[int, int]:
+        """(splits, rows per split) of whole K steps, from requested_splits."""
+        rows = self.extents(spec)[2]
+        splits = self.requested_splits(spec, config, sms)
         rows_per_split = tiles(tiles(rows, splits), config.block_k) * config.block_k
         return max(1, tiles(rows, rows_per_split)), rows_per_split
+
+    def with_sms(self, spec: ConvSpec, config: KernelConfig, sms: int) -> KernelConfig:
+        """An automatic split chosen for `sms` rather than an H100's 132, written into the
+        config where the two differ."""
+        if config.split_k or self.split(spec, config, sms) == self.split(spec, config):
+            return config
+        return dataclasses.replace(config, split_k=self.requested_splits(spec, config, sms))
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int, int]:
         return (*self.tiles(spec, config), self.split(spec, config)[0])
