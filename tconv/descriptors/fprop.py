@@ -44,7 +44,6 @@ class Fprop(Descriptor):
         (_, _, *out_size), out_strides = layout_3d(output)
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         folded = self.folded_channels(spec)
-        taps = math.prod(spec.kernel_size) // (kernel_w if folded else 1)  # (a folded width is not a tap)
         reduction = self.extents(spec)[2]
         args = (
             input, weight, bias, output,
@@ -58,7 +57,7 @@ class Fprop(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
-            TAP_BITS=spec.padding_mode == "zeros" and taps < (64 if spec.packed_channels else 32),
+            TAP_BITS=spec.padding_mode == "zeros" and self.loop_taps(spec) < (64 if spec.packed_channels else 32),
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
@@ -85,6 +84,11 @@ class Fprop(Descriptor):
             return 0
         return channels
 
+    def loop_taps(self, spec: ConvSpec) -> int:
+        """The taps the K loop walks: every kernel position, less the width when it folds."""
+        taps = math.prod(spec.kernel_size)
+        return taps // spec.kernel_size[-1] if self.folded_channels(spec) else taps
+
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """Column (output channel o, lane l) reads weight[o, l]: consecutive in [*kernel, o, l]
         storage when each output channel's lanes are exactly its group's input channels
@@ -109,11 +113,9 @@ class Fprop(Descriptor):
 
     def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
         programs = math.prod(self.grid(spec, config))
-        taps = math.prod(spec.kernel_size)
+        taps = self.loop_taps(spec)
         if spec.elementwise_lanes:  # one multiply-add per tile element and tap, on CUDA cores
             return programs * taps * config.block_m * config.block_n
-        if self.folded_channels(spec):
-            taps //= spec.kernel_size[-1]
         steps = tiles(self.extents(spec)[2], config.block_k) * (1 if spec.packed_channels else taps)
         return programs * steps * config.block_m * config.block_n * config.block_k
 
