@@ -44,7 +44,7 @@ keeps the plain GEMM loop.
 import triton
 import triton.language as tl
 
-from ._index import carry, elementwise_pairs, load_and_dot, split_rows, store_output, sum_lanes, swizzle_tile
+from ._index import elementwise_pairs, load_and_dot, next_step, split_rows, store_output, sum_lanes, swizzle_tile
 
 
 @triton.jit
@@ -59,9 +59,9 @@ def valid_taps(
     base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w, in_step_d, in_step_h, in_step_w,
     in_depth, in_height, in_width, KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
 ):
-    """Per row, bit (td * KERNEL_H + th) * KERNEL_W + tw set when the phase has tap
-    (td, th, tw) and it reads a real input element (fewer than 32 kernel taps). Built once
-    per tile, so a K step's row mask is one shift."""
+    """Per row, bit (td * taps_h + th) * taps_w + tw (the phase's taps in loop order) set
+    when the phase has tap (td, th, tw) and it reads a real input element (fewer than 32
+    kernel taps). Built once per tile, so a K step's row mask is one shift by a counter."""
     bits = tl.zeros(base_h.shape, dtype=tl.int32)
     for td in tl.static_range(KERNEL_D):
         in_d = base_d - td * in_step_d
@@ -234,10 +234,8 @@ def conv_dgrad_kernel(
             acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
-            channel_start, next_tap = carry(channel_start, BLOCK_K, step_channels)
-            tw, next_h = carry(tw, next_tap, taps_w)
-            th, next_d = carry(th, next_h, taps_h)
-            td += next_d
+            channel_start, td, th, tw, _ = next_step(channel_start, td, th, tw, BLOCK_K, step_channels, taps_h, taps_w,
+                                                     KERNEL_D, KERNEL_H)
 
     if ELEMENTWISE_LANES > 1:
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,

@@ -46,7 +46,17 @@ K steps instead of 16-wide ones. A[m, (kd, kh, k)] is real when 0 <= first_w * C
 import triton
 import triton.language as tl
 
-from ._index import carry, elementwise_pairs, load_and_dot, mma, padded_index, split_rows, store_output, sum_lanes, swizzle_tile
+from ._index import (
+    elementwise_pairs,
+    load_and_dot,
+    mma,
+    next_step,
+    padded_index,
+    split_rows,
+    store_output,
+    sum_lanes,
+    swizzle_tile,
+)
 
 
 @triton.jit
@@ -277,10 +287,10 @@ def conv_fprop_kernel(
                 KERNEL_W, FOLD_CHANNELS, FOLD_DENSE, EVEN_K, INDEX_DTYPE,
             )
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
-            k_start, next_tap = carry(k_start, BLOCK_K, fold_blocks * BLOCK_K)
+            # (levels: the run's blocks, then kh, then kd: next_step one level down)
+            k_start, _, kd, kh, next_tap = next_step(k_start, 0, kd, kh, BLOCK_K, fold_blocks * BLOCK_K, KERNEL_D,
+                                                     KERNEL_H, 1, KERNEL_D)
             tap += next_tap
-            kh, next_d = carry(kh, next_tap, KERNEL_H)
-            kd += next_d
         channel_blocks = 0
     # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
     # block are counters carried from step to step: no division in the loop.
@@ -327,11 +337,9 @@ def conv_fprop_kernel(
             acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
-            channel_start, next_tap = carry(channel_start, BLOCK_K, step_channels)
+            channel_start, kd, kh, kw, next_tap = next_step(channel_start, kd, kh, kw, BLOCK_K, step_channels,
+                                                            KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H)
             tap += next_tap
-            kw, next_h = carry(kw, next_tap, KERNEL_W)
-            kh, next_d = carry(kh, next_h, KERNEL_H)
-            kd += next_d
 
     if ELEMENTWISE_LANES > 1:
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,

@@ -37,8 +37,8 @@ TILES = {
               # thin tiles for 32 output channels (or 32 input channels in dgrad): long in M, the K
               # step of one 32-channel tap
               (256, 32, 64, 8), (128, 32, 32, 4), (256, 32, 64, 4), (256, 32, 32, 4),
-              # sm_90: 32-wide tiles with 8 HGMMA per step (sm_80's space has no BLOCK_K 128)
-              (64, 32, 128, 4), (128, 32, 128, 4)],
+              # 32-wide tiles with twice the tensor-core work per step, to amortise its fixed cost
+              (64, 32, 128, 4), (128, 32, 128, 4), (32, 64, 128, 4)],
     "wgrad": [(128, 128, 64, 8), (128, 128, 32, 8), (128, 64, 64, 4), (128, 64, 32, 4), (64, 128, 64, 4), (64, 64, 64, 4),
               (64, 64, 32, 4), (128, 32, 64, 4), (64, 32, 64, 4), (64, 32, 32, 4), (32, 32, 32, 4), (64, 16, 32, 4),
               (32, 16, 32, 4),
