@@ -22,6 +22,12 @@ tconv/descriptors/wgrad.py), cheapest first:
     ROW_STEPS  out_width % BLOCK_K == 0: every step lies inside one output line, so
                (n, od, oh, first ow) are scalars (divided once per step, not per
                position) and each position only adds its ow offset.
+    LINE_STEPS out_width divides BLOCK_K and BLOCK_K divides out_height * out_width
+               (zeros padding): every step is BLOCK_K / out_width whole lines of one
+               (n, od) plane, so its plane and first line are scalars, and each
+               position's line and column in the step (hence its w index, w check and
+               offset from the step's first line) are the same every step: computed once
+               per tile, a step adds one scalar and checks h per position.
     MAGIC      otherwise positions are split with multiply-high by a magic number
                (exact while num_rows * size < 2**32), else with `//`; its bits 1, 2, 4
                say which of out_width, out_height, out_depth.
@@ -102,7 +108,8 @@ def _load_step(
     in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
     out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
     stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-    dilation_w, MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
+    dilation_w, line_h, line_w, line_offset, MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr,
+    LINE_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
     BLOCK_K: tl.constexpr, TAP_RUN: tl.constexpr, KERNEL_W: tl.constexpr,
     GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, ELEMENTWISE: tl.constexpr, PACKED: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
@@ -112,8 +119,32 @@ def _load_step(
     (A, B, B at tap + 1, B at tap + 2), the unused ones repeating B. MASK_ROWS only for the
     last, partial step of a split (the loop runs whole steps: no position mask in it).
     PACKED: B's columns are (tap, channel) pairs, so the tap offsets are per column
-    ([BLOCK_N] vectors) and B's indices [BLOCK_K, BLOCK_N] (never with ROW_STEPS)."""
-    if ROW_STEPS:
+    ([BLOCK_N] vectors) and B's indices [BLOCK_K, BLOCK_N] (never with ROW_STEPS or LINE_STEPS).
+    LINE_STEPS: line_h, line_w and line_offset are each position's h index (times the
+    stride), w index and input offset relative to the step's first line (per tile)."""
+    if LINE_STEPS:
+        # The step is whole lines of one plane: (n, od, first oh) are scalars.
+        line, _ = _divmod(row_start, out_width, magic_w, (MAGIC & 1) != 0)
+        rest, oh0 = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
+        n, od = _divmod(rest, out_depth, magic_d, (MAGIC & 4) != 0)
+        in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+        in_h0 = oh0 * stride_h + off_h
+        image = n
+        if (BOUNDS & 4) != 0:
+            # A plane whose d tap is padding: its h index is made negative (scalar select),
+            # so the per-position h compare rejects it too.
+            in_h0 = tl.where(valid_d, in_h0, -1 - BLOCK_K * stride_h)
+        in_h = in_h0 + line_h
+        in_w = line_w
+        if (BOUNDS & 6) != 0:
+            line_mask = in_h.to(tl.uint32) < in_height
+        else:
+            line_mask = in_h == in_h
+        if (BOUNDS & 1) != 0:
+            input_mask = line_mask & (in_w.to(tl.uint32) < in_width)
+        else:
+            input_mask = line_mask
+    elif ROW_STEPS:
         # The step lies in one output line: its coordinates are scalars, and positions
         # differ in ow only (ow = ow0 + position).
         line, ow0 = _divmod(row_start, out_width, magic_w, (MAGIC & 1) != 0)
@@ -146,10 +177,16 @@ def _load_step(
         in_d, valid_d = _tap_index(in_od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
         line_mask = valid_h & valid_d
         input_mask = valid_w & line_mask
-    input_row = (
-        image.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
-        + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
-    )
+    if LINE_STEPS:
+        input_row = line_offset + (
+            image.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
+            + in_h0.to(INDEX_DTYPE) * in_stride_h
+        )
+    else:
+        input_row = (
+            image.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
+            + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
+        )
     if MASK_ROWS:
         row_mask = positions < last_row - row_start
         input_mask = input_mask & (row_mask[:, None] if PACKED else row_mask)
@@ -246,7 +283,8 @@ def conv_wgrad_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr,
     GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
-    ROW_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr,
+    ROW_STEPS: tl.constexpr, LINE_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
+    GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
@@ -314,6 +352,12 @@ def conv_wgrad_kernel(
     magic_w = _magic(out_width, (MAGIC & 1) != 0)
     magic_h = _magic(out_height, (MAGIC & 2) != 0)
     magic_d = _magic(out_depth, (MAGIC & 4) != 0)
+    if LINE_STEPS:  # each position's line (times the stride) and w index in its step, the same every step
+        line_h = positions // out_width * stride_h
+        line_w = positions % out_width * stride_w + off_w
+        line_offset = line_h.to(INDEX_DTYPE) * in_stride_h + line_w.to(INDEX_DTYPE) * in_stride_w
+    else:
+        line_h, line_w, line_offset = positions, positions, positions
     if GRAD_FLAT:
         # Flat position m of grad_output sits at m * grad_stride_row: A is a GEMM operand,
         # its pointers advanced by BLOCK_K rows per step.
@@ -332,8 +376,8 @@ def conv_wgrad_kernel(
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
-            False, ROW_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
-            PACKED_CHANNELS != 0, INDEX_DTYPE,
+            line_h, line_w, line_offset, False, ROW_STEPS, LINE_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
+            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0, INDEX_DTYPE,
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
@@ -349,8 +393,8 @@ def conv_wgrad_kernel(
             in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
-            True, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
-            PACKED_CHANNELS != 0, INDEX_DTYPE,
+            line_h, line_w, line_offset, True, False, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
+            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0, INDEX_DTYPE,
         )
         acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
             acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,

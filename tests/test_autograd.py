@@ -269,6 +269,29 @@ def test_torch_compile_dynamic_shapes_and_unbatched():
     assert unbatched(torch.randn(3, 7)).shape == (2, 5)
 
 
+def _layer_spec(input, weight, kwargs):
+    """The ConvSpec of conv{dims}d(input, weight, **kwargs)."""
+    from tconv.spec import conv_spec
+
+    dims = input.dim() - 2
+    return conv_spec(f"conv{dims}d", dims, input, weight, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
+                     kwargs.get("dilation", 1), kwargs.get("groups", 1))[0]
+
+
+def _assert_weight_and_bias_grads(input, weight, bias, kwargs):
+    """tconv's weight and bias gradients of conv{dims}d(input, weight, bias, **kwargs) match
+    float64 torch's for a fresh random grad_output."""
+    dims = input.dim() - 2
+    output = getattr(tconv, f"conv{dims}d")(input, weight, bias, **kwargs)
+    grad_output = torch.randn_like(output)
+    ours = torch.autograd.grad(output, (weight, bias), grad_output)
+    reference_leaves = [t.detach().double().requires_grad_() for t in (input, weight, bias)]
+    reference = getattr(F, f"conv{dims}d")(*reference_leaves, **kwargs)
+    theirs = torch.autograd.grad(reference, reference_leaves[1:], grad_output.double())
+    for name, mine, expected in zip(("grad_weight", "grad_bias"), ours, theirs):
+        assert_close(mine, expected, input.dtype, name)
+
+
 TAP_RUN_LAYERS = [  # (input shape, weight shape, torch kwargs, taps per program): weight gradients of tap runs
     ((2, 16, 9, 11), (24, 16, 3, 3), dict(padding=1), 3),
     ((2, 16, 9, 11), (24, 16, 3, 3), dict(padding=2, dilation=2), 3),
@@ -290,23 +313,43 @@ def test_wgrad_tap_runs_match_torch(input_shape, weight_shape, kwargs, run):
     16-bit operands (descriptors/wgrad.py, most_taps)."""
     from tconv.configs import heuristic_config
     from tconv.descriptors.wgrad import tap_run
-    from tconv.spec import conv_spec
 
-    dims = len(input_shape) - 2
     dtype = torch.float16
     input = torch.randn(input_shape, dtype=dtype, requires_grad=True)
     weight = torch.randn(weight_shape, dtype=dtype, requires_grad=True)
     bias = torch.randn(weight_shape[0], dtype=dtype, requires_grad=True)
-    groups = kwargs.get("groups", 1)
-    spec, _ = conv_spec(f"conv{dims}d", dims, input, weight, None, kwargs.get("stride", 1), kwargs.get("padding", 0),
-                        kwargs.get("dilation", 1), groups)
+    spec = _layer_spec(input, weight, kwargs)
     assert tap_run(spec, heuristic_config("wgrad", spec, dtype, layout="contiguous")) == run
-    function = getattr(tconv, f"conv{dims}d")
-    output = function(input, weight, bias, **kwargs)
-    grad_output = torch.randn_like(output)
-    ours = torch.autograd.grad(output, (weight, bias), grad_output)
-    reference_leaves = [t.detach().double().requires_grad_() for t in (input, weight, bias)]
-    reference = getattr(F, f"conv{dims}d")(*reference_leaves, **kwargs)
-    theirs = torch.autograd.grad(reference, reference_leaves[1:], grad_output.double())
-    for name, mine, expected in zip(("grad_weight", "grad_bias"), ours, theirs):
-        assert_close(mine, expected, dtype, name)
+    _assert_weight_and_bias_grads(input, weight, bias, kwargs)
+
+
+LINE_STEP_LAYERS = [  # (input shape, weight shape, torch kwargs): weight gradients whose K steps are whole lines
+    ((2, 16, 8, 8), (24, 16, 3, 3), dict(padding=1)),  # an 8x8 plane a step
+    ((2, 16, 16, 16), (24, 16, 3, 3), dict(stride=2, padding=1)),  # taps in the padding before the input only
+    ((2, 16, 16, 8), (24, 16, 3, 5), dict(padding=(2, 4), dilation=2)),  # 16x8 planes, several steps each
+    ((2, 16, 8, 8, 8), (24, 16, 3, 3, 3), dict(padding=1)),  # whole planes whose d tap is padding
+    ((2, 16, 8, 9), (24, 16, 3, 2), dict(padding=(1, 0))),  # nothing to check along w
+    ((2, 32, 8, 8), (32, 16, 3, 3), dict(padding=1, groups=2)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs", LINE_STEP_LAYERS)
+def test_wgrad_line_steps_match_torch(input_shape, weight_shape, kwargs, dtype):
+    """Output planes that K steps cover in whole lines (descriptors/wgrad.py, line_steps):
+    each position's line, column, w check and offset within its step are computed once per
+    tile and every step adds its plane's and first line's offset; weight and bias gradients
+    match float64 torch, channels-last operands (the flat grad_output the mode needs)."""
+    from tconv.configs import heuristic_config
+    from tconv.descriptors.wgrad import line_steps
+
+    dims = len(input_shape) - 2
+    memory_format = torch.channels_last if dims == 2 else torch.channels_last_3d
+    input = torch.randn(input_shape, dtype=dtype).to(memory_format=memory_format).requires_grad_()
+    weight = torch.randn(weight_shape, dtype=dtype, requires_grad=True)
+    bias = torch.randn(weight_shape[0], dtype=dtype, requires_grad=True)
+    spec = _layer_spec(input, weight, kwargs)
+    out_size = (1,) * (3 - dims) + tuple(spec.out_size)
+    config = heuristic_config("wgrad", spec, dtype)
+    assert out_size[2] % config.block_k != 0 and line_steps(spec, config, out_size, False, True), config
+    _assert_weight_and_bias_grads(input, weight, bias, kwargs)

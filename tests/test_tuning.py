@@ -203,6 +203,8 @@ def _tile_problem(kernel: str, depthwise: bool, even: bool | str = False):
     elif even == "small":  # four groups of 4 input and 4 output channels: 4 lanes per output channel
         layer = forward_spec((2, 16, 7, 5), (16, 4, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 4)
         assert layer.elementwise_lanes == 4
+    elif even == "lines":  # an 8x8 output plane (stride 2, padding before the input): wgrad K steps of whole lines
+        layer = forward_spec((1, 24, 16, 16), (24, 12, 3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 2)
     elif even == "folded":  # 24 channels, one group: the width folds into K (72 (kw, channel) pairs a row)
         layer = forward_spec((2, 24, 7, 5), (16, 24, 3, 3), (2, 1), (1, 1), (1, 1), (1, 1), 1)
         assert FPROP.folded_channels(layer) == 24
@@ -225,8 +227,10 @@ SPACE_CASES = [(k, d, c, False) for k, d, c in SPACE_TILES] + [
     (k, d, c, True) for k, d, c in SPACE_TILES if k != "wgrad" and not d] + [
     (k, False, c, "packed") for (k, _, _), c in _PACKED_TILES.items()] + [
     ("fprop", False, c, "folded") for k, d, c in SPACE_TILES if k == "fprop" and not d] + [
+    ("wgrad", False, c, "lines") for k, d, c in SPACE_TILES
+    if k == "wgrad" and not d and c.block_k <= 64 and not c.split_k] + [  # (the split counts run above)
     (k, True, c, "small") for k, d, c in SPACE_TILES if d]
-_MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small", "folded": "-folded"}
+_MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small", "folded": "-folded", "lines": "-lines"}
 
 
 @pytest.mark.parametrize("kernel,depthwise,config,even", SPACE_CASES,
@@ -234,7 +238,12 @@ _MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small", "fol
 def test_every_space_config_is_correct(kernel, depthwise, config, even):
     spec = _tile_problem(kernel, depthwise, even)
     descriptor = DESCRIPTORS[kernel]
-    layout = "channels_last" if even is True or even == "folded" else "contiguous"  # (folded: the dense run)
+    # (folded: the dense run; lines: the flat grad_output)
+    layout = "channels_last" if even in (True, "folded", "lines") else "contiguous"
+    if even == "lines":
+        from tconv.descriptors.wgrad import line_steps
+
+        assert line_steps(spec, config, (1, *spec.out_size), False, True), config
     operands = make_operands(descriptor, spec, torch.float32, layout,
                              torch.device("cpu"))
     actual = _launch.run(descriptor, spec, config, operands)[descriptor.result]

@@ -34,6 +34,16 @@ def magic_dimensions(batch: int, out_size) -> int:
     return sum(bit for bit, size in ((1, out_width), (2, out_height), (4, out_depth)) if size > 1)
 
 
+def line_steps(spec: ConvSpec, config: KernelConfig, out_size, row_steps: bool, grad_flat: bool) -> bool:
+    """The kernel's LINE_STEPS: each K step is whole output lines of one (n, d) plane (the
+    width divides BLOCK_K, BLOCK_K divides the plane), so its positions' place in their
+    step is the same every step. Zeros padding (the step's offsets are then linear in h
+    and w) and a flat grad_output (A needs no per-position split)."""
+    _, out_height, out_width = out_size
+    return (not row_steps and grad_flat and spec.padding_mode == "zeros" and not spec.packed_channels
+            and config.block_k % out_width == 0 and (out_height * out_width) % config.block_k == 0)
+
+
 def padded_dimensions(spec: ConvSpec, in_size, out_size) -> int:
     """The kernel's BOUNDS bits (1: width, 2: height, 4: depth): dimensions ([D, H, W]
     sizes of the launch's tensors) where some tap of some output position falls outside
@@ -143,6 +153,7 @@ class Wgrad(Descriptor):
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         _, rows_per_split = self.split(spec, config)
         row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
+        row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
         args = (
             input, grad_output, workspace,
             batch, *in_size, *in_strides,
@@ -155,7 +166,8 @@ class Wgrad(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             BIAS_GRAD=bias_grad, ELEMENTWISE=spec.elementwise_lanes > 0, **group_meta(spec),
             PACKED_CHANNELS=spec.packed_channels,
-            ROW_STEPS=out_size[2] % config.block_k == 0 and not spec.packed_channels, MAGIC=magic_dimensions(batch, out_size),
+            ROW_STEPS=row_steps, LINE_STEPS=line_steps(spec, config, out_size, row_steps, row_stride is not None),
+            MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
             TAP_RUN=tap_run(spec, config),
             **tile_meta(config), **numerics, **launch_options(config),
