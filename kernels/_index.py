@@ -82,16 +82,13 @@ def carry(index, increment, extent):
 def next_step(channel_start, kd, kh, kw, block_k, channels, taps_h, taps_w,
               KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr):
     """The counters of a tap-major K loop's next step: the channel block, then the tap
-    (kd, kh, kw) when the channels wrap, and 1 when they did. The outermost level with more
-    than one tap never wraps inside the loop, so the levels above it stay constant 0s: kd
-    with a unit KERNEL_D (a 3x3 loop loses a counter and two multiplies), kh too in 1-d
-    loops. kw itself stays carried there: sm_80's 128x32x32 loop on a 32-channel conv1d
-    spilled 16 bytes with kw a plain sum."""
+    (kd, kh, kw) when the channels wrap, and 1 when they did. kh never wraps inside the loop
+    of a unit KERNEL_D, so there it is not carried and kd stays a constant 0 (a 3x3 loop
+    loses its third counter and two multiplies). kw is carried even in 1-d loops: sm_80's
+    128x32x32 loop on a 32-channel conv1d spilled 16 bytes without that carry."""
     channel_start, next_tap = carry(channel_start, block_k, channels)
     kw, next_h = carry(kw, next_tap, taps_w)
-    if KERNEL_D * KERNEL_H == 1:
-        pass  # 1-d: kw wraps only past the last step
-    elif KERNEL_D == 1:
+    if KERNEL_D == 1:
         kh += next_h
     else:
         kh, next_d = carry(kh, next_h, taps_h)
