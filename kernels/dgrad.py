@@ -59,9 +59,9 @@ def valid_taps(
     base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w, in_step_d, in_step_h, in_step_w,
     in_depth, in_height, in_width, KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
 ):
-    """Per row, bit (td * taps_h + th) * taps_w + tw (the phase's taps in loop order) set
-    when the phase has tap (td, th, tw) and it reads a real input element (fewer than 32
-    kernel taps). Built once per tile, so a K step's row mask is one shift by a counter."""
+    """Per row, bit (td * KERNEL_H + th) * KERNEL_W + tw set when the phase has tap
+    (td, th, tw) and it reads a real input element (fewer than 32 kernel taps). Built once
+    per tile, so a K step's row mask is one shift."""
     bits = tl.zeros(base_h.shape, dtype=tl.int32)
     for td in tl.static_range(KERNEL_D):
         in_d = base_d - td * in_step_d
