@@ -79,16 +79,29 @@ def carry(index, increment, extent):
 
 
 @triton.jit
+def tap_is_valid(tap_bits, tap):
+    """Row mask of one tap from the rows' valid-tap bits: the tap's bit is built once per
+    step as a scalar, so each row costs one AND-and-test (shifting every row's word by the
+    tap cost a second instruction per row)."""
+    return (tap_bits & (tl.full((), 1, tap_bits.dtype) << tap.to(tap_bits.dtype))) != 0
+
+
+@triton.jit
 def next_step(channel_start, kd, kh, kw, block_k, channels, taps_h, taps_w,
-              KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr):
+              KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr):
     """The counters of a tap-major K loop's next step: the channel block, then the tap
-    (kd, kh, kw) when the channels wrap, and 1 when they did. kh never wraps inside the loop
-    of a unit KERNEL_D, so there it is not carried and kd stays a constant 0 (a 3x3 loop
-    loses its third counter and two multiplies). kw is carried even in 1-d loops: sm_80's
-    128x32x32 loop on a 32-channel conv1d spilled 16 bytes without that carry."""
+    (kd, kh, kw) when the channels wrap, and 1 when they did. The outermost level with more
+    than one tap never wraps inside the loop, so the levels above it are not carried: kd
+    stays a constant 0 with a unit KERNEL_D (a 3x3 loop loses a counter and two
+    multiplies), and kh too in 1-d loops. kw stays carried there (sm_80's 128x32x32 loop on
+    a 32-channel conv1d spilled 16 bytes with kw a plain sum), and a loop with one tap in
+    all three levels (a 1-d conv's folded width) keeps counting kh: sm_80's HiFi-GAN
+    conv_pre loop lost its pipelining and spilled without that count."""
     channel_start, next_tap = carry(channel_start, block_k, channels)
     kw, next_h = carry(kw, next_tap, taps_w)
-    if KERNEL_D == 1:
+    if KERNEL_D * KERNEL_H == 1 and KERNEL_W > 1:
+        pass  # 1-d: kw wraps only past the last step
+    elif KERNEL_D == 1:
         kh += next_h
     else:
         kh, next_d = carry(kh, next_h, taps_h)

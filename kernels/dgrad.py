@@ -44,7 +44,16 @@ keeps the plain GEMM loop.
 import triton
 import triton.language as tl
 
-from ._index import elementwise_pairs, load_and_dot, next_step, split_rows, store_output, sum_lanes, swizzle_tile
+from ._index import (
+    elementwise_pairs,
+    load_and_dot,
+    next_step,
+    split_rows,
+    store_output,
+    sum_lanes,
+    swizzle_tile,
+    tap_is_valid,
+)
 
 
 @triton.jit
@@ -197,7 +206,7 @@ def conv_dgrad_kernel(
         if TAP_BITS:
             tap_delta = -(td * (in_step_d * in_stride_d) + th * (in_step_h * in_stride_h) + tw * (in_step_w * in_stride_w))
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
-            row_mask = ((tap_bits >> ((td * KERNEL_H + th) * KERNEL_W + tw)) & 1) != 0
+            row_mask = tap_is_valid(tap_bits, (td * KERNEL_H + th) * KERNEL_W + tw)
         else:
             in_d = base_d - td * in_step_d
             in_h = base_h - th * in_step_h
@@ -235,7 +244,7 @@ def conv_dgrad_kernel(
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
             channel_start, td, th, tw, _ = next_step(channel_start, td, th, tw, BLOCK_K, step_channels, taps_h, taps_w,
-                                                     KERNEL_D, KERNEL_H)
+                                                     KERNEL_D, KERNEL_H, KERNEL_W)
 
     if ELEMENTWISE_LANES > 1:
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,

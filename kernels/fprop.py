@@ -56,6 +56,7 @@ from ._index import (
     store_output,
     sum_lanes,
     swizzle_tile,
+    tap_is_valid,
 )
 
 
@@ -282,19 +283,20 @@ def conv_fprop_kernel(
             tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h)
             a, b = folded_step(
                 k_start + channels, input_ptr, weight_ptr, input_rows + tap_delta.to(INDEX_DTYPE),
-                ((tap_bits >> tap) & 1) != 0, first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
+                tap_is_valid(tap_bits, tap), first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
                 col_in_range, in_width, in_stride_c, in_stride_w, weight_stride_c, weight_stride_w,
                 KERNEL_W, FOLD_CHANNELS, FOLD_DENSE, EVEN_K, INDEX_DTYPE,
             )
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
             # (levels: the run's blocks, then kh, then kd: next_step one level down)
             k_start, _, kd, kh, next_tap = next_step(k_start, 0, kd, kh, BLOCK_K, fold_blocks * BLOCK_K, KERNEL_D,
-                                                     KERNEL_H, 1, KERNEL_D)
+                                                     KERNEL_H, 1, KERNEL_D, KERNEL_H)
             tap += next_tap
         channel_blocks = 0
     # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
     # block are counters carried from step to step: no division in the loop.
     channel_start = tl.full((), 0, tl.int32)
+    tap_bit = tl.full((), 1, tl.int32)
     tap = tl.full((), 0, tl.int32)
     kd = tl.full((), 0, tl.int32)
     kh = tl.full((), 0, tl.int32)
@@ -308,7 +310,10 @@ def conv_fprop_kernel(
         if TAP_BITS:
             tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
-            row_mask = ((tap_bits >> tap) & 1) != 0
+            if KERNEL_D == 1:  # a carried scalar bit: one AND per row, not a shift and an AND
+                row_mask = (tap_bits & tap_bit) != 0
+            else:  # 3-d loops keep the shift: the AND spilled 24-560 bytes there (sm_80, sm_90)
+                row_mask = ((tap_bits >> tap) & 1) != 0
         else:
             row_offset, row_mask = tap_rows(
                 first_d, first_h, first_w, kd, kh, kw, dilation_d, dilation_h, dilation_w,
@@ -338,7 +343,8 @@ def conv_fprop_kernel(
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
             channel_start, kd, kh, kw, next_tap = next_step(channel_start, kd, kh, kw, BLOCK_K, step_channels,
-                                                            KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H)
+                                                            KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H, KERNEL_W)
+            tap_bit = tap_bit << next_tap
             tap += next_tap
 
     if ELEMENTWISE_LANES > 1:
