@@ -206,7 +206,10 @@ def conv_dgrad_kernel(
         if TAP_BITS:
             tap_delta = -(td * (in_step_d * in_stride_d) + th * (in_step_h * in_stride_h) + tw * (in_step_w * in_stride_w))
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
-            row_mask = tap_is_valid(tap_bits, (td * KERNEL_H + th) * KERNEL_W + tw)
+            if EVEN_K:  # one AND per row against the tap's scalar bit
+                row_mask = tap_is_valid(tap_bits, (td * KERNEL_H + th) * KERNEL_W + tw)
+            else:  # element-wise channel masks: the AND form spilled 88 bytes (sm_90 TF32 DCGAN G1)
+                row_mask = ((tap_bits >> ((td * KERNEL_H + th) * KERNEL_W + tw)) & 1) != 0
         else:
             in_d = base_d - td * in_step_d
             in_h = base_h - th * in_step_h
