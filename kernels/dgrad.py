@@ -206,9 +206,10 @@ def conv_dgrad_kernel(
         if TAP_BITS:
             tap_delta = -(td * (in_step_d * in_stride_d) + th * (in_step_h * in_stride_h) + tw * (in_step_w * in_stride_w))
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
-            if EVEN_K:  # one AND per row against the tap's scalar bit
+            if EVEN_K and KERNEL_D == 1:  # one AND per row against the tap's scalar bit
                 row_mask = tap_is_valid(tap_bits, (td * KERNEL_H + th) * KERNEL_W + tw)
-            else:  # element-wise channel masks: the AND form spilled 88 bytes (sm_90 TF32 DCGAN G1)
+            else:  # the shift: the AND spilled 88 bytes with per-element channel masks (sm_90
+                # TF32 DCGAN G1) and 16 in a 3-d NCHW loop (sm_90 fp16 128x32x64)
                 row_mask = ((tap_bits >> ((td * KERNEL_H + th) * KERNEL_W + tw)) & 1) != 0
         else:
             in_d = base_d - td * in_step_d

@@ -310,9 +310,9 @@ def conv_fprop_kernel(
         if TAP_BITS:
             tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
-            if KERNEL_D == 1:  # a carried scalar bit: one AND per row, not a shift and an AND
+            if KERNEL_D == 1 and ACC_DTYPE != tl.float64:  # a carried scalar bit: one AND per row
                 row_mask = (tap_bits & tap_bit) != 0
-            else:  # 3-d loops keep the shift: the AND spilled 24-560 bytes there (sm_80, sm_90)
+            else:  # the shift: the AND spilled 24-560 bytes in 3-d loops, 16 in sm_90's fp64 64x64x64
                 row_mask = ((tap_bits >> tap) & 1) != 0
         else:
             row_offset, row_mask = tap_rows(
