@@ -7,7 +7,7 @@
 #     CHECK=1 CHECK_S=200 BUDGET_S=560 bash scripts/gpu_session.sh
 #
 # Runs from the repository root with whatever python3 holds a CUDA build of torch and
-# triton (tconv need not be installed: the root goes on PYTHONPATH).
+# triton (tconv is installed from this checkout, editable, if it is not already).
 set -u
 OUT=${OUT:-results}
 SUITE=${SUITE:-resnet50}
@@ -18,7 +18,15 @@ CHECK=${CHECK:-1}
 CHECK_S=${CHECK_S:-200}
 BUDGET_S=${BUDGET_S:-560}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1
+# tconv.kernels and tconv.perf live in kernels/ and perf/ (pyproject's package-dir): an
+# editable install maps them (offline: the machine's own setuptools builds it).
+python3 -c "import tconv.perf" 2>/dev/null || python3 -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1
+if ! python3 -c "import tconv.perf, tconv.kernels" 2>/dev/null; then
+  # No setuptools there: the same mapping by links (in this copy of the tree only).
+  ln -sfn ../kernels tconv/kernels && ln -sfn ../perf tconv/perf
+  python3 -c "import tconv.perf, tconv.kernels" || { tail -5 "$OUT/install.log"; exit 1; }
+fi
 left() { echo $((BUDGET_S - SECONDS)); }
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv
