@@ -8,8 +8,8 @@ configs, cuBLAS (torch.matmul) on that GEMM, and cuDNN on the convolution.
 tconv / GEMM at the same config says what the implicit gather costs (the static model's
 loop/GEMM, measured); GEMM / cuBLAS what Triton's tile at that config costs; best / heuristic
 what the heuristic leaves. Kernels are compiled first in `--workers` processes (Triton's disk
-cache), so the timing loop never waits on the JIT. Times: CUDA events, median
-(tconv.tune.median_ms), rotating operand sets.
+cache), so the timing loop never waits on the JIT. Times: every side replayed from a CUDA
+graph (tconv.tune.graph_ms: median, the host path left out, the L2 not cleared).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tconv.configs import KernelConfig, arch_family, descriptor_of, heuristic_co
 from tconv.descriptors.base import make_operands
 from tconv.descriptors.gemm import GEMM
 from tconv.spec import ConvSpec, pass_specs
-from tconv.tune import median_ms, operand_sets
+from tconv.tune import graph_ms
 
 from .bench import _cudnn_pass
 from .suites import SUITES, Layer, layer_spec
@@ -92,9 +92,10 @@ def _launch_once(job) -> str:
 
 
 def _time(descriptor, spec: ConvSpec, config: KernelConfig, dtype: torch.dtype, layout: str) -> float:
-    operands = [make_operands(descriptor, spec, dtype, layout, "cuda") for _ in range(operand_sets(descriptor, spec, dtype))]
+    """Kernel time: the pass replayed from a CUDA graph (the host path left out)."""
+    operands = make_operands(descriptor, spec, dtype, layout, "cuda")
     try:
-        return median_ms(lambda inputs: _launch.run(descriptor, spec, config, inputs), operands)
+        return graph_ms(lambda inputs: _launch.run_pass(descriptor, spec, inputs, config), operands)
     except Exception:  # out of resources on this GPU
         return float("nan")
 
@@ -129,11 +130,10 @@ def main() -> None:
                          "cudnn_ms"])
         for layer, pass_name, kernel, spec, configs, g in chosen:
             m, n, k = gemm_extents(layer_spec(layer), pass_name)
-            a = [torch.randn(m, k, dtype=dtype, device=device) for _ in range(4)]
-            b = [torch.randn(k, n, dtype=dtype, device=device) for _ in range(4)]
-            cublas = median_ms(lambda pair: torch.matmul(*pair), list(zip(a, b)))
+            a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
+            cublas = graph_ms(lambda pair: torch.matmul(*pair), (a, b))
             reference, reference_operands = _cudnn_pass(layer, pass_name, dtype, args.layout, device)
-            cudnn = median_ms(lambda tensors, r=reference: r(*tensors), reference_operands)
+            cudnn = graph_ms(lambda tensors, r=reference: r(*tensors), reference_operands[0])
             rows = []
             for index, config in enumerate(configs):
                 ours = _time(descriptor_of(kernel), spec, config, dtype, args.layout)
