@@ -254,84 +254,84 @@ FULL_WAVES = 2
 #: The fallback family uses sm_80's.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
     ("fprop", "sm_90"): (
-        (256, 128, 64, 8, 4, 1.000),
-        (128, 256, 64, 8, 4, 1.000),
-        (128, 128, 64, 8, 4, 1.000),
-        (128, 128, 32, 4, 4, 1.000),
-        (128, 64, 64, 4, 4, 1.000),
-        (128, 64, 64, 8, 4, 1.000),
-        (64, 128, 64, 4, 4, 1.000),
-        (128, 64, 32, 4, 4, 1.000),
-        (64, 64, 64, 4, 4, 1.000),
-        (64, 64, 32, 4, 4, 0.771),
-        (128, 32, 64, 4, 4, 0.859),
-        (64, 32, 64, 4, 4, 0.571),
-        (64, 32, 32, 4, 4, 0.386),
-        (32, 32, 32, 4, 4, 0.225),
-        (128, 16, 64, 4, 4, 0.432),
-        (64, 16, 32, 4, 4, 0.188),
-        (128, 128, 16, 8, 4, 0.810),
-        (128, 64, 16, 4, 4, 0.727),
-        (64, 64, 16, 4, 4, 0.416),
-        (64, 32, 16, 4, 4, 0.200),
-        (32, 16, 16, 4, 4, 0.061),
-        (256, 32, 64, 8, 4, 0.853),
-        (128, 32, 32, 4, 4, 0.604),
-        (256, 32, 64, 4, 4, 1.000),
-        (256, 32, 32, 4, 4, 0.889),
-        (64, 32, 128, 4, 4, 0.703),
-        (128, 32, 128, 4, 4, 0.948),
+        (128, 128, 64, 8, 3, 1.000),
+        (256, 128, 64, 8, 3, 1.000),
+        (128, 256, 64, 8, 3, 1.000),
+        (128, 128, 32, 4, 3, 1.000),
+        (128, 64, 64, 4, 3, 1.000),
+        (128, 64, 64, 8, 3, 1.000),
+        (64, 128, 64, 4, 3, 1.000),
+        (128, 64, 32, 4, 3, 1.000),
+        (64, 64, 64, 4, 3, 1.000),
+        (64, 64, 32, 4, 3, 0.771),
+        (128, 32, 64, 4, 3, 0.859),
+        (64, 32, 64, 4, 3, 0.571),
+        (64, 32, 32, 4, 3, 0.386),
+        (32, 32, 32, 4, 3, 0.225),
+        (128, 16, 64, 4, 3, 0.432),
+        (64, 16, 32, 4, 3, 0.188),
+        (128, 128, 16, 8, 3, 0.810),
+        (128, 64, 16, 4, 3, 0.727),
+        (64, 64, 16, 4, 3, 0.416),
+        (64, 32, 16, 4, 3, 0.200),
+        (32, 16, 16, 4, 3, 0.061),
+        (256, 32, 64, 8, 3, 0.853),
+        (128, 32, 32, 4, 3, 0.604),
+        (256, 32, 64, 4, 3, 1.000),
+        (256, 32, 32, 4, 3, 0.889),
+        (64, 32, 128, 4, 3, 0.703),
+        (128, 32, 128, 4, 3, 0.948),
     ),
     ("dgrad", "sm_90"): (
-        (128, 256, 64, 8, 4, 1.000),
-        (128, 128, 64, 8, 4, 1.000),
-        (128, 128, 32, 4, 4, 1.000),
-        (128, 64, 64, 4, 4, 1.000),
-        (128, 64, 64, 8, 4, 1.000),
-        (64, 128, 64, 4, 4, 1.000),
-        (128, 64, 32, 4, 4, 1.000),
-        (64, 64, 64, 4, 4, 1.000),
-        (64, 64, 32, 4, 4, 0.719),
-        (128, 32, 64, 4, 4, 0.831),
-        (64, 32, 64, 4, 4, 0.557),
-        (32, 64, 64, 4, 4, 0.621),
-        (64, 32, 32, 4, 4, 0.364),
-        (32, 32, 32, 4, 4, 0.239),
-        (128, 16, 64, 4, 4, 0.418),
-        (64, 16, 32, 4, 4, 0.182),
-        (128, 128, 16, 8, 4, 0.810),
-        (128, 64, 16, 4, 4, 0.727),
-        (64, 64, 16, 4, 4, 0.421),
-        (64, 32, 16, 4, 4, 0.208),
-        (32, 16, 16, 4, 4, 0.062),
-        (256, 32, 64, 8, 4, 0.826),
-        (128, 32, 32, 4, 4, 0.587),
-        (256, 32, 32, 4, 4, 0.859),
-        (64, 32, 128, 4, 4, 0.634),
-        (128, 32, 128, 4, 4, 0.886),
+        (128, 256, 64, 8, 3, 1.000),
+        (128, 128, 64, 8, 3, 1.000),
+        (128, 128, 32, 4, 3, 1.000),
+        (128, 64, 64, 4, 3, 1.000),
+        (128, 64, 64, 8, 3, 1.000),
+        (64, 128, 64, 4, 3, 1.000),
+        (128, 64, 32, 4, 3, 1.000),
+        (64, 64, 64, 4, 3, 1.000),
+        (64, 64, 32, 4, 3, 0.719),
+        (128, 32, 64, 4, 3, 0.831),
+        (64, 32, 64, 4, 3, 0.557),
+        (32, 64, 64, 4, 3, 0.621),
+        (64, 32, 32, 4, 3, 0.364),
+        (32, 32, 32, 4, 3, 0.239),
+        (128, 16, 64, 4, 3, 0.418),
+        (64, 16, 32, 4, 3, 0.182),
+        (128, 128, 16, 8, 3, 0.810),
+        (128, 64, 16, 4, 3, 0.727),
+        (64, 64, 16, 4, 3, 0.421),
+        (64, 32, 16, 4, 3, 0.208),
+        (32, 16, 16, 4, 3, 0.062),
+        (256, 32, 64, 8, 3, 0.826),
+        (128, 32, 32, 4, 3, 0.587),
+        (256, 32, 32, 4, 3, 0.859),
+        (64, 32, 128, 4, 3, 0.634),
+        (128, 32, 128, 4, 3, 0.886),
     ),
     ("wgrad", "sm_90"): (
-        (128, 128, 64, 8, 4, 1.000),
-        (128, 128, 32, 8, 4, 1.000),
-        (128, 64, 64, 4, 4, 1.000),
-        (128, 64, 32, 4, 4, 1.000),
-        (64, 128, 64, 4, 4, 0.901),
-        (64, 64, 64, 4, 4, 0.723, 1.000),
-        (64, 64, 32, 4, 4, 0.598, 1.000),
-        (128, 32, 64, 4, 4, 0.853, 1.000),
-        (64, 32, 64, 4, 4, 0.492, 0.990),
-        (64, 32, 32, 4, 4, 0.376, 0.774),
-        (32, 32, 32, 4, 4, 0.232, 0.358),
-        (64, 16, 32, 4, 4, 0.188, 0.390),
-        (32, 16, 32, 4, 4, 0.119, 0.222),
-        (32, 64, 64, 4, 4, 0.358, 0.683),
-        (32, 32, 64, 4, 4, 0.296, 0.471),
-        (128, 32, 32, 4, 4, 0.674, 1.000),
-        (32, 32, 128, 2, 4, 0.395, 0.655),
-        (32, 64, 128, 2, 4, 0.453),
-        (128, 64, 64, 8, 4, 0.992, 1.000),
+        (128, 64, 64, 4, 3, 1.000),
+        (128, 128, 64, 8, 3, 1.000),
+        (128, 128, 32, 8, 3, 1.000),
+        (128, 64, 32, 4, 3, 1.000),
+        (64, 128, 64, 4, 3, 0.901),
+        (64, 64, 64, 4, 3, 0.723, 1.000),
+        (64, 64, 32, 4, 3, 0.598, 1.000),
+        (128, 32, 64, 4, 3, 0.853, 1.000),
+        (64, 32, 64, 4, 3, 0.492, 0.990),
+        (64, 32, 32, 4, 3, 0.376, 0.774),
+        (32, 32, 32, 4, 3, 0.232, 0.358),
+        (64, 16, 32, 4, 3, 0.188, 0.390),
+        (32, 16, 32, 4, 3, 0.119, 0.222),
+        (32, 64, 64, 4, 3, 0.358, 0.683),
+        (32, 32, 64, 4, 3, 0.296, 0.471),
+        (128, 32, 32, 4, 3, 0.674, 1.000),
+        (32, 32, 128, 2, 3, 0.395, 0.655),
+        (32, 64, 128, 2, 3, 0.453),
+        (128, 64, 64, 8, 3, 0.992, 1.000),
         # 16 input channels a tap (80 = 5 x 16), a whole A tile per step
-        (128, 16, 64, 4, 4, 0.508, 0.946),
+        (128, 16, 64, 4, 3, 0.508, 0.946),
     ),
     ("fprop", "sm_80"): (
         (256, 128, 64, 8, 3, 1.000),
@@ -510,6 +510,44 @@ MAX_TILE_WASTE = 1.05
 MAX_WORK_RATIO = 1.25
 
 
+def feed_share(config: KernelConfig, family: str) -> float:
+    """Share of tensor peak that shared memory can feed a tile at on sm_90: each K step
+    writes both operand tiles there (the asynchronous copy) and wgmma reads them back,
+    2 x (BLOCK_M + BLOCK_N) x BLOCK_K elements at 128 bytes per clock per SM, against
+    BLOCK_M x BLOCK_N x BLOCK_K multiply-adds at 2,048 16-bit (1,024 TF32) per clock: the
+    same ratio for either. 64x64 tiles get 0.5, 128x64 0.67, 128x128 and larger 1. Measured
+    on an H100 (perf.probe, ResNet-50's dense layers, fp16, 2026-11-24), 64x64 and 128x64
+    tiles ran at about 0.6 and 0.8 of 128x128's rate per program; the issue-bound share
+    alone scored them equal. Other families: 1 (not measured)."""
+    if family != "sm_90":
+        return 1.0
+    return min(1.0, config.block_m * config.block_n / (64 * (config.block_m + config.block_n)))
+
+
+#: Families whose heuristic wgrad picks take one tap per program (tap_run 1). On an H100
+#: (perf.probe, ResNet-50 fp16, CUDA-graph times, 2026-11-24) 128x64x64 with 4 warps and one
+#: tap was the fastest or within 4% on every layer measured; 64x64x64 with a run of 3 taps
+#: matched it (1.00-1.03x its time) and 128x64x64 with 8 warps and a run of 3 took 1.64-1.78x.
+#: The static model's run shares (higher) do not show this; sm_80 was not measured.
+ONE_TAP_FAMILIES = ("sm_90",)
+
+
+def split_share(descriptor, spec: ConvSpec, config: KernelConfig, dtype: torch.dtype, family: str) -> float:
+    """wgrad: the main loop's share of its time plus the split partials' (written in
+    32-bit by the loop, read back by the reduction) on the family's GPU, each at its peak.
+    On an H100 (perf.probe, ResNet-50 fp16, 2026-11-24) a 3x3 layer's 128x128x64 tile
+    split 11 ways ran 1.65x slower than 128x64x64 split 5, which the wave efficiency alone
+    (3 full waves against 2.7) ranked the other way."""
+    splits = descriptor.split(spec, config, SMS[family])[0]
+    if splits == 1:
+        return 1.0
+    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
+    loop = 2 * spec.useful_macs / (gpu.tensor_tflops[name] * 1e12)
+    element = 8 if dtype == torch.float64 else 4
+    partials = 2 * splits * descriptor.split_stride(spec, False) * element / (gpu.bandwidth_tbs * 1e12)
+    return loop / (loop + partials)
+
+
 def _wave_efficiency(programs: int, sms: int) -> float:
     """Busy share of the SMs over the waves a grid takes (1 for full waves)."""
     return programs / (math.ceil(programs / sms) * sms)
@@ -585,15 +623,20 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         if warps < 4 and max(rows, columns) > THIN_TILE_EXTENT and not small:
             continue  # 2-warp tiles serve thin or small layers: wider ones re-read each operand more (not in the share)
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
-                   == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
+                   == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages
+                   and (c.tap_run == 1 or family not in ONE_TAP_FAMILIES)]
         if not fitting:
             continue
         config = descriptor.with_sms(spec, max(fitting, key=lambda c: c.num_stages), SMS[family])
-        if run_share and descriptor.tiles_per_step(spec, config) > 1:
+        if run_share and descriptor.tiles_per_step(spec, config) > 1 and family not in ONE_TAP_FAMILIES:
             share = run_share[0]  # the loop with a tap run (wgrad) multiplies several tiles per step
         programs = math.prod(descriptor.grid(spec, config))
         executed = max(1, descriptor.executed_macs(spec, config))
         work = spec.useful_macs / executed
+        if descriptor.name != "wgrad":
+            share = min(share, feed_share(config, family))
+        elif family == "sm_90":
+            share *= split_share(descriptor, spec, config, dtype, family)
         scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, executed))
     lean = [entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)] or [
         entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs]
