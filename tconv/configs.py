@@ -241,9 +241,9 @@ FULL_WAVES = 2
 #: the tile's loop with a run of 3 taps per program (descriptors/wgrad.py, tap_run: each K
 #: step's position split and grad_output tile serve the run), used where the layer's kernel
 #: width allows one; the first share is measured on the same layers one tap wide. Among equal
-#: scores the heuristic takes the tile with the longer run: 128x64x64 with 8 warps and a run
-#: of 3 loads fewer bytes per multiply-add than 128x128x64 (which fits no run), and its loop
-#: is 0.7x a GEMM's per tensor-core instruction. sm_90's 32-wide fprop and dgrad tiles also
+#: scores the heuristic takes the tile with the longer run (sm_80): 128x64x64 with 8 warps and
+#: a run of 3 loads fewer bytes per multiply-add than 128x128x64 (which fits no run), and its
+#: loop is 0.7x a GEMM's per tensor-core instruction. sm_90's 32-wide fprop and dgrad tiles also
 #: come with BLOCK_K 128 (8 HGMMA per step rather than 4 amortise the step's fixed cost):
 #: HiFi-GAN up1's input gradient, 512 x 512 outputs over K = 4,096, takes 64x32 tiles to
 #: fill 132 SMs, share 0.615 at BLOCK_K 64 and 0.82 at 128. sm_80 takes 32x64x128 before
@@ -251,7 +251,13 @@ FULL_WAVES = 2
 #: per HMMA is then 1.06-1.13x a GEMM's rather than 1.33-1.38x. (sm_90's 32x64x128 is left
 #: out: a 32-bit operand's pick scales it to 32x64x64, which spills 16-20 bytes on sm_90.)
 #: Measured by `python -m tconv.perf.derive_shortlist` (rerun it when a main loop changes).
-#: The fallback family uses sm_80's.
+#: The fallback family uses sm_80's. sm_90's tables were then reordered and cut to 3 stages
+#: by GPU times (perf.probe on an H100, ResNet-50's dense layers, fp16, channels_last,
+#: CUDA-graph medians, 2026-11-24): 3 stages beat 4 in 92 of 134 tile-layer pairs (5%
+#: geomean); 128x128x64 with 8 warps came within 4% of the fastest forward tile on every
+#: layer (first among equal fprop scores); wgrad's 128x64x64 with 4 warps and one tap within
+#: 4% everywhere (first, see ONE_TAP_FAMILIES), and its 8-warp run of 3 taps took 1.64-1.78x
+#: that, so sm_90's entry carries no run share.
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
     ("fprop", "sm_90"): (
         (128, 128, 64, 8, 3, 1.000),
@@ -329,7 +335,7 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (128, 32, 32, 4, 3, 0.674, 1.000),
         (32, 32, 128, 2, 3, 0.395, 0.655),
         (32, 64, 128, 2, 3, 0.453),
-        (128, 64, 64, 8, 3, 0.992, 1.000),
+        (128, 64, 64, 8, 3, 0.992),
         # 16 input channels a tap (80 = 5 x 16), a whole A tile per step
         (128, 16, 64, 4, 3, 0.508, 0.946),
     ),
@@ -524,28 +530,13 @@ def feed_share(config: KernelConfig, family: str) -> float:
     return min(1.0, config.block_m * config.block_n / (64 * (config.block_m + config.block_n)))
 
 
-#: Families whose heuristic wgrad picks take one tap per program (tap_run 1). On an H100
-#: (perf.probe, ResNet-50 fp16, CUDA-graph times, 2026-11-24) 128x64x64 with 4 warps and one
-#: tap was the fastest or within 4% on every layer measured; 64x64x64 with a run of 3 taps
-#: matched it (1.00-1.03x its time) and 128x64x64 with 8 warps and a run of 3 took 1.64-1.78x.
-#: The static model's run shares (higher) do not show this; sm_80 was not measured.
+#: Families whose heuristic wgrad picks take one tap per program (tap_run 1) where the
+#: tile's space has it. On an H100 (perf.probe, ResNet-50 fp16, CUDA-graph times,
+#: 2026-11-24) 128x64x64 with 4 warps and one tap was the fastest or within 4% on every
+#: layer measured; 64x64x64 with a run of 3 taps matched it (1.00-1.03x its time) and
+#: 128x64x64 with 8 warps and a run of 3 took 1.64-1.78x. The static model's run shares
+#: (higher) do not show this; sm_80 was not measured.
 ONE_TAP_FAMILIES = ("sm_90",)
-
-
-def split_share(descriptor, spec: ConvSpec, config: KernelConfig, dtype: torch.dtype, family: str) -> float:
-    """wgrad: the main loop's share of its time plus the split partials' (written in
-    32-bit by the loop, read back by the reduction) on the family's GPU, each at its peak.
-    On an H100 (perf.probe, ResNet-50 fp16, 2026-11-24) a 3x3 layer's 128x128x64 tile
-    split 11 ways ran 1.65x slower than 128x64x64 split 5, which the wave efficiency alone
-    (3 full waves against 2.7) ranked the other way."""
-    splits = descriptor.split(spec, config, SMS[family])[0]
-    if splits == 1:
-        return 1.0
-    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
-    loop = 2 * spec.useful_macs / (gpu.tensor_tflops[name] * 1e12)
-    element = 8 if dtype == torch.float64 else 4
-    partials = 2 * splits * descriptor.split_stride(spec, False) * element / (gpu.bandwidth_tbs * 1e12)
-    return loop / (loop + partials)
 
 
 def _wave_efficiency(programs: int, sms: int) -> float:
@@ -585,10 +576,11 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     bytes per step) that the problem's pruned space holds (deepest pipeline that fits the
     dtype's shared memory) and that execute at most MAX_TILE_WASTE times the GEMM view's
     multiply-adds (when any does; else at most MAX_WORK_RATIO times the useful ones), the one with the highest
-    issue-bound share x wave efficiency on the family's SMs x useful / executed
-    multiply-adds: the static model's best loop, given enough programs to fill the GPU
-    and little padding. Given channels-first operands (`layout` "contiguous"), a pass whose
-    copies pay (copies_pay) reads channels-last copies, and its fprop or dgrad output,
+    issue-bound share (on sm_90 forward and input-gradient tiles, at most feed_share) x
+    wave efficiency on the family's SMs x useful / executed multiply-adds: the static
+    model's best loop, given enough programs to fill the GPU and little padding. Given
+    channels-first operands (`layout` "contiguous"), a pass whose copies pay (copies_pay)
+    reads channels-last copies, and its fprop or dgrad output,
     written channels-first, bounds the accumulator (CHANNELS_FIRST_OUTPUT_ACCUMULATOR);
     otherwise its loops gather in place and keep within GATHERED_LIMITS, as do loops whose
     channel runs are not 16-byte aligned (aligned_channels).
@@ -623,20 +615,19 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         if warps < 4 and max(rows, columns) > THIN_TILE_EXTENT and not small:
             continue  # 2-warp tiles serve thin or small layers: wider ones re-read each operand more (not in the share)
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
-                   == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages
-                   and (c.tap_run == 1 or family not in ONE_TAP_FAMILIES)]
+                   == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
+        if family in ONE_TAP_FAMILIES:
+            fitting = [c for c in fitting if c.tap_run == 1] or fitting
         if not fitting:
             continue
         config = descriptor.with_sms(spec, max(fitting, key=lambda c: c.num_stages), SMS[family])
-        if run_share and descriptor.tiles_per_step(spec, config) > 1 and family not in ONE_TAP_FAMILIES:
+        if run_share and descriptor.tiles_per_step(spec, config) > 1:
             share = run_share[0]  # the loop with a tap run (wgrad) multiplies several tiles per step
         programs = math.prod(descriptor.grid(spec, config))
         executed = max(1, descriptor.executed_macs(spec, config))
         work = spec.useful_macs / executed
         if descriptor.name != "wgrad":
             share = min(share, feed_share(config, family))
-        elif family == "sm_90":
-            share *= split_share(descriptor, spec, config, dtype, family)
         scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, executed))
     lean = [entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)] or [
         entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs]
