@@ -255,9 +255,11 @@ FULL_WAVES = 2
 #: by GPU times (perf.probe on an H100, ResNet-50's dense layers, fp16, channels_last,
 #: CUDA-graph medians, 2026-11-24): 3 stages beat 4 in 92 of 134 tile-layer pairs (5%
 #: geomean); 128x128x64 with 8 warps came within 4% of the fastest forward tile on every
-#: layer (first among equal fprop scores); wgrad's 128x64x64 with 4 warps and one tap within
-#: 4% everywhere (first, see ONE_TAP_FAMILIES), and its 8-warp run of 3 taps took 1.64-1.78x
-#: that, so sm_90's entry carries no run share.
+#: layer (first among equal fprop scores); wgrad's 128x64x64 with 4 warps (one tap) within
+#: 4% everywhere, so it comes first, and sm_90's wgrad table leaves out the tiles that took
+#: 1.26-1.83x its time on every layer tried: 128x128x64 / 128x128x32 with 8 warps (heavier
+#: splits) and 128x64x64 with 8 warps and a run of 3 taps (1.64-1.78x). 64x64x64 with a run
+#: of 3 matched it (1.00-1.03x).
 HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
     ("fprop", "sm_90"): (
         (128, 128, 64, 8, 3, 1.000),
@@ -318,8 +320,6 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
     ),
     ("wgrad", "sm_90"): (
         (128, 64, 64, 4, 3, 1.000),
-        (128, 128, 64, 8, 3, 1.000),
-        (128, 128, 32, 8, 3, 1.000),
         (128, 64, 32, 4, 3, 1.000),
         (64, 128, 64, 4, 3, 0.901),
         (64, 64, 64, 4, 3, 0.723, 1.000),
@@ -335,7 +335,6 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (128, 32, 32, 4, 3, 0.674, 1.000),
         (32, 32, 128, 2, 3, 0.395, 0.655),
         (32, 64, 128, 2, 3, 0.453),
-        (128, 64, 64, 8, 3, 0.992),
         # 16 input channels a tap (80 = 5 x 16), a whole A tile per step
         (128, 16, 64, 4, 3, 0.508, 0.946),
     ),
@@ -530,15 +529,6 @@ def feed_share(config: KernelConfig, family: str) -> float:
     return min(1.0, config.block_m * config.block_n / (64 * (config.block_m + config.block_n)))
 
 
-#: Families whose heuristic wgrad picks take one tap per program (tap_run 1) where the
-#: tile's space has it. On an H100 (perf.probe, ResNet-50 fp16, CUDA-graph times,
-#: 2026-11-24) 128x64x64 with 4 warps and one tap was the fastest or within 4% on every
-#: layer measured; 64x64x64 with a run of 3 taps matched it (1.00-1.03x its time) and
-#: 128x64x64 with 8 warps and a run of 3 took 1.64-1.78x. The static model's run shares
-#: (higher) do not show this; sm_80 was not measured.
-ONE_TAP_FAMILIES = ("sm_90",)
-
-
 def _wave_efficiency(programs: int, sms: int) -> float:
     """Busy share of the SMs over the waves a grid takes (1 for full waves)."""
     return programs / (math.ceil(programs / sms) * sms)
@@ -616,8 +606,6 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
             continue  # 2-warp tiles serve thin or small layers: wider ones re-read each operand more (not in the share)
         fitting = [c for c in candidates if (c.block_m, c.block_n, c.block_k, c.num_warps, c.split_k)
                    == (block_m, block_n, block_k, warps, 0) and c.num_stages <= stages]
-        if family in ONE_TAP_FAMILIES:
-            fitting = [c for c in fitting if c.tap_run == 1] or fitting
         if not fitting:
             continue
         config = descriptor.with_sms(spec, max(fitting, key=lambda c: c.num_stages), SMS[family])
