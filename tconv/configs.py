@@ -523,7 +523,8 @@ def feed_share(config: KernelConfig, family: str) -> float:
     same ratio for either. 64x64 tiles get 0.5, 128x64 0.67, 128x128 and larger 1. Measured
     on an H100 (perf.probe, ResNet-50's dense layers, fp16, 2026-11-24), 64x64 and 128x64
     tiles ran at about 0.6 and 0.8 of 128x128's rate per program; the issue-bound share
-    alone scored them equal. Other families: 1 (not measured)."""
+    alone scored them equal. Other families: 1, and the heuristic applies it to 16-bit
+    operands only (TF32 was not measured)."""
     if family != "sm_90":
         return 1.0
     return min(1.0, config.block_m * config.block_n / (64 * (config.block_m + config.block_n)))
@@ -566,9 +567,10 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     bytes per step) that the problem's pruned space holds (deepest pipeline that fits the
     dtype's shared memory) and that execute at most MAX_TILE_WASTE times the GEMM view's
     multiply-adds (when any does; else at most MAX_WORK_RATIO times the useful ones), the one with the highest
-    issue-bound share (on sm_90 forward and input-gradient tiles, at most feed_share) x
-    wave efficiency on the family's SMs x useful / executed multiply-adds: the static
-    model's best loop, given enough programs to fill the GPU and little padding. Given
+    issue-bound share (on sm_90 16-bit forward and input-gradient tiles, at most
+    feed_share; of equal scores the higher share) x wave efficiency on the family's SMs x
+    useful / executed multiply-adds: the static model's best loop, given enough programs
+    to fill the GPU and little padding. Given
     channels-first operands (`layout` "contiguous"), a pass whose copies pay (copies_pay)
     reads channels-last copies, and its fprop or dgrad output,
     written channels-first, bounds the accumulator (CHANNELS_FIRST_OUTPUT_ACCUMULATOR);
@@ -614,14 +616,13 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         programs = math.prod(descriptor.grid(spec, config))
         executed = max(1, descriptor.executed_macs(spec, config))
         work = spec.useful_macs / executed
-        if descriptor.name != "wgrad":
-            share = min(share, feed_share(config, family))
-        scored.append((config, share * _wave_efficiency(programs, SMS[family]) * work, executed))
+        bound = min(share, feed_share(config, family)) if descriptor.name != "wgrad" and element == 2 else share
+        scored.append((config, bound * _wave_efficiency(programs, SMS[family]) * work, executed, share))
     lean = [entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)] or [
         entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs]
-    best, best_key = None, (-1.0, 0)
-    for config, score, _ in lean or scored:  # of equal scores the longer tap run, then the table's order
-        key = (round(score, 9), descriptor.tiles_per_step(spec, config))
+    best, best_key = None, (-1.0, 0, 0.0)
+    for config, score, _, share in lean or scored:  # of equal scores the longer tap run, the higher share, the table's order
+        key = (round(score, 9), descriptor.tiles_per_step(spec, config), share)
         if key > best_key:
             best, best_key = config, key
     if best is None:  # nothing of the shortlist fits (a tiny problem): the smallest candidate
