@@ -241,9 +241,9 @@ FULL_WAVES = 2
 #: the tile's loop with a run of 3 taps per program (descriptors/wgrad.py, tap_run: each K
 #: step's position split and grad_output tile serve the run), used where the layer's kernel
 #: width allows one; the first share is measured on the same layers one tap wide. Among equal
-#: scores the heuristic takes the tile with the longer run (sm_80): 128x64x64 with 8 warps and
-#: a run of 3 loads fewer bytes per multiply-add than 128x128x64 (which fits no run), and its
-#: loop is 0.7x a GEMM's per tensor-core instruction. sm_90's 32-wide fprop and dgrad tiles also
+#: scores the heuristic takes the tile with the longer run: on sm_80, 128x64x64 with 8 warps
+#: and a run of 3 loads fewer bytes per multiply-add than 128x128x64 (which fits no run), and
+#: its loop is 0.7x a GEMM's per tensor-core instruction. sm_90's 32-wide fprop and dgrad tiles also
 #: come with BLOCK_K 128 (8 HGMMA per step rather than 4 amortise the step's fixed cost):
 #: HiFi-GAN up1's input gradient, 512 x 512 outputs over K = 4,096, takes 64x32 tiles to
 #: fill 132 SMs, share 0.615 at BLOCK_K 64 and 0.82 at 128. sm_80 takes 32x64x128 before
