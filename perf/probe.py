@@ -30,6 +30,7 @@ from tconv.spec import ConvSpec, pass_specs
 from tconv.tune import graph_ms
 
 from .bench import _cudnn_pass
+from .roofline import gemm_macs
 from .suites import SUITES, Layer, layer_spec
 
 #: Tiles tried besides the heuristic's: (block_m, block_n, block_k, num_warps), each at 3 and 4 stages.
@@ -38,12 +39,13 @@ STAGES = (3, 4)
 
 
 def gemm_extents(spec: ConvSpec, pass_name: str) -> tuple[int, int, int]:
-    """M x N x K of a dense (one group) layer's pass as one GEMM."""
-    taps = math.prod(spec.kernel_size)
+    """M x N x K of a dense (one group) layer's pass as one GEMM with the pass's useful
+    multiply-adds (a strided input gradient's K is its taps per phase, on average)."""
+    macs = gemm_macs(spec)
     inputs, outputs = spec.batch * math.prod(spec.in_size), spec.batch * math.prod(spec.out_size)
-    return {"fprop": (outputs, spec.out_channels, spec.in_channels * taps),
-            "dgrad": (inputs, spec.in_channels, spec.out_channels * taps),
-            "wgrad": (spec.out_channels, spec.in_channels * taps, outputs)}[pass_name]
+    m, n = {"fprop": (outputs, spec.out_channels), "dgrad": (inputs, spec.in_channels),
+            "wgrad": (spec.out_channels, spec.in_channels * math.prod(spec.kernel_size))}[pass_name]
+    return m, n, max(1, round(macs / (m * n)))
 
 
 def gemm_spec(m: int, n: int, k: int) -> ConvSpec:
