@@ -268,3 +268,22 @@ def test_traffic_counts_a_depthwise_forward_by_hand():
     assert traffic["fprop"].loaded == expected
     assert traffic["fprop"].stored == 2 * channels * 32 * 9
     assert set(traffic) == {"fprop", "dgrad", "wgrad"} and traffic["wgrad"].loaded > traffic["fprop"].loaded
+
+
+@pytest.mark.parametrize("pass_name", ["fprop", "dgrad", "wgrad"])
+def test_probe_times_the_heuristic_and_a_gemm_of_the_pass_work(pass_name):
+    """perf.probe's plain-GEMM baseline does the pass's multiply-adds, and its configs are
+    the heuristic's pick first, then candidates of the pruned space."""
+    from tconv.perf import probe
+
+    from tconv.configs import prune
+
+    for layer in SUITES["resnet50"]:
+        spec = layer_spec(layer)
+        m, n, k = probe.gemm_extents(spec, pass_name)
+        assert abs(m * n * k / gemm_macs(spec) - 1) < 0.01, (layer.name, m, n, k)
+        kernel, kernel_spec = pass_specs(spec)[pass_name]
+        configs = probe.candidates(kernel, kernel_spec, torch.float16, "sm_90")
+        assert configs[0] == heuristic_config(kernel, kernel_spec, torch.float16, "sm_90")
+        assert set(configs[1:]) <= set(prune(kernel, kernel_spec, torch.float16, "sm_90"))
+        assert probe.gemm_spec(m, n, k).useful_macs == m * n * k
