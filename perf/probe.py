@@ -70,14 +70,14 @@ def candidates(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: str) -> 
 
 
 def problems(layers: list[Layer], dtype: torch.dtype, family: str):
-    """(layer, pass, kernel, kernel spec, configs, GEMM spec) for every dense layer and pass."""
+    """(layer, pass, kernel, kernel spec, configs, GEMM extents) for every dense layer and pass."""
     for layer in layers:
         spec = layer_spec(layer)
         if spec.groups != 1 or spec.transposed:
             continue
         for pass_name, (kernel, kernel_spec) in pass_specs(spec).items():
             yield layer, pass_name, kernel, kernel_spec, candidates(kernel, kernel_spec, dtype, family), \
-                gemm_spec(*gemm_extents(spec, pass_name))
+                gemm_extents(spec, pass_name)
 
 
 def _launch_once(job) -> str:
@@ -118,8 +118,8 @@ def main() -> None:
     family = arch_family(device)
     chosen = [p for p in problems(layers, dtype, family) if p[1] in args.passes.split(",")]
     jobs = [(kernel, spec, config, dtype, args.layout) for _, _, kernel, spec, configs, _ in chosen for config in configs]
-    jobs += [("gemm", g, KernelConfig(c.block_m, c.block_n, c.block_k, c.group_m, c.num_warps, c.num_stages), dtype,
-              "channels_last") for _, _, _, _, configs, g in chosen for c in configs]
+    jobs += [("gemm", gemm_spec(*extents), GEMM.same_tile(c), dtype, "channels_last")
+             for _, _, _, _, configs, extents in chosen for c in configs]
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         errors = [e for e in pool.map(_launch_once, jobs, chunksize=1) if e]
     print(f"{len(jobs)} kernels compiled in {args.workers} processes; {len(errors)} failed", *errors[:5], sep="\n  ")
@@ -130,8 +130,8 @@ def main() -> None:
         writer = csv.writer(file)
         writer.writerow(["layer", "pass", "M", "N", "K", "config", "tconv_ms", "gemm_ms", "heuristic", "cublas_ms",
                          "cudnn_ms"])
-        for layer, pass_name, kernel, spec, configs, g in chosen:
-            m, n, k = gemm_extents(layer_spec(layer), pass_name)
+        for layer, pass_name, kernel, spec, configs, (m, n, k) in chosen:
+            g = gemm_spec(m, n, k)
             a, b = torch.randn(m, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device)
             cublas = graph_ms(lambda pair: torch.matmul(*pair), (a, b))
             reference, reference_operands = _cudnn_pass(layer, pass_name, dtype, args.layout, device)
@@ -139,8 +139,7 @@ def main() -> None:
             rows = []
             for index, config in enumerate(configs):
                 ours = _time(descriptor_of(kernel), spec, config, dtype, args.layout)
-                gemm = _time(GEMM, g, KernelConfig(config.block_m, config.block_n, config.block_k, config.group_m,
-                                                   config.num_warps, config.num_stages), dtype, "channels_last")
+                gemm = _time(GEMM, g, GEMM.same_tile(config), dtype, "channels_last")
                 rows.append([layer.name, pass_name, m, n, k, str(config), round(ours, 5), round(gemm, 5), int(index == 0),
                              round(cublas, 5), round(cudnn, 5)])
             writer.writerows(rows)

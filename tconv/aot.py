@@ -216,9 +216,7 @@ REFERENCE_GEMM = forward_spec((1, 512, 64, 64), (512, 512, 1, 1), (1, 1), (0, 0)
 
 def reference_loop(dtype: str, config: KernelConfig, arch: int) -> CompileReport:
     """The plain tiled GEMM (kernels/gemm.py) at `config`: what a gather-free loop costs."""
-    gemm_config = KernelConfig(config.block_m, config.block_n, config.block_k, config.group_m, config.num_warps,
-                               config.num_stages)
-    return compile_launch(GEMM.name, REFERENCE_GEMM, dtype, gemm_config, arch, "channels_last")
+    return compile_launch(GEMM.name, REFERENCE_GEMM, dtype, GEMM.same_tile(config), arch, "channels_last")
 
 
 def _nvidia_tool(name: str) -> str:

@@ -570,9 +570,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     issue-bound share (on sm_90 16-bit forward and input-gradient tiles, at most
     feed_share; of equal scores the higher share) x wave efficiency on the family's SMs x
     useful / executed multiply-adds: the static model's best loop, given enough programs
-    to fill the GPU and little padding. Given
-    channels-first operands (`layout` "contiguous"), a pass whose copies pay (copies_pay)
-    reads channels-last copies, and its fprop or dgrad output,
+    to fill the GPU and little padding. Given channels-first operands (`layout`
+    "contiguous"), a pass whose copies pay (copies_pay) reads channels-last copies, and its
+    fprop or dgrad output,
     written channels-first, bounds the accumulator (CHANNELS_FIRST_OUTPUT_ACCUMULATOR);
     otherwise its loops gather in place and keep within GATHERED_LIMITS, as do loops whose
     channel runs are not 16-byte aligned (aligned_channels).

@@ -33,6 +33,13 @@ class Gemm(Fprop):
     channels_last_operands = ()  # its operands must already be channels_last (see _row_stride)
 
     @staticmethod
+    def same_tile(config: KernelConfig) -> KernelConfig:
+        """A convolution config's tile, warps and stages, without its split or tap run: the
+        GEMM a main loop is compared with."""
+        return KernelConfig(config.block_m, config.block_n, config.block_k, config.group_m, config.num_warps,
+                            config.num_stages)
+
+    @staticmethod
     def supports(spec: ConvSpec) -> bool:
         return (spec.groups == 1 and not spec.transposed and spec.padding_mode == "zeros"
                 and all(k == 1 for k in spec.kernel_size) and all(s == 1 for s in spec.stride)
