@@ -438,10 +438,15 @@ CHANNELS_FIRST_OUTPUT_ACCUMULATOR = 32
 #: registers and 64 rows: larger ones spill (128x32x32 dgrad 360 bytes on a 3x3x3 layer:
 #: each row's gathered addresses and masks live in registers).
 GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32, "block_m": 64}
-#: Issue-bound share of the gathered main loops per family and kernel: geomean over the
-#: compute-bound layers of the resnet50, sd_vae, dcgan and unet3d suites, fp16 (tconv
-#: bench --layouts contiguous, the heuristic's picks, before the layout copies existed).
-GATHERED_SHARE = {"sm_90": {"fprop": 0.38, "dgrad": 0.34, "wgrad": 0.25},
+#: Share of tensor peak the gathered main loops reach, per family and kernel. sm_90:
+#: measured on an H100 (tconv bench, ResNet-50 at batch 64, fp16, CUDA-graph replay of every
+#: pass that gathered: 11 forward, 8 input-gradient and 11 weight-gradient 1x1 and 3x3 s2
+#: layers, the stem left out; geomean, ranges 0.047-0.092, 0.028-0.048 and 0.007-0.046). Their
+#: issue-bound share was 0.38 / 0.34 / 0.25: unpipelined one-element loads leave the load
+#: latency exposed, so these loops run at about a fifth of it. sm_80: the issue-bound share
+#: (geomean over the compute-bound layers of the resnet50, sd_vae, dcgan and unet3d suites, fp16,
+#: tconv bench --layouts contiguous); no A100 has timed them, so it is still an upper bound.
+GATHERED_SHARE = {"sm_90": {"fprop": 0.074, "dgrad": 0.039, "wgrad": 0.029},
                   "sm_80": {"fprop": 0.74, "dgrad": 0.66, "wgrad": 0.51}}
 #: The GPU whose roofline stands for a family in the layout decision.
 FAMILY_GPU = {"sm_90": "H100 SXM", "sm_80": "A100 SXM 80GB", "fallback": "A100 SXM 80GB"}
@@ -467,10 +472,13 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     With C the tensor-core time at peak, M the minimum bytes' time and L the copies' time
     (each copied operand read and written once): copy when the pass is compute-bound
     (C > M: there the loop is what counts, and the gathered one, unpipelined with
-    one-element loads, has 0.5-0.75 of the channels-last share on sm_80 and 0.25-0.4 on
-    sm_90, an upper bound that leaves out its exposed load latency), or when the copy's
-    estimate max(C, M) + L beats the gather's max(C / GATHERED_SHARE, M). A memory-bound
-    pass keeps its minimum bytes.
+    one-element loads, is far slower than the channels-last one), or when the copy's
+    estimate max(C, M) + L beats the gather's max(C / GATHERED_SHARE, M). On sm_90 that
+    share is measured (about 0.03-0.07), so most memory-bound passes copy too: a gathered
+    1x1 layer ran at 2-16x its roofline time on an H100. A memory-bound forward whose
+    groups pack taps (2-15 channels, ConvSpec.packed_channels) gathers: its channels-last
+    loop gathers (tap, channel) pairs as well (ResNet-50's stem forward on the H100:
+    0.267 ms gathered, 0.265 ms given channels-last input).
     """
     descriptor = descriptor_of(kernel)
     if spec.elementwise_lanes or not descriptor.channels_last_operands:
@@ -484,7 +492,11 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     compute = 2 * gemm_macs(spec) / (gpu.tensor_tflops[name] * 1e12)
     memory, copies = min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12), copied_bytes / (gpu.bandwidth_tbs * 1e12)
     gathered_share = GATHERED_SHARE.get(family, GATHERED_SHARE["sm_80"])[descriptor.name]
-    return compute > memory or max(compute, memory) + copies < max(compute / gathered_share, memory)
+    if compute > memory:
+        return True
+    if descriptor.name == "fprop" and spec.packed_channels:  # its channels-last loop gathers too
+        return False
+    return max(compute, memory) + copies < max(compute / gathered_share, memory)
 
 
 #: Useful multiply-adds from which an elementwise pass copies its weight first, so that its
