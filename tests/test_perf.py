@@ -91,8 +91,8 @@ def test_bench_and_report_end_to_end_on_cpu(tmp_path, capsys):
     assert flops["tiny 3x3"] == 2 * 2 * 8 * 8 * 16 * 16 * 9
     host = {(row["layer"], row["metric"]): float(row["value"]) for row in rows if row["source"] == "host"}
     for layer in SUITES["tiny"]:  # one launch forward; backward: input gradient, weight gradient and its reduction;
-        copies = {}  # and before each, the layout copies of its channels-first (host: NCHW) operands
-        for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
+        copies = {}  # and before each, the layout copies of its channels-first (host: NCHW) operands, at the
+        for pass_name, (kernel, spec) in pass_specs(layer_spec(scaled(layer))).items():  # size host_rows times
             operands = make_operands(KERNELS[kernel], spec, torch.float32, "contiguous", "meta", random=False)
             copies[pass_name] = len(channels_last_copies(KERNELS[kernel], spec, operands, INTERPRETER_FAMILY))
         assert host[(layer.name, "forward_launches")] == 1 + copies["fprop"]
