@@ -441,9 +441,10 @@ GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32, "block_m": 64}
 #: Share of tensor peak the gathered main loops reach, per family and kernel. sm_90:
 #: measured on an H100 (tconv bench, ResNet-50 at batch 64, fp16, CUDA-graph replay of every
 #: pass that gathered: 11 forward, 8 input-gradient and 11 weight-gradient 1x1 and 3x3 s2
-#: layers, the stem left out; geomean, ranges 0.047-0.092, 0.028-0.048 and 0.007-0.046). Their
+#: layers, the stem left out; geomean, ranges 0.047-0.092, 0.028-0.048 and 0.007-0.046, as
+#: `python -m perf.timing_table` prints them from the run's CSV). Their
 #: issue-bound share was 0.38 / 0.34 / 0.25: unpipelined one-element loads leave the load
-#: latency exposed, so these loops run at about a fifth of it. sm_80: the issue-bound share
+#: latency exposed, so these loops run at a fifth to a ninth of it. sm_80: the issue-bound share
 #: (geomean over the compute-bound layers of the resnet50, sd_vae, dcgan and unet3d suites, fp16,
 #: tconv bench --layouts contiguous); no A100 has timed them, so it is still an upper bound.
 GATHERED_SHARE = {"sm_90": {"fprop": 0.074, "dgrad": 0.039, "wgrad": 0.029},

@@ -287,3 +287,32 @@ def test_probe_times_the_heuristic_and_a_gemm_of_the_pass_work(pass_name):
         assert configs[0] == heuristic_config(kernel, kernel_spec, torch.float16, "sm_90")
         assert set(configs[1:]) <= set(prune(kernel, kernel_spec, torch.float16, "sm_90"))
         assert probe.gemm_spec(m, n, k).useful_macs == m * n * k
+
+
+def test_timing_table_derives_the_gathered_share_from_timed_gathers(tmp_path, capsys):
+    """perf.timing_table's gathered share (where GATHERED_SHARE's measured entries come from):
+    the layer's GEMM flops over graph time x the device's peak, for channels-first passes
+    that made no layout copy; copied, thin and channels_last passes are left out."""
+    from tconv.perf import timing_table
+
+    flops, graph_ms, peak = 1.0e11, 0.5, GPUS["H100 SXM"].tensor_tflops["float16"] * 1e12
+    rows = []
+    for layer, layout, layout_bytes in (("l2.c1(b1) 1x1 256->128", "contiguous", 0), ("l1.c2 3x3", "contiguous", 10),
+                                        ("stem 7x7 s2", "contiguous", 0), ("l3.c2 3x3", "channels_last", 0)):
+        common = {"device": "NVIDIA H100 80GB HBM3", "suite": "resnet50", "layer": layer, "pass": "dgrad",
+                  "dtype": "float16", "layout": layout}
+        for source, metric, value in (("static", "flops", flops), ("H100 SXM", "layout_bytes", layout_bytes),
+                                      ("tconv", "graph_ms", graph_ms), ("cudnn", "graph_ms", 0.25),
+                                      ("tconv", "ms", 1.0), ("cudnn", "ms", 0.5), ("tconv", "tflops", 2.0),
+                                      ("tconv", "speedup_vs_cudnn", 0.5), ("tconv", "graph_speedup_vs_cudnn", 0.5)):
+            rows.append({**common, "source": source, "metric": metric, "value": value})
+    path = tmp_path / "timing.csv"
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    timing_table.main(str(path))
+    printed = capsys.readouterr().out.split("gathered main loops' share of tensor peak")[1].splitlines()[1].split()
+    share = flops / (graph_ms * 1e-3 * peak)
+    assert printed[:2] == ["float16", "dgrad"] and math.isclose(float(printed[2]), share, abs_tol=5e-4)
+    assert printed[-1] == "1"  # one layer: the copied, thin and channels_last passes are not gathers
