@@ -476,7 +476,7 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     one-element loads, is far slower than the channels-last one), or when the copy's
     estimate max(C, M) + L beats the gather's max(C / GATHERED_SHARE, M). On sm_90 that
     share is measured (about 0.03-0.07), so most memory-bound passes copy too: a gathered
-    1x1 layer ran at 2-16x its roofline time on an H100. A memory-bound forward whose
+    1x1 layer ran at 2-18x its roofline time on an H100. A memory-bound forward whose
     groups pack taps (2-15 channels, ConvSpec.packed_channels) gathers: its channels-last
     loop gathers (tap, channel) pairs as well (ResNet-50's stem forward on the H100:
     0.267 ms gathered, 0.265 ms given channels-last input).
