@@ -127,6 +127,9 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                 rows.add(layer, pass_name, kernel, name, "static", "min_bytes", traffic)
                 rows.add(layer, pass_name, kernel, name, "static", "arithmetic_intensity", round(flops / traffic, 2))
                 operands = make_operands(descriptor_of(kernel), kernel_spec, dtype, rows.layout, "meta", random=False)
+                workspace = descriptor_of(kernel).workspace_bytes(kernel_spec, dtype)
+                if workspace:  # a workspace written and read besides the operands (descriptors/columns.py)
+                    rows.add(layer, pass_name, kernel, name, "static", "workspace_bytes", workspace)
                 for gpu in STATIC_GPUS:  # the layout copies this GPU's family makes: their bytes, and time at peak
                     copies = channels_last_copies(descriptor_of(kernel), kernel_spec, operands, GPU_FAMILY[gpu])
                     extra = sum(copy.moved_bytes(kernel_spec, ELEMENT_BYTES[name]) for copy in copies)
@@ -135,6 +138,9 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                     rows.add(layer, pass_name, kernel, name, gpu, "layout_bytes", extra)
                     rows.add(layer, pass_name, kernel, name, gpu, "roofline_with_layout_us",
                              round(bound + extra / (GPUS[gpu].bandwidth_tbs * 1e6), 3))
+                    if workspace:
+                        rows.add(layer, pass_name, kernel, name, gpu, "roofline_with_workspace_us",
+                                 round(bound + (extra + workspace) / (GPUS[gpu].bandwidth_tbs * 1e6), 3))
                 for arch in archs:
                     config = heuristic_config(kernel, kernel_spec, dtype, FAMILY_OF_ARCH[arch], rows.layout)
                     copies = channels_last_copies(descriptor_of(kernel), kernel_spec, operands, FAMILY_OF_ARCH[arch])

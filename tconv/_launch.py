@@ -20,8 +20,9 @@ from triton.runtime.jit import JITFunction
 
 from . import cache
 from .configs import KernelConfig, arch_family, heuristic_config, prune
-from .descriptors import DGRAD, FPROP, WGRAD, Descriptor
+from .descriptors import COLUMNS, DGRAD, FPROP, WGRAD, Descriptor
 from .descriptors.base import in_layout, numerics, output_memory_format
+from .descriptors.columns import uses_columns
 from .descriptors.layout import pass_tensors
 from .spec import ConvSpec
 
@@ -201,8 +202,10 @@ def conv_dgrad(
     config: KernelConfig | None = None,
 ) -> torch.Tensor:
     """Transposed convolution of a batched input (weight [C_in, C_out/groups, *kernel]);
-    with a conv's grad_output as input and its weight, the conv's input gradient."""
-    return _one_output(DGRAD, spec, {"input": input, "weight": weight, "bias": bias}, config)
+    with a conv's grad_output as input and its weight, the conv's input gradient. Few
+    output channels (ConvSpec.tap_columns) run the column GEMM and col2im."""
+    kernel = COLUMNS if uses_columns(spec, weight) else DGRAD
+    return _one_output(kernel, spec, {"input": input, "weight": weight, "bias": bias}, config)
 
 
 def _one_output(kernel: Descriptor, spec: ConvSpec, operands: dict, config: KernelConfig | None) -> torch.Tensor:

@@ -20,7 +20,7 @@ from . import functional
 from .arguments import Parser, UsageError, dtype_list
 from .configs import heuristic_config
 from .plan import executed_macs
-from .spec import conv_spec, conv_transpose_spec
+from .spec import conv_spec, conv_transpose_spec, pass_specs
 from .testing import TOLERANCE, ConvCase
 
 DEMO_CASES = [
@@ -62,11 +62,10 @@ def _demo(args: argparse.Namespace) -> int:
             if case.transposed:
                 spec, _ = conv_transpose_spec(name, case.dims, input, weight, bias, groups=1, output_padding=0, dilation=1,
                                               stride=case.kwargs["stride"], padding=case.kwargs.get("padding", 0))
-                kernel = "dgrad"
             else:
                 spec, _ = conv_spec(name, case.dims, input, weight, bias, case.kwargs.get("stride", 1),
                                     case.kwargs.get("padding", 0), case.kwargs.get("dilation", 1), case.kwargs.get("groups", 1))
-                kernel = "fprop"
+            kernel = pass_specs(spec)["fprop"][0]  # the kernel the forward launches
             ratio = executed_macs(kernel, spec, heuristic_config(kernel, spec, dtype, layout="contiguous")) / spec.useful_macs
             shape = "x".join(map(str, actual.shape))
             print(

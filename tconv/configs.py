@@ -190,7 +190,7 @@ def shared_bytes(config: KernelConfig, dtype: torch.dtype) -> int:
 
 def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[KernelConfig]:
     """The candidates worth running for one problem, in space order."""
-    kernel = descriptor_of(kernel)
+    kernel, spec = descriptor_of(kernel).loop_problem(spec)
     rows, columns, reduction = kernel.extents(spec)
     candidates = []
     lanes = spec.elementwise_lanes if kernel.name != "wgrad" else 0
@@ -481,7 +481,7 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     loop gathers (tap, channel) pairs as well (ResNet-50's stem forward on the H100:
     0.267 ms gathered, 0.265 ms given channels-last input).
     """
-    descriptor = descriptor_of(kernel)
+    descriptor, spec = descriptor_of(kernel).loop_problem(spec)
     if spec.elementwise_lanes or not descriptor.channels_last_operands:
         return False
     gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
@@ -589,10 +589,12 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     written channels-first, bounds the accumulator (CHANNELS_FIRST_OUTPUT_ACCUMULATOR);
     otherwise its loops gather in place and keep within GATHERED_LIMITS, as do loops whose
     channel runs are not 16-byte aligned (aligned_channels).
-    Depthwise layers (no tensor cores) keep elementwise tiles sized by their channels.
+    Depthwise layers (no tensor cores) keep elementwise tiles sized by their channels. A
+    kernel that runs another's loop on another problem (Descriptor.loop_problem: the column
+    GEMM of a thin transposed convolution) takes that loop's config for that problem.
     CPU tensors make the same choice as an H100 (INTERPRETER_FAMILY).
     """
-    descriptor = descriptor_of(kernel)
+    descriptor, spec = descriptor_of(kernel).loop_problem(spec)
     rows, columns, _ = descriptor.extents(spec)
     if spec.elementwise_lanes:
         return _elementwise_config(descriptor.name, rows, columns, dtype, spec.elementwise_lanes)

@@ -129,6 +129,16 @@ class ConvSpec:
         return channels if 1 < channels < THIN_CHANNELS and not self.elementwise_lanes else 0
 
     @property
+    def tap_columns(self) -> bool:
+        """A transposed convolution (so also a conv's input gradient) of one group with 2-15
+        output channels that is not elementwise (an RGB stem's input gradient, DCGAN's
+        64 -> 3 output layer): a GEMM over every (output channel, tap) pair, then a
+        column-to-image sum (tconv/descriptors/columns.py), rather than the phase kernel's
+        N padded to tl.dot's 16."""
+        return (self.transposed and self.groups == 1 and 1 < self.out_channels < THIN_CHANNELS
+                and not self.elementwise_lanes)
+
+    @property
     def useful_macs(self) -> int:
         """Multiply-adds that pair an output with a real input element: the zeros of
         padding and of transposed convolution's zero-insertion do not count."""
@@ -464,7 +474,9 @@ def transposed_grad_pad_after(
 def pass_specs(layer: ConvSpec) -> dict[str, tuple[str, ConvSpec]]:
     """{pass: (kernel, spec)} for a layer's forward ('fprop'), input gradient ('dgrad')
     and weight gradient ('wgrad'): the specs tconv.ops launches each kernel with (so
-    the tuner and the benchmarks key and time exactly what training runs)."""
+    the tuner and the benchmarks key and time exactly what training runs). Transposed
+    convolutions with few output channels run 'columns' (ConvSpec.tap_columns) where
+    others run 'dgrad'."""
     if layer.transposed:
         grad_output_shape = (layer.batch, layer.out_channels, *layer.out_size)
         weight_shape = (layer.in_channels, layer.out_channels_per_group, *layer.kernel_size)
@@ -474,7 +486,8 @@ def pass_specs(layer: ConvSpec) -> dict[str, tuple[str, ConvSpec]]:
         backward = forward_spec(
             grad_output_shape, weight_shape, layer.stride, layer.pad_before, pad_after, layer.dilation, layer.groups
         )
-        return {"fprop": ("dgrad", layer), "dgrad": ("fprop", backward), "wgrad": ("wgrad", backward)}
+        forward = "columns" if layer.tap_columns else "dgrad"
+        return {"fprop": (forward, layer), "dgrad": ("fprop", backward), "wgrad": ("wgrad", backward)}
     grad_output_shape = (layer.batch, layer.out_channels, *layer.out_size)
     weight_shape = (layer.out_channels, layer.in_channels_per_group, *layer.kernel_size)
     if layer.padding_mode == "zeros":
@@ -483,4 +496,5 @@ def pass_specs(layer: ConvSpec) -> dict[str, tuple[str, ConvSpec]]:
         pad = (0,) * layer.dims
         in_size = tuple(i + b + a for i, b, a in zip(layer.in_size, layer.pad_before, layer.pad_after))
     input_grad = transposed_spec(grad_output_shape, weight_shape, layer.stride, pad, in_size, layer.dilation, layer.groups)
-    return {"fprop": ("fprop", layer), "dgrad": ("dgrad", input_grad), "wgrad": ("wgrad", layer)}
+    backward = "columns" if input_grad.tap_columns else "dgrad"
+    return {"fprop": ("fprop", layer), "dgrad": (backward, input_grad), "wgrad": ("wgrad", layer)}

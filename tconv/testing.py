@@ -135,6 +135,8 @@ CONV_CASES = [
     # 80-channel conv_pre, EfficientNet-like 48 channels with a stride).
     _c("1d 80 channels k7 folded", (21,), 80, 24, (7,), padding=3),
     _c("2d 48 channels s2 folded", (9, 10), 48, 20, (3, 3), stride=2, padding=1),
+    # An input gradient of 3 channels past the elementwise rule: the column GEMM and col2im.
+    _c("2d 3->40 asym stride dil columns", (13, 11), 3, 40, (5, 3), stride=(2, 1), padding=(2, 1), dilation=(1, 2)),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).
@@ -146,6 +148,7 @@ PADDING_MODE_CASES = [
     _c("2d groups pad full", (6, 6), 4, 4, (3, 3), padding=5, groups=2),
     _c("2d 4 per group pad", (7, 6), 16, 16, (3, 3), padding=2, stride=2, groups=4),
     _c("3d pad", (5, 4, 6), 2, 3, (3, 3, 3), padding=(1, 2, 1)),
+    _c("2d 3->80 pad2 columns", (9, 8), 3, 80, (3, 3), padding=2),
 ]
 
 #: Transposed convolutions: stride > kernel, kernel > stride, stride 1, output_padding,
@@ -173,6 +176,11 @@ CONV_TRANSPOSE_CASES = [
     _t("2d one input channel", (5, 6), 1, 8, (4, 4), stride=2, padding=1),
     _t("2d 4 per group", (5, 4), 16, 16, (4, 4), stride=2, padding=1, groups=4),
     _t("1d one output channel", (9,), 24, 1, (5,), stride=3, padding=1),
+    # 2-15 output channels past the elementwise rule (ConvSpec.tap_columns): DCGAN's output
+    # layer, a dilated 1d with output_padding, a 3d one.
+    _t("2d 64->3 k4 s2 p1 columns", (6, 5), 64, 3, (4, 4), stride=2, padding=1),
+    _t("1d 96->2 k7 s3 dil2 op1 columns", (11,), 96, 2, (7,), stride=3, padding=2, dilation=2, output_padding=1),
+    _t("3d 32->5 k3 s2 op1 columns", (3, 4, 3), 32, 5, (3, 3, 3), stride=2, padding=1, output_padding=1),
 ]
 
 

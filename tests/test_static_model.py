@@ -97,19 +97,23 @@ def _recorded_launch(monkeypatch, kernel_name, spec, dtype, layout, config):
     return launch
 
 
-@pytest.mark.parametrize("kernel_name,layout,channels", [(kernel, layout, 32) for kernel in ("fprop", "dgrad", "wgrad")
+@pytest.mark.parametrize("kernel_name,layout,channels", [(kernel, layout, 32) for kernel in ("fprop", "dgrad", "wgrad", "columns")
                                                           for layout in ("channels_last", "contiguous")]
-                         + [(kernel, "contiguous", 256) for kernel in ("fprop", "dgrad", "wgrad")]
+                         + [(kernel, "contiguous", 256) for kernel in ("fprop", "dgrad", "wgrad", "columns")]
                          + [(copy.name, "contiguous", 256) for copy in COPIES if copy.name.endswith("_weight_copy")
                             or copy.name.endswith("_input_copy") or copy.name.endswith("_grad_output_copy")])
 def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, channels, monkeypatch):
     """Triton's binder on the launcher's real arguments (CPU tensors, 64-byte aligned
     like CUDA's) gives the signature, constants and attributes the AOT compile uses; NCHW
-    with 32 channels gathers in place, with 256 (compute-bound) it reads layout copies."""
-    layer = layer_spec(Layer("3x3", 8 if channels > 32 else 2, channels, (28, 28) if channels > 32 else (9, 9),
-                             channels + 16, (3, 3), 1, 1))
-    pass_name = KERNELS[kernel_name].kernel.name if kernel_name.endswith("_copy") else kernel_name
+    with 32 channels gathers in place, with 256 (compute-bound) it reads layout copies.
+    The column GEMM (fprop's loop, the weight read through strides) is the input gradient
+    of a 3-channel 7x7 layer."""
+    columns = kernel_name.startswith("columns")
+    layer = layer_spec(Layer("3x3", 8 if channels > 32 else 2, 3 if columns else channels,
+                             (28, 28) if channels > 32 else (9, 9), channels + 16, (7, 7) if columns else (3, 3), 1, 1))
+    pass_name = "dgrad" if columns else KERNELS[kernel_name].kernel.name if kernel_name.endswith("_copy") else kernel_name
     spec = pass_specs(layer)[pass_name][1]
+    assert pass_specs(layer)[pass_name][0] == ("columns" if columns else pass_name)
     _assert_aot_matches_launch(kernel_name, spec, layout, KernelConfig(64, 32, 32, num_warps=4, num_stages=3), monkeypatch)
 
 

@@ -1,7 +1,9 @@
 """Thin layers (fewer than 16 input channels per group): the work their launches execute.
 
 Forward and weight-gradient kernels pack (tap, channel) pairs into one GEMM dimension
-(ConvSpec.packed_channels); one input channel per group runs elementwise (no tl.dot).
+(ConvSpec.packed_channels); one input channel per group runs elementwise (no tl.dot);
+input gradients (transposed convolutions) with 2-15 output channels past the elementwise
+rule run a GEMM over every (channel, tap) pair, then col2im (ConvSpec.tap_columns).
 The modelled multiply-adds are checked against what the interpreter executes in
 test_executed_work.py; here the heuristic's launches of real first layers (the thin
 suite, full size) must stay within 1.25x of the useful work on every family and layout.
@@ -12,17 +14,22 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tconv.perf.suites import SUITES, Layer, layer_spec
 
+import tconv
 from tconv.configs import FAMILIES, heuristic_config
+from tconv.descriptors.columns import column_strides, uses_columns
 from tconv.plan import executed_macs
-from tconv.spec import ELEMENTWISE_MACS_PER_ELEMENT, pass_specs
+from tconv.spec import ELEMENTWISE_MACS_PER_ELEMENT, conv_transpose_spec, pass_specs
+from tconv.testing import assert_close
 
 #: Every pass of the thin suite that packs or runs elementwise: RGB stems' forward and
 #: weight gradient, every pass of one-channel audio and volumes and of ResNeXt's 4-channel
-#: groups, and the input gradients with a one- or three-channel output (small-output groups).
+#: groups, and the input gradients with a one- or three-channel output (small-output groups,
+#: or the 7x7 stem's column GEMM).
 THIN_PASSES = [(layer, pass_name) for layer in SUITES["thin"] for pass_name, (_, spec) in pass_specs(layer_spec(layer)).items()
-               if spec.packed_channels or spec.elementwise_lanes]
+               if spec.packed_channels or spec.elementwise_lanes or spec.tap_columns]
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
@@ -36,16 +43,36 @@ def test_thin_layers_execute_close_to_their_useful_work(layer, pass_name, dtype)
             assert ratio <= 1.25, (family, layout, str(config), ratio)
 
 
-def test_only_compute_bound_thin_passes_keep_tensor_cores():
-    """The one thin pass left on padded tensor cores is the 7x7 RGB stem's input gradient
-    (64 input channels, 3 outputs): 3,136 useful multiply-adds per pixel moved, far past
-    the elementwise roofline rule, where tensor cores at 16/3 padding still beat CUDA cores."""
+def test_no_thin_pass_pads_tensor_cores():
+    """Every thin-suite pass packs, runs elementwise or takes the column GEMM. The 7x7 RGB
+    stem's input gradient (64 input channels, 3 outputs: 3,136 useful multiply-adds per
+    pixel moved, past the elementwise rule) once padded tl.dot's N from 3 to 16; it now
+    multiplies its 147 (channel, tap) columns."""
     kept = [(layer.name, pass_name) for layer in SUITES["thin"]
             for pass_name in ("fprop", "dgrad", "wgrad") if (layer, pass_name) not in THIN_PASSES]
-    assert kept == [("resnet50 stem 3->64 7x7 s2", "dgrad")]
-    _, stem_dgrad = pass_specs(layer_spec(SUITES["thin"][0]))["dgrad"]
+    assert kept == []
+    kernel, stem_dgrad = pass_specs(layer_spec(SUITES["thin"][0]))["dgrad"]
+    assert kernel == "columns" and stem_dgrad.tap_columns and not stem_dgrad.elementwise_lanes
     elements = stem_dgrad.batch * (math.prod(stem_dgrad.in_size) * 64 + math.prod(stem_dgrad.out_size) * 3)
     assert stem_dgrad.useful_macs > ELEMENTWISE_MACS_PER_ELEMENT * elements
+
+
+def test_column_gemm_reads_the_weight_in_place_or_steps_aside():
+    """Contiguous and channels_last weights are read in place (a column is a fixed number
+    of elements on); a weight whose trailing dims are not one dense block takes the phase
+    kernel, and both give torch's result."""
+    weight = torch.randn(64, 3, 7, 7)
+    assert column_strides(weight) == (1, (49, 7, 1))
+    assert column_strides(weight.to(memory_format=torch.channels_last)) == (1, (1, 21, 3))
+    sliced = torch.randn(64, 3, 13, 13)[:, :, ::2, ::2]
+    assert column_strides(sliced) is None
+    input = torch.randn(2, 64, 5, 6)
+    spec, _ = conv_transpose_spec("conv_transpose2d", 2, input, sliced, None, 2, 3, 1, 1, 1)
+    assert spec.tap_columns and uses_columns(spec, weight) and not uses_columns(spec, sliced)
+    for w in (weight, sliced):
+        output = tconv.conv_transpose2d(input, w, stride=2, padding=3, output_padding=1)
+        reference = F.conv_transpose2d(input.double(), w.double(), stride=2, padding=3, output_padding=1)
+        assert_close(output, reference, torch.float32)
 
 
 def test_packing_follows_the_channels_per_group():

@@ -87,6 +87,16 @@ class Descriptor:
     def uses_tensor_cores(self, spec: ConvSpec) -> bool:
         return not spec.elementwise_lanes
 
+    def loop_problem(self, spec: ConvSpec) -> tuple[Descriptor, ConvSpec]:
+        """(kernel, problem) whose main loop a launch on `spec` runs, for what is decided
+        by the loop (config tables, pruning, the layout decision): itself, unless the
+        kernel runs another's loop on another problem (descriptors/columns.py)."""
+        return self, spec
+
+    def workspace_bytes(self, spec: ConvSpec, dtype: torch.dtype) -> int:
+        """Bytes a pass moves through a workspace beyond its operands (written and read)."""
+        return 0
+
     def tiles_per_step(self, spec: ConvSpec, config: KernelConfig) -> int:
         """Output tiles one main-loop iteration multiplies (wgrad's tap runs; else 1)."""
         return 1

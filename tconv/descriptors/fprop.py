@@ -40,7 +40,7 @@ class Fprop(Descriptor):
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output = (tensors[name] for name in ("input", "weight", "bias", "output"))
         (batch, _, *in_size), in_strides = layout_3d(input)
-        _, weight_strides = layout_3d(weight)
+        weight_strides = self.weight_strides(weight)
         (_, _, *out_size), out_strides = layout_3d(output)
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         folded = self.folded_channels(spec)
@@ -64,6 +64,10 @@ class Fprop(Descriptor):
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
+
+    def weight_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
+        """The kernel's [out, in, D, H, W] weight strides (the weight's own here)."""
+        return layout_3d(weight)[1]
 
     def folded_channels(self, spec: ConvSpec) -> int:
         """The input channels when the kernel's width folds into the reduction, else 0: K
