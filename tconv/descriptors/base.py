@@ -126,6 +126,17 @@ class Descriptor:
                 )
 
 
+class MemoryPass(Descriptor):
+    """A kernel that multiplies nothing: it moves or sums memory (layout copies, wgrad's split
+    reduction, col2im)."""
+
+    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
+        return 0
+
+    def uses_tensor_cores(self, spec: ConvSpec) -> bool:
+        return False
+
+
 # ------------------------------------------------------------------- shared helpers
 def in_3d(values: tuple[int, ...], fill: int) -> tuple[int, ...]:
     """A 1-d or 2-d tuple padded at the front to 3 entries."""

@@ -26,7 +26,7 @@ import triton
 from ..configs import KernelConfig
 from ..kernels import col2im
 from ..spec import ConvSpec, forward_spec
-from .base import Descriptor, in_3d, layout_3d, tiles
+from .base import Descriptor, MemoryPass, in_3d, layout_3d, tiles
 from .dgrad import DGRAD
 from .fprop import FPROP, Fprop
 
@@ -105,7 +105,7 @@ class Columns(Fprop):
         return 2 * spec.batch * math.prod(spec.in_size) * gemm_spec(spec).out_channels * element
 
 
-class Col2im(Descriptor):
+class Col2im(MemoryPass):
     """Per stride phase, BLOCK_P output positions x BLOCK_C channels; phases fastest on axis 0."""
 
     name = "col2im"
@@ -147,12 +147,6 @@ class Col2im(Descriptor):
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         return spec.batch * math.prod(spec.out_size), spec.out_channels, 1
-
-    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
-        return 0
-
-    def uses_tensor_cores(self, spec: ConvSpec) -> bool:
-        return False
 
 
 COL2IM = Col2im()

@@ -29,7 +29,7 @@ import triton
 from ..configs import KernelConfig, copies_pay, weight_copy_pays
 from ..kernels import layout
 from ..spec import ConvSpec
-from .base import PACKED, Descriptor, layout_3d, tiles
+from .base import PACKED, Descriptor, MemoryPass, layout_3d, tiles
 from .wgrad import flat_row_stride
 
 
@@ -46,7 +46,7 @@ def dense_channels_last(tensor: torch.Tensor) -> torch.Tensor:
     return stored.permute(0, tensor.dim() - 1, *range(1, tensor.dim() - 1))
 
 
-class ChannelsLastCopy(Descriptor):
+class ChannelsLastCopy(MemoryPass):
     """Copies one operand of `kernel`'s pass into a dense channels-last buffer. The copy
     is memory-bound: a [BLOCK_P, BLOCK_C] tile per program, one image per row of tiles."""
 
@@ -110,12 +110,6 @@ class ChannelsLastCopy(Descriptor):
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         images, channels, _, _ = self.images(spec, None)
         return images * math.prod(self.kernel.operand_shapes(spec)[self.operand][2:]), channels, 1
-
-    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
-        return 0
-
-    def uses_tensor_cores(self, spec: ConvSpec) -> bool:
-        return False
 
     def moved_bytes(self, spec: ConvSpec, element_bytes: int) -> int:
         """What the copy reads and writes: the operand twice."""

@@ -12,7 +12,7 @@ import torch
 from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, KernelConfig
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
-from .base import Descriptor, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
+from .base import Descriptor, MemoryPass, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -241,7 +241,7 @@ class Wgrad(Descriptor):
         return math.prod(self.tiles(spec, config)) * steps * per_step
 
 
-class WgradReduce(Descriptor):
+class WgradReduce(MemoryPass):
     """Sums the split partials of the workspace in split order, casts once and writes
     grad_weight (contiguous) and grad_bias. Launched right after Wgrad, on the tensors
     Wgrad.allocate made."""
@@ -269,12 +269,6 @@ class WgradReduce(Descriptor):
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         return WGRAD.split_stride(spec, True), 1, 1
-
-    def executed_macs(self, spec: ConvSpec, config: KernelConfig) -> int:
-        return 0
-
-    def uses_tensor_cores(self, spec: ConvSpec) -> bool:
-        return False
 
 
 WGRAD_REDUCE = WgradReduce()
