@@ -6,6 +6,7 @@ through Triton's interpreter, with no environment variable for the user to set.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -203,7 +204,8 @@ def conv_dgrad(
 ) -> torch.Tensor:
     """Transposed convolution of a batched input (weight [C_in, C_out/groups, *kernel]);
     with a conv's grad_output as input and its weight, the conv's input gradient. Few
-    output channels (ConvSpec.tap_columns) run the column GEMM and col2im."""
+    output channels (ConvSpec.tap_columns) run the column GEMM and col2im (in slices of
+    the batch when their workspace would pass tconv.configs.COLUMNS_WORKSPACE_LIMIT)."""
     kernel = COLUMNS if uses_columns(spec, weight) else DGRAD
     return _one_output(kernel, spec, {"input": input, "weight": weight, "bias": bias}, config)
 
@@ -244,6 +246,9 @@ def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: Kern
     memoised per pass signature; returns every tensor."""
     first = operands["input"]
     device = first.device
+    images = kernel.images_per_launch(spec, first.dtype)
+    if images < spec.batch:
+        return _run_in_slices(kernel, spec, operands, config or choose_config(kernel, spec, first, operands), images)
     _, interpreting = launchable(kernel.function, device)
     key = [kernel.name, spec, config, first.dtype, device, interpreting, torch.backends.cudnn.allow_tf32, cache.generation]
     for name, value in operands.items():
@@ -269,6 +274,18 @@ def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: Kern
     for descriptor, plan in launches:
         _go(launchable(descriptor.function, device)[0], *plan, tensors, device)
     return tensors
+
+
+def _run_in_slices(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: KernelConfig, images: int) -> dict:
+    """run_pass over slices of `images` images of the batch (Descriptor.images_per_launch),
+    with the whole batch's config, each writing its slice of one result; the tensors a
+    slice allocates (its workspace) are dropped before the next slice allocates its own."""
+    result = kernel.allocate_result(spec, operands)
+    for start in range(0, spec.batch, images):
+        count = min(images, spec.batch - start)
+        sliced = {**operands, "input": operands["input"][start:start + count], kernel.result: result[start:start + count]}
+        run_pass(kernel, dataclasses.replace(spec, batch=count), sliced, config)
+    return {**operands, kernel.result: result}
 
 
 def _settled(kernel: Descriptor, spec: ConvSpec, tensor: torch.Tensor, config: KernelConfig) -> bool:

@@ -509,6 +509,14 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
 WEIGHT_COPY_MIN_MACS = 2**26
 
 
+#: Largest columns workspace (bytes) a transposed convolution with few output channels
+#: allocates at once (descriptors/columns.py): larger batches run in slices of images.
+#: ResNet-50's stem input gradient (fp32 columns of 3 x 49 per 112x112 position, 7.4 MB an
+#: image) takes 32 images per slice (236 MB), where batch 64 would hold 472 MB at once and
+#: batch 256 1.9 GB; a slice is still 400k GEMM rows, tens of waves on any GPU.
+COLUMNS_WORKSPACE_LIMIT = 2**28
+
+
 def weight_copy_pays(spec: ConvSpec) -> bool:
     """Whether an elementwise pass is large enough to copy its weight (WEIGHT_COPY_MIN_MACS)."""
     return spec.useful_macs >= WEIGHT_COPY_MIN_MACS

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from tconv.perf.suites import SUITES, Layer, layer_spec
 
 import tconv
+from tconv import _launch, configs
 from tconv.configs import FAMILIES, heuristic_config
-from tconv.descriptors.columns import column_strides, uses_columns
+from tconv.descriptors.columns import COLUMNS, Columns, column_strides, uses_columns
 from tconv.plan import executed_macs
 from tconv.spec import ELEMENTWISE_MACS_PER_ELEMENT, conv_transpose_spec, pass_specs
 from tconv.testing import assert_close
@@ -73,6 +74,49 @@ def test_column_gemm_reads_the_weight_in_place_or_steps_aside():
         output = tconv.conv_transpose2d(input, w, stride=2, padding=3, output_padding=1)
         reference = F.conv_transpose2d(input.double(), w.double(), stride=2, padding=3, output_padding=1)
         assert_close(output, reference, torch.float32)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_column_workspace_stays_within_its_limit(monkeypatch, layout):
+    """A batch whose columns workspace would pass COLUMNS_WORKSPACE_LIMIT runs the column
+    GEMM and col2im over slices of the batch, no slice's workspace past the limit: a
+    transposed conv's forward (with bias) and an RGB conv's input gradient through
+    autograd, against torch in float64."""
+    to_layout = (lambda t: t.to(memory_format=torch.channels_last)) if layout == "channels_last" else (lambda t: t)
+    input, weight, bias = to_layout(torch.randn(5, 64, 5, 6)), torch.randn(64, 3, 5, 5), torch.randn(3)
+    spec, _ = conv_transpose_spec("conv_transpose2d", 2, input, weight, bias, 2, 1, 1, 1, 1)
+    image = COLUMNS.image_workspace(spec, torch.float32)
+    monkeypatch.setattr(configs, "COLUMNS_WORKSPACE_LIMIT", 2 * image + image // 2)  # 2 of 5 images fit
+    batches, workspaces = [], []
+    run_pass, allocate = _launch.run_pass, Columns.allocate
+
+    def recording_run_pass(kernel, spec, operands, config=None):
+        batches.append((kernel.name, spec.batch))
+        return run_pass(kernel, spec, operands, config)
+
+    def recording_allocate(self, spec, tensors, config):
+        allocated = allocate(self, spec, tensors, config)
+        workspaces.append(allocated["columns"].numel() * allocated["columns"].element_size())
+        return allocated
+
+    monkeypatch.setattr(_launch, "run_pass", recording_run_pass)
+    monkeypatch.setattr(Columns, "allocate", recording_allocate)
+    output = tconv.conv_transpose2d(input, weight, bias, stride=2, padding=1, output_padding=1)
+    reference = F.conv_transpose2d(input.double(), weight.double(), bias.double(), stride=2, padding=1, output_padding=1)
+    assert_close(output, reference, torch.float32)
+    assert batches == [("columns", 5), ("columns", 2), ("columns", 2), ("columns", 1)]
+    assert workspaces and max(workspaces) <= configs.COLUMNS_WORKSPACE_LIMIT
+
+    batches.clear()
+    image = to_layout(torch.randn(5, 3, 9, 8, dtype=torch.float64)).requires_grad_()
+    stem = torch.randn(64, 3, 5, 5, dtype=torch.float64)
+    grad = torch.randn(5, 64, 5, 4, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(F.conv2d(image, stem, stride=2, padding=2), image, grad)
+    (actual,) = torch.autograd.grad(tconv.conv2d(image, stem, stride=2, padding=2), image, grad)
+    assert_close(actual, expected, torch.float64, "grad_input")
+    # fp64 columns, 8 bytes a value: one image per slice
+    assert [run for run in batches if run[0] == "columns"] == [("columns", 5)] + [("columns", 1)] * 5
+    assert max(workspaces) <= configs.COLUMNS_WORKSPACE_LIMIT
 
 
 def test_packing_follows_the_channels_per_group():

@@ -97,6 +97,16 @@ class Descriptor:
         """Bytes a pass moves through a workspace beyond its operands (written and read)."""
         return 0
 
+    def images_per_launch(self, spec: ConvSpec, dtype: torch.dtype) -> int:
+        """Images of the batch one run of the pass takes: all of them, unless a per-image
+        workspace would grow too large; then the launcher runs slices of the batch, each on
+        its slice of "input" and of the result (allocate_result), the other operands whole."""
+        return spec.batch
+
+    def allocate_result(self, spec: ConvSpec, tensors: Mapping) -> torch.Tensor:
+        """The whole batch's result, for a pass run in slices (images_per_launch)."""
+        raise NotImplementedError(f"{self.name} runs the whole batch at once")
+
     def tiles_per_step(self, spec: ConvSpec, config: KernelConfig) -> int:
         """Output tiles one main-loop iteration multiplies (wgrad's tap runs; else 1)."""
         return 1

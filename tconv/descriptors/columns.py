@@ -11,7 +11,10 @@ loop on a 1x1 problem (Columns.loop_problem), so it takes fprop's tiles, heurist
 layout decision, and reads the weight in place through strides. Its fp32 workspace
 (fp64 for fp64) is [batch, *input size, C_out x taps], channels innermost; col2im then
 sums each output element's taps from it and adds the bias. The workspace's write and
-read are extra bytes (workspace_bytes), counted by the benchmarks' roofline.
+read are extra bytes (workspace_bytes), counted by the benchmarks' roofline. It holds
+C_out x taps fp32 values per input position (49x an fp16 RGB image for the stem's 7x7),
+so a batch whose workspace would pass COLUMNS_WORKSPACE_LIMIT runs as several launch
+pairs over slices of the batch (images_per_launch), each writing its slice of the output.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Mapping
 import torch
 import triton
 
+from .. import configs
 from ..configs import KernelConfig
 from ..kernels import col2im
 from ..spec import ConvSpec, forward_spec
@@ -79,7 +83,11 @@ class Columns(Fprop):
         accumulator = torch.float64 if input.dtype == torch.float64 else torch.float32
         stored = torch.empty((spec.batch, *spec.in_size, gemm_spec(spec).out_channels), dtype=accumulator,
                              device=input.device)
-        return {"columns": stored.movedim(-1, 1), "output": DGRAD.allocate(spec, tensors, config)["output"]}
+        output = tensors.get("output")  # a slice of the batch's output, when run in slices
+        return {"columns": stored.movedim(-1, 1), "output": self.allocate_result(spec, tensors) if output is None else output}
+
+    def allocate_result(self, spec: ConvSpec, tensors: Mapping) -> torch.Tensor:
+        return DGRAD.allocate(spec, tensors, None)["output"]
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         gemm = {"input": tensors["input"], "weight": tensors["weight"], "bias": None, "output": tensors["columns"]}
@@ -101,8 +109,21 @@ class Columns(Fprop):
 
     def workspace_bytes(self, spec: ConvSpec, dtype: torch.dtype) -> int:
         """The columns workspace written once and read once."""
-        element = 8 if dtype == torch.float64 else 4
-        return 2 * spec.batch * math.prod(spec.in_size) * gemm_spec(spec).out_channels * element
+        return 2 * spec.batch * self.image_workspace(spec, dtype)
+
+    def image_workspace(self, spec: ConvSpec, dtype: torch.dtype) -> int:
+        """Bytes of one image's columns."""
+        return math.prod(spec.in_size) * gemm_spec(spec).out_channels * (8 if dtype == torch.float64 else 4)
+
+    def images_per_launch(self, spec: ConvSpec, dtype: torch.dtype) -> int:
+        """Images per (columns, col2im) pair: the whole batch, or as many as keep the workspace
+        within COLUMNS_WORKSPACE_LIMIT, a multiple of 8 from 8 on so that every slice of a
+        batch starts as aligned as the batch does (8 images of any stride span a multiple of
+        16 bytes), at least one."""
+        fits = configs.COLUMNS_WORKSPACE_LIMIT // max(self.image_workspace(spec, dtype), 1)
+        if fits >= spec.batch:
+            return spec.batch
+        return max(1, fits // 8 * 8 if fits >= 8 else fits)
 
 
 class Col2im(MemoryPass):
