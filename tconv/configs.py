@@ -504,9 +504,56 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
 #: per-tap weight loads are vector-wide (descriptors/layout.py, WeightColumnsCopy). Static
 #: model, MobileNetV2's 144-channel 3x3 on sm_90: the loop goes from 103 to 85 instructions
 #: per step, about 20 to 24 multiply-adds per clock per SM, so an H100 saves ~3.5e-14 s per
-#: multiply-add; an extra launch is assumed to cost ~2 us (not measured here), repaid from
-#: about 6e7 multiply-adds. Smaller passes (batch-1 inference) keep one launch.
+#: multiply-add; an extra launch is assumed to cost ~2 us (EXTRA_LAUNCH_SECONDS), repaid
+#: from about 6e7 multiply-adds. Smaller passes (batch-1 inference) keep one launch.
 WEIGHT_COPY_MIN_MACS = 2**26
+#: What a memory-bound elementwise pass is assumed to pay for one more launch: an assumption,
+#: not a measurement (no GPU has timed one).
+EXTRA_LAUNCH_SECONDS = 2e-6
+
+
+#: Main-loop instructions per K step of the elementwise forward and input-gradient loops
+#: at their heuristic tile (64 positions x 32 columns, 4 warps: one tap, 2,048 multiply-
+#: adds), as `tconv bench --suite mobilenet_v2_dw` compiles them for sm_90 (sm_80 within 2%)
+#: on the 144-channel 3x3 at 56x56 and 28x28: (channels-first activations, 17 one-element
+#: loads per step; channels-last ones, two 128-bit loads, with the weight in torch's layout,
+#: 8 one-element loads; the same with the weight copied, WEIGHT_COPY_MIN_MACS, one load).
+ELEMENTWISE_STEP_INSTRUCTIONS = {"fprop": (163, 94, 76), "dgrad": (181, 98, 81)}
+ELEMENTWISE_STEP_WARP_MACS = 2048 / 4
+#: Dense 16-bit tensor-core multiply-adds per clock per SM, which with the GPU's tensor peak
+#: gives its SM-clocks per second (4 warp instructions issue per SM-clock).
+TENSOR_MACS_PER_CLOCK = {"sm_90": 2048, "sm_80": 1024, "fallback": 1024}
+
+
+def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> bool:
+    """Whether an elementwise forward or input-gradient pass given channels-first activations
+    copies them channels-last first (its loop then loads 128 bits along channels, with 40-46%
+    fewer instructions, ELEMENTWISE_STEP_INSTRUCTIONS). Static model on the family's GPU:
+    the loop takes max(issue time, minimum bytes' time), the issue time being its steps'
+    warp instructions at 4 per SM-clock; the copy adds its bytes (the activations read and
+    written) at peak bandwidth, and its launches (EXTRA_LAUNCH_SECONDS; the weight's copy
+    too when it pays). A stride-1 depthwise 3x3 copies (MobileNetV2's 144 channels at 56x56,
+    batch 64, H100: ~79 us against ~86 us gathered); a stride-2 one, whose input is 4x its output, does not, nor do small passes
+    (the launch), nor float32 (the counts are the 16-bit loops', and its copy moves twice
+    the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
+    15-45% fewer instructions) gather, and so do loops of several lanes (small groups: not
+    compiled for this model)."""
+    descriptor = descriptor_of(kernel)
+    if descriptor.name not in ELEMENTWISE_STEP_INSTRUCTIONS or spec.elementwise_lanes != 1:
+        return False
+    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
+    element = torch.empty((), dtype=dtype).element_size()
+    warp_issue_rate = 4 * gpu.tensor_tflops["float16"] * 1e12 / (2 * TENSOR_MACS_PER_CLOCK[family])
+    gathered, channels_last, weight_copied = ELEMENTWISE_STEP_INSTRUCTIONS[descriptor.name]
+    launches = 1
+    if weight_copy_pays(spec):  # the channels-last loop then copies its weight too
+        channels_last, launches = weight_copied, 2
+    warp_steps = gemm_macs(spec) / ELEMENTWISE_STEP_WARP_MACS
+    memory = min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12)
+    activations = math.prod(descriptor.operand_shapes(spec)["input"]) * element
+    copy = 2 * activations / (gpu.bandwidth_tbs * 1e12) + launches * EXTRA_LAUNCH_SECONDS
+    return max(warp_steps * channels_last / warp_issue_rate, memory) + copy < max(warp_steps * gathered / warp_issue_rate,
+                                                                                 memory)
 
 
 #: Largest columns workspace (bytes) a transposed convolution with few output channels

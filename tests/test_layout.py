@@ -31,6 +31,10 @@ def copies(request, monkeypatch):
     decide = lambda *args, **kwargs: request.param  # noqa: E731
     monkeypatch.setattr(configs, "copies_pay", decide)
     monkeypatch.setattr(layout_module, "copies_pay", decide)
+    # elementwise: the activations of forwards and input gradients (weight gradients gather)
+    decide_elementwise = lambda kernel, *args, **kwargs: request.param and kernel in ("fprop", "dgrad")  # noqa: E731
+    monkeypatch.setattr(configs, "elementwise_copy_pays", decide_elementwise)
+    monkeypatch.setattr(layout_module, "elementwise_copy_pays", decide_elementwise)
     _forget()
     yield request.param
     _forget()
@@ -61,6 +65,30 @@ def test_the_decision_follows_the_roofline():
             assert configs.copies_pay(*small["wgrad"], dtype, family) == measured
             assert not configs.copies_pay(*stem["fprop"], dtype, family)
             assert configs.copies_pay(*stem["wgrad"], dtype, family) == measured
+
+
+def test_elementwise_decision_follows_the_issue_model():
+    """A channels-first 16-bit depthwise 3x3 at stride 1 copies its activations in the forward
+    and input gradient on every family (its gathered loop issues 1.7-1.8x the channels-last
+    loop's instructions, more than the copy's bytes cost); its weight gradient (two operands
+    to copy) and a stride-2 forward (input 4x the output) gather, and so do loops of several
+    lanes (small groups), short 1-d depthwise filters, memory-bound either way, and small
+    passes, for which the copy's launch costs more than the loop saves."""
+    def pays(layer, pass_name, family, dtype=torch.float16):
+        return configs.elementwise_copy_pays(*pass_specs(layer_spec(layer))[pass_name], dtype, family)
+
+    depthwise = Layer("dw", 64, 144, (56, 56), 144, (3, 3), 1, 1, 1, 144)
+    strided = Layer("dw s2", 64, 144, (56, 56), 144, (3, 3), 2, 1, 1, 144)
+    grouped = Layer("4 per group", 64, 128, (56, 56), 128, (3, 3), 1, 1, 1, 32)
+    causal = Layer("mamba k4", 8, 1536, (2048,), 1536, (4,), 1, 3, 1, 1536)
+    for family in ("sm_90", "sm_80", "fallback"):
+        for dtype in (torch.float16, torch.bfloat16):
+            assert pays(depthwise, "fprop", family, dtype) and pays(depthwise, "dgrad", family, dtype)
+            assert not pays(depthwise, "wgrad", family, dtype)
+        assert not pays(depthwise, "fprop", family, torch.float32)  # twice the copy's bytes
+        assert not pays(strided, "fprop", family) and not pays(grouped, "fprop", family)
+        assert not pays(causal, "fprop", family) and not pays(causal, "dgrad", family)
+        assert not pays(Layer("dw960@7", 64, 960, (7, 7), 960, (3, 3), 1, 1, 1, 960), "fprop", family)
 
 
 def _launched(monkeypatch) -> list[str]:
@@ -96,7 +124,7 @@ def test_each_pass_copies_exactly_its_channels_first_operands(layout, copies, mo
         # torch gives a channels_last output (and grad_output) when the input is channels_last
         "weight_only": ["fprop_weight_copy", "fprop", "dgrad_weight_copy", "dgrad", "wgrad", "wgrad_reduce"],
         "channels_last": ["fprop", "dgrad", "wgrad", "wgrad_reduce"],
-        "depthwise": ["fprop", "dgrad", "wgrad", "wgrad_reduce"],
+        "depthwise": ["fprop_input_copy", "fprop", "dgrad_input_copy", "dgrad", "wgrad", "wgrad_reduce"],
     }[layout]
     if not copies:
         expected = [name for name in expected if not name.endswith("_copy")]
@@ -130,6 +158,8 @@ CASES = {
     "conv3d_ncdhw": (tconv.conv3d, F.conv3d, (1, 16, 5, 6, 7), (8, 16, 3, 3, 3), dict(padding=1, stride=(1, 2, 1))),
     "conv_transpose2d": (tconv.conv_transpose2d, F.conv_transpose2d, (2, 20, 7, 8), (20, 12, 4, 4),
                          dict(stride=2, padding=1)),
+    "depthwise2d": (tconv.conv2d, F.conv2d, (2, 12, 9, 8), (12, 1, 3, 3), dict(padding=1, groups=12)),
+    "depthwise3d_dilated": (tconv.conv3d, F.conv3d, (1, 8, 5, 6, 7), (8, 1, 3, 3, 3), dict(padding=2, dilation=2, groups=8)),
 }
 
 
@@ -157,14 +187,21 @@ def test_channels_first_operands_copied_or_gathered(name, dtype, copies):
 
 
 # ------------------------------------------------- elementwise passes' weight copies
-def test_elementwise_passes_with_channels_first_activations_read_the_weight_in_place(weight_copies, monkeypatch):
-    """NCHW elementwise loops take one weight element per thread and tap in any layout: no copy."""
-    input = torch.randn(2, 12, 9, 8, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(12, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_elementwise_passes_with_channels_first_activations_read_the_weight_in_place(stride, weight_copies,
+                                                                                     monkeypatch):
+    """NCHW elementwise loops that gather (16-bit depthwise at stride 2; weight gradients)
+    take one weight element per thread and tap in any layout: no weight copy. Those that
+    copy their activations channels-last (stride 1) then copy the weight as channels-last
+    loops do."""
+    monkeypatch.setattr(configs, "EXTRA_LAUNCH_SECONDS", 0)  # the test's problem is small
+    input = torch.randn(2, 12, 9, 8, dtype=torch.float16, requires_grad=True)
+    weight = torch.randn(12, 1, 3, 3, dtype=torch.float16, requires_grad=True)
     names = _launched(monkeypatch)
-    output = tconv.conv2d(input, weight, padding=1, groups=12)
+    output = tconv.conv2d(input, weight, padding=1, groups=12, stride=stride)
     torch.autograd.grad(output, (input, weight), torch.randn_like(output))
-    assert sorted(names) == ["dgrad", "fprop", "wgrad", "wgrad_reduce"]
+    copied = ["fprop_input_copy", "fprop_weight_columns_copy", "dgrad_input_copy", "dgrad_weight_columns_copy"]
+    assert sorted(names) == sorted(["fprop", "dgrad", "wgrad", "wgrad_reduce"] + (copied if stride == 1 else []))
 
 
 def test_large_elementwise_passes_copy_their_weight():

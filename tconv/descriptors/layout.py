@@ -7,7 +7,9 @@ compute-bound passes, and others whose gathered loop would cost more than the co
 bytes), the pass first copies those operands channels-last, into buffers named operand +
 PACKED, and its kernels read them in the operands' place (Descriptor.reads): the main
 loops are then the channels-last ones. The output keeps torch's memory format, written by
-the epilogue. Depthwise passes (no channel reduction to gather) read operands in place.
+the epilogue. Elementwise passes (depthwise) copy channels-first activations in forwards and
+input gradients where tconv.configs.elementwise_copy_pays (their gathered loops load one
+element at a time, and stencil taps are not aligned for wider loads along positions).
 
 Elementwise passes (depthwise, small groups) load a weight vector per tap across their
 columns, (output channel, lane) pairs; in torch's weight layout those sit a whole kernel
@@ -26,7 +28,7 @@ from collections.abc import Mapping
 import torch
 import triton
 
-from ..configs import KernelConfig, copies_pay, weight_copy_pays
+from ..configs import KernelConfig, copies_pay, elementwise_copy_pays, weight_copy_pays
 from ..kernels import layout
 from ..spec import ConvSpec
 from .base import PACKED, Descriptor, MemoryPass, layout_3d, tiles
@@ -190,15 +192,20 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
                          family: str) -> tuple[ChannelsLastCopy, ...]:
     """The copies a pass of `kernel` on `family` makes before it launches: one per channels-first
     operand of `kernel.channels_last_operands` when copying those pays on the family's
-    roofline (tconv.configs.copies_pay), else none; an elementwise pass copies at most its
-    weight (copies_weight)."""
+    roofline (tconv.configs.copies_pay), else none; an elementwise pass copies channels-first
+    activations when tconv.configs.elementwise_copy_pays, and its weight when copies_weight."""
+    dtype = next(t.dtype for t in operands.values() if isinstance(t, torch.Tensor))
     if spec.elementwise_lanes:  # elementwise loops gather per element, without tl.dot
         # with channels-first activations the loop's tile runs along positions, and takes one
         # weight element per thread and tap whatever the weight's layout (static model, sm_90)
-        gathered = channels_first(operands.get("input"))
-        return (weight_copy_of(kernel),) if not gathered and copies_weight(kernel, spec, operands.get("weight")) else ()
+        if channels_first(operands.get("input")):
+            if not elementwise_copy_pays(kernel.name, spec, dtype, family):
+                return ()
+            activations = (copy_of(kernel, "input"),)
+        else:
+            activations = ()
+        return activations + ((weight_copy_of(kernel),) if copies_weight(kernel, spec, operands.get("weight")) else ())
     copied = tuple(operand for operand in kernel.channels_last_operands if channels_first(operands.get(operand)))
-    dtype = next(t.dtype for t in operands.values() if isinstance(t, torch.Tensor))
     if not copied or not copies_pay(kernel.name, spec, dtype, family, copied):
         return ()
     return tuple(copy_of(kernel, operand) for operand in copied)
