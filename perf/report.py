@@ -124,9 +124,10 @@ def _summary(run: Run) -> list[str]:
              "lowest in brackets."]
     if any(row[header.index("H100 layout copies: bytes / min bytes")] != "-" for row in rows):
         notes.append("Layout copies: channels-first operands of the dense passes where the roofline says it pays "
-                     "(compute-bound ones, and others whose gathered loop costs more) are copied channels-last before "
-                     "the main loop; what they move, read and written, over the pass's minimum bytes, and the H100 "
-                     "bound with their time at peak bandwidth added.")
+                     "(compute-bound ones, and others whose gathered loop costs more), and the activations of depthwise "
+                     "forwards and input gradients where the static issue model says it pays, are copied channels-last "
+                     "before the main loop; what they move, read and written, over the pass's minimum bytes, and the "
+                     "H100 bound with their time at peak bandwidth added.")
     if any(row[header.index("worst error / tolerance (layer)")] != "-" for row in rows):
         notes.append("Worst error: the largest max |tconv - torch| relative to its tolerance, at reduced size (`--quick`).")
     return ["## Summary", "", *_table(header, rows), "", " ".join(notes), ""]
@@ -199,19 +200,23 @@ def _traffic_section(run: Run) -> list[str]:
              "Loaded / minimum: the bytes every load of the pass's kernels requests (re-reads across taps included), "
              "counted in the interpreter on the reduced layer shown, over its minimum bytes (input, weight and output "
              "once). Load bits: the narrowest global load in the main loop, or in the whole kernel where a short tap "
-             "loop is unrolled (sm_80 / sm_90), per layout.", ""]
+             "loop is unrolled (sm_80 / sm_90), per layout. Copy / minimum: what a layout's channels-last copies "
+             "move (read and written, H100 decision) over the minimum bytes, on top of the loop's loads.", ""]
     rows = []
     for key in keys:
         layer, pass_name, dtype, _ = key
-        widths = []
+        widths, copies = [], []
         for layout in run.layouts:
             other = (layer, pass_name, dtype, layout)
             widths.append(_pair([run.value(other, arch, "load_bits") or run.value(other, arch, "kernel_load_bits")
                                  for arch in ARCHS], 0))
+            copied, minimum = run.value(other, "H100 SXM", "layout_bytes"), run.value(other, "static", "min_bytes")
+            copies.append(_fmt(copied / minimum) if copied is not None and minimum else "-")
         rows.append([layer, pass_name, dtype, run.value(key, "interpreter", "counted_shape") or "-",
-                     _fmt(run.value(key, "interpreter", "loaded_over_min_bytes")), *widths])
+                     _fmt(run.value(key, "interpreter", "loaded_over_min_bytes")), *widths, *copies])
     return lines + _table(["layer", "pass", "dtype", "counted at", "loaded / minimum",
-                           *(f"load bits {layout}" for layout in run.layouts)], rows) + [""]
+                           *(f"load bits {layout}" for layout in run.layouts),
+                           *(f"copy / minimum {layout}" for layout in run.layouts)], rows) + [""]
 
 
 def _per_layer(run: Run, dtype: str) -> list[str]:
