@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import datetime
 import math
 import os
@@ -131,11 +130,9 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                 workspace = descriptor_of(kernel).workspace_bytes(kernel_spec, dtype)
                 if workspace:  # a workspace written and read besides the operands (descriptors/columns.py)
                     rows.add(layer, pass_name, kernel, name, "static", "workspace_bytes", workspace)
-                    # what one slice of the batch holds at once (Descriptor.images_per_launch)
-                    images = descriptor_of(kernel).images_per_launch(kernel_spec, dtype)
-                    slice_spec = dataclasses.replace(kernel_spec, batch=images)
-                    rows.add(layer, pass_name, kernel, name, "static", "workspace_held_bytes",
-                             descriptor_of(kernel).workspace_bytes(slice_spec, dtype) // 2)
+                    # what one slice of the batch holds at once (written once, read once)
+                    held = descriptor_of(kernel).workspace_bytes(descriptor_of(kernel).launch_spec(kernel_spec, dtype), dtype)
+                    rows.add(layer, pass_name, kernel, name, "static", "workspace_held_bytes", held // 2)
                 for gpu in STATIC_GPUS:  # the layout copies this GPU's family makes: their bytes, and time at peak
                     copies = channels_last_copies(descriptor_of(kernel), kernel_spec, operands, GPU_FAMILY[gpu])
                     extra = sum(copy.moved_bytes(kernel_spec, ELEMENT_BYTES[name]) for copy in copies)

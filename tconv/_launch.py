@@ -22,7 +22,7 @@ from triton.runtime.jit import JITFunction
 from . import cache
 from .configs import KernelConfig, arch_family, heuristic_config, prune
 from .descriptors import COLUMNS, DGRAD, FPROP, WGRAD, Descriptor
-from .descriptors.base import in_layout, numerics, output_memory_format
+from .descriptors.base import conv_output, in_layout, numerics
 from .descriptors.columns import uses_columns
 from .descriptors.layout import pass_tensors
 from .spec import ConvSpec
@@ -213,8 +213,7 @@ def conv_dgrad(
 def _one_output(kernel: Descriptor, spec: ConvSpec, operands: dict, config: KernelConfig | None) -> torch.Tensor:
     input = operands["input"]
     if spec.batch * spec.out_channels * math.prod(spec.out_size) == 0:
-        return torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
-                           memory_format=output_memory_format(input, operands["weight"]))
+        return conv_output(spec, input, operands["weight"])
     return run_pass(kernel, spec, operands, config)["output"]
 
 
@@ -246,9 +245,6 @@ def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: Kern
     memoised per pass signature; returns every tensor."""
     first = operands["input"]
     device = first.device
-    images = kernel.images_per_launch(spec, first.dtype)
-    if images < spec.batch:
-        return _run_in_slices(kernel, spec, operands, config or choose_config(kernel, spec, first, operands), images)
     _, interpreting = launchable(kernel.function, device)
     key = [kernel.name, spec, config, first.dtype, device, interpreting, torch.backends.cudnn.allow_tf32, cache.generation]
     for name, value in operands.items():
@@ -256,6 +252,9 @@ def run_pass(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: Kern
     key = tuple(key)
     prepared = _passes.get(key)
     if prepared is None:
+        images = kernel.images_per_launch(spec, first.dtype)  # (a pass run in slices is never memoised whole)
+        if images < spec.batch:
+            return _run_in_slices(kernel, spec, operands, config or choose_config(kernel, spec, first, operands), images)
         chosen = config or choose_config(kernel, spec, first, operands)
         launches, tensors = _run(kernel, spec, chosen, operands)
         if config is not None or _settled(kernel, spec, first, chosen):

@@ -21,7 +21,6 @@ them back instead of compiling.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import hashlib
 import os
@@ -107,9 +106,7 @@ def specialize(kernel_name: str, spec: ConvSpec, dtype: str, layout: str, config
     kernel of a pass that copies channels-first operands reads the copies, as it does there."""
     kernel = descriptor_of(kernel_name)
     torch_dtype = DTYPES[dtype]
-    images = kernel.images_per_launch(spec, torch_dtype)
-    if images < spec.batch:  # the launcher runs slices of the batch: a whole slice's launch
-        spec = dataclasses.replace(spec, batch=images)
+    spec = kernel.launch_spec(spec, torch_dtype)  # a batch run in slices launches on a slice
     operands = make_operands(kernel, spec, torch_dtype, layout, "meta", bias=bias, random=False)
     _, tensors = pass_tensors(kernel, spec, operands, config, FAMILY_OF_ARCH[arch])
     args, meta = kernel.arguments(

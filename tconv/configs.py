@@ -533,9 +533,9 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     warp instructions at 4 per SM-clock; the copy adds its bytes (the activations read and
     written) at peak bandwidth, and its launches (EXTRA_LAUNCH_SECONDS; the weight's copy
     too when it pays). A stride-1 depthwise 3x3 copies (MobileNetV2's 144 channels at 56x56,
-    batch 64, H100: ~79 us against ~86 us gathered); a stride-2 one, whose input is 4x its output, does not, nor do small passes
-    (the launch), nor float32 (the counts are the 16-bit loops', and its copy moves twice
-    the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
+    batch 64, H100: ~79 us against ~86 us gathered); a stride-2 one, whose input is 4x its
+    output, does not, nor do small passes (the launch), nor float32 (the counts are the
+    16-bit loops', and its copy moves twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
     15-45% fewer instructions) gather, and so do loops of several lanes (small groups: not
     compiled for this model)."""
     descriptor = descriptor_of(kernel)

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from . import _launch
+from .descriptors.base import output_memory_format
 from .spec import forward_spec, transposed_grad_pad_after, transposed_spec
 
 #: Tensor types the eager path takes; subclasses (fake, functional, user tensors) go
@@ -57,7 +58,7 @@ def _route(*tensors: Tensor | None) -> int:
 
 def _empty_like_output(input: Tensor, weight: Tensor, shape) -> Tensor:
     return torch.empty(
-        shape, dtype=input.dtype, device=input.device, memory_format=_launch.output_memory_format(input, weight)
+        shape, dtype=input.dtype, device=input.device, memory_format=output_memory_format(input, weight)
     )
 
 

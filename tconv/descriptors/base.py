@@ -11,6 +11,7 @@ compile report describes exactly what a launch compiles.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 
@@ -103,6 +104,11 @@ class Descriptor:
         its slice of "input" and of the result (allocate_result), the other operands whole."""
         return spec.batch
 
+    def launch_spec(self, spec: ConvSpec, dtype: torch.dtype) -> ConvSpec:
+        """The problem one run launches on: `spec`, or its first slice (images_per_launch)."""
+        images = self.images_per_launch(spec, dtype)
+        return spec if images >= spec.batch else dataclasses.replace(spec, batch=images)
+
     def allocate_result(self, spec: ConvSpec, tensors: Mapping) -> torch.Tensor:
         """The whole batch's result, for a pass run in slices (images_per_launch)."""
         raise NotImplementedError(f"{self.name} runs the whole batch at once")
@@ -158,6 +164,12 @@ def layout_3d(tensor: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
     sizes = tuple(tensor.shape[:2]) + in_3d(tuple(tensor.shape[2:]), 1)
     strides = tuple(tensor.stride()[:2]) + in_3d(tuple(tensor.stride()[2:]), 0)
     return sizes, strides
+
+
+def conv_output(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """An uninitialised [N, C_out, *out] output of `spec` in torch's memory format."""
+    return torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
+                       memory_format=output_memory_format(input, weight))
 
 
 def output_memory_format(input: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:

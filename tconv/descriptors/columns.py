@@ -30,7 +30,7 @@ from .. import configs
 from ..configs import KernelConfig
 from ..kernels import col2im
 from ..spec import ConvSpec, forward_spec
-from .base import Descriptor, MemoryPass, in_3d, layout_3d, tiles
+from .base import Descriptor, MemoryPass, conv_output, in_3d, layout_3d, tiles
 from .dgrad import DGRAD
 from .fprop import FPROP, Fprop
 
@@ -87,7 +87,7 @@ class Columns(Fprop):
         return {"columns": stored.movedim(-1, 1), "output": self.allocate_result(spec, tensors) if output is None else output}
 
     def allocate_result(self, spec: ConvSpec, tensors: Mapping) -> torch.Tensor:
-        return DGRAD.allocate(spec, tensors, None)["output"]
+        return conv_output(spec, tensors["input"], tensors["weight"])
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         gemm = {"input": tensors["input"], "weight": tensors["weight"], "bias": None, "output": tensors["columns"]}

@@ -12,7 +12,7 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
-from .base import Descriptor, group_meta, in_3d, launch_options, layout_3d, output_memory_format, tile_meta, tiles
+from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
 
 
 @functools.lru_cache(maxsize=256)
@@ -63,10 +63,8 @@ class Dgrad(Descriptor):
         }
 
     def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
-        input, weight = tensors["input"], tensors["weight"]
-        output = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
-                             memory_format=output_memory_format(input, weight))
-        return {"output": output, "phases": device_phase_table(spec, input.device)}
+        input = tensors["input"]
+        return {"output": conv_output(spec, input, tensors["weight"]), "phases": device_phase_table(spec, input.device)}
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output, phases = (tensors[name] for name in ("input", "weight", "bias", "output", "phases"))

@@ -10,7 +10,7 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
-from .base import Descriptor, group_meta, in_3d, launch_options, layout_3d, output_memory_format, tile_meta, tiles
+from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
 
 
 class Fprop(Descriptor):
@@ -32,10 +32,7 @@ class Fprop(Descriptor):
         }
 
     def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
-        input, weight = tensors["input"], tensors["weight"]
-        output = torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,
-                             memory_format=output_memory_format(input, weight))
-        return {"output": output}
+        return {"output": conv_output(spec, tensors["input"], tensors["weight"])}
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output = (tensors[name] for name in ("input", "weight", "bias", "output"))
