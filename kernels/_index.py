@@ -25,6 +25,13 @@ def swizzle_tile(pid, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
+def in_elements(stride_n, stride_d, stride_h, stride_w, UNIT: tl.constexpr):
+    """Four row strides passed in units of UNIT (tconv.descriptors.units), in elements again:
+    constant multiples of UNIT, which proves their rows' alignment to the compiler."""
+    return stride_n * UNIT, stride_d * UNIT, stride_h * UNIT, stride_w * UNIT
+
+
+@triton.jit
 def padded_index(index, size, PADDING_MODE: tl.constexpr):
     """Map an index of the padded input onto the real input and say whether it is real.
 

@@ -48,6 +48,7 @@ import triton.language as tl
 
 from ._index import (
     elementwise_pairs,
+    in_elements,
     load_and_dot,
     mma,
     next_step,
@@ -198,9 +199,17 @@ def conv_fprop_kernel(
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
-    INDEX_DTYPE: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr, STRIDE_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
+    # Row strides and channel counts arrive divided by STRIDE_UNIT (tconv.descriptors.units
+    # stride_unit): multiplied back by a constant, they are provably 16-byte multiples.
+    in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
+                                                                   in_stride_w, STRIDE_UNIT)
+    weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
+        weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w, STRIDE_UNIT)
+    # (elementwise launches read their channel counts from the GROUP_IN, GROUP_OUT constexprs)
+    in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else STRIDE_UNIT)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
     group = 0 if ELEMENTWISE_LANES else tl.program_id(1)

@@ -24,11 +24,17 @@ def channels_last_copy_kernel(
     channels, depth, height, width, positions,
     stride_n, stride_c, stride_d, stride_h, stride_w, position_stride,
     FLAT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+    POSITION_UNIT: tl.constexpr, CHANNEL_UNIT: tl.constexpr,
 ):
     """FLAT: (d, h, w) flatten into one position of stride `position_stride`, so a tile's
     positions are one strided run: unit stride in NCHW, where loads are vector-wide when
-    `positions` (= depth x height x width, passed so that the launch sees its divisibility
-    by 16) keeps the tail mask constant over 8 elements."""
+    `positions` (= depth x height x width, passed so that the launch sees its divisibility)
+    keeps the tail mask constant over 8 elements. `positions`, `stride_n` and `stride_c`
+    arrive divided by POSITION_UNIT, `channels` by CHANNEL_UNIT (powers of two dividing them,
+    tconv.descriptors.units.stride_unit): multiplied back by constants, 14 x 14 positions
+    load 64 bits and 24 channels store 128."""
+    positions, stride_n, stride_c = positions * POSITION_UNIT, stride_n * POSITION_UNIT, stride_c * POSITION_UNIT
+    channels = channels * CHANNEL_UNIT
     position_tiles = tl.cdiv(positions, BLOCK_P)
     n = tl.program_id(0) // position_tiles  # one scalar division per program
     p = (tl.program_id(0) % position_tiles) * BLOCK_P + tl.arange(0, BLOCK_P)

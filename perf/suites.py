@@ -169,6 +169,28 @@ EFFICIENTNET_B0_DW = [  # depthwise 3x3 and 5x5, N=64
     _dw("dw1152@7 k3 s1", 64, 1152, 7, 3, 1),
 ]
 
+EFFICIENTNET_B0_PW = [  # the MBConv blocks' pointwise (1x1) expand and project layers, N=64
+    _c("s1 project 32->16 @112", 64, 32, (112, 112), 16, 1),
+    _c("s2 expand 16->96 @112", 64, 16, (112, 112), 96, 1),
+    _c("s2 project 96->24 @56", 64, 96, (56, 56), 24, 1),
+    _c("s2,3 expand 24->144 @56", 64, 24, (56, 56), 144, 1, count=2),
+    _c("s2 project 144->24 @56", 64, 144, (56, 56), 24, 1),
+    _c("s3 project 144->40 @28", 64, 144, (28, 28), 40, 1),
+    _c("s3,4 expand 40->240 @28", 64, 40, (28, 28), 240, 1, count=2),
+    _c("s3 project 240->40 @28", 64, 240, (28, 28), 40, 1),
+    _c("s4 project 240->80 @14", 64, 240, (14, 14), 80, 1),
+    _c("s4,5 expand 80->480 @14", 64, 80, (14, 14), 480, 1, count=3),
+    _c("s4 project 480->80 @14", 64, 480, (14, 14), 80, 1, count=2),
+    _c("s5 project 480->112 @14", 64, 480, (14, 14), 112, 1),
+    _c("s5,6 expand 112->672 @14", 64, 112, (14, 14), 672, 1, count=3),
+    _c("s5 project 672->112 @14", 64, 672, (14, 14), 112, 1, count=2),
+    _c("s6 project 672->192 @7", 64, 672, (7, 7), 192, 1),
+    _c("s6,7 expand 192->1152 @7", 64, 192, (7, 7), 1152, 1, count=4),
+    _c("s6 project 1152->192 @7", 64, 1152, (7, 7), 192, 1, count=3),
+    _c("s7 project 1152->320 @7", 64, 1152, (7, 7), 320, 1),
+    _c("head 320->1280 @7", 64, 320, (7, 7), 1280, 1),
+]
+
 SD_VAE_DECODER = [  # 512x512 output, N=1
     _c("post_quant_conv 1x1", 1, 4, (64, 64), 4, 1),
     _c("conv_in", 1, 4, (64, 64), 512, 3, 1, 1),
@@ -285,6 +307,7 @@ SUITES = {
     "resnet50": RESNET50,
     "mobilenet_v2_dw": MOBILENET_V2_DW,
     "efficientnet_b0_dw": EFFICIENTNET_B0_DW,
+    "efficientnet_b0_pw": EFFICIENTNET_B0_PW,
     "sd_unet": SD_UNET,
     "sd_vae": SD_VAE_DECODER,
     "dcgan": DCGAN_GENERATOR,

@@ -135,6 +135,11 @@ CONV_CASES = [
     # 80-channel conv_pre, EfficientNet-like 48 channels with a stride).
     _c("1d 80 channels k7 folded", (21,), 80, 24, (7,), padding=3),
     _c("2d 48 channels s2 folded", (9, 10), 48, 20, (3, 3), stride=2, padding=1),
+    # Channel counts that 8 (40, 24, 56) or 4 (20 per group) divide but 16 does not: channels-last
+    # row strides reach the kernels divided by their power-of-two unit (STRIDE_UNIT).
+    _c("2d 40->24 strided rows in units", (7, 9), 40, 24, (3, 3), stride=(1, 2), padding=1),
+    _c("1d 56->40 dilated rows in units", (19,), 56, 40, (3,), padding=2, dilation=2),
+    _c("3d 40->32 groups rows in units", (3, 5, 6), 40, 32, (1, 3, 3), padding=(0, 1, 1), groups=2, bias=False),
     # An input gradient of 3 channels past the elementwise rule: the column GEMM and col2im.
     _c("2d 3->40 asym stride dil columns", (13, 11), 3, 40, (5, 3), stride=(2, 1), padding=(2, 1), dilation=(1, 2)),
 ]
@@ -176,6 +181,7 @@ CONV_TRANSPOSE_CASES = [
     _t("2d one input channel", (5, 6), 1, 8, (4, 4), stride=2, padding=1),
     _t("2d 4 per group", (5, 4), 16, 16, (4, 4), stride=2, padding=1, groups=4),
     _t("1d one output channel", (9,), 24, 1, (5,), stride=3, padding=1),
+    _t("2d 24->40 k3 s2 op1 rows in units", (5, 6), 24, 40, (3, 3), stride=2, padding=1, output_padding=1),
     # 2-15 output channels past the elementwise rule (ConvSpec.tap_columns): DCGAN's output
     # layer, a dilated 1d with output_padding, a 3d one.
     _t("2d 64->3 k4 s2 p1 columns", (6, 5), 64, 3, (4, 4), stride=2, padding=1),

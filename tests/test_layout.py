@@ -14,7 +14,7 @@ from tconv.descriptors import COPIES
 from tconv.descriptors import layout as layout_module
 from tconv.descriptors.base import in_layout, make_operands
 from tconv.spec import pass_specs
-from tconv.testing import assert_close
+from tconv.testing import CONV_CASES, CONV_TRANSPOSE_CASES, assert_close
 
 CL = {4: torch.channels_last, 5: torch.channels_last_3d}
 
@@ -136,12 +136,19 @@ def test_each_pass_copies_exactly_its_channels_first_operands(layout, copies, mo
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
-@pytest.mark.parametrize("view", ["dense", "spatial_slice", "channel_slice", "permuted_spatial", "expanded"])
-def test_copy_kernel_is_an_exact_channels_last_copy(view, dtype):
-    """Every element copied bit for bit, from any strides (flat positions or not)."""
+@pytest.mark.parametrize("view", ["dense", "spatial_slice", "channel_slice", "permuted_spatial", "expanded", "in_units"])
+def test_copy_kernel_is_an_exact_channels_last_copy(view, dtype, monkeypatch):
+    """Every element copied bit for bit, from any strides (flat positions or not); 24
+    channels over 6 x 10 positions pass their counts and strides in units (8 or 4 channels,
+    4 positions)."""
     source = torch.randn(3, 20, 9, 13).to(dtype)
     source = {"dense": source, "spatial_slice": source[:, :, 1::2, :11], "channel_slice": source[:, 3:17],
-              "permuted_spatial": source.transpose(2, 3), "expanded": source[:1].expand(3, -1, -1, -1)}[view]
+              "permuted_spatial": source.transpose(2, 3), "expanded": source[:1].expand(3, -1, -1, -1),
+              "in_units": torch.randn(3, 24, 6, 10).to(dtype)}[view]
+    metas = []
+    original = _launch._go
+    monkeypatch.setattr(_launch, "_go", lambda function, grid, template, slots, meta, *rest: (
+        metas.append(meta), original(function, grid, template, slots, meta, *rest)))
     copy = next(c for c in COPIES if c.name == "fprop_input_copy")
     layer = Layer("copy", source.shape[0], source.shape[1], tuple(source.shape[2:]), 8, (3, 3), 1, 1)
     spec = pass_specs(layer_spec(layer))["fprop"][1]
@@ -149,6 +156,8 @@ def test_copy_kernel_is_an_exact_channels_last_copy(view, dtype):
     target = tensors[copy.target]
     assert target.is_contiguous(memory_format=torch.channels_last)
     assert torch.equal(target, source)
+    if view == "in_units":
+        assert [(meta["POSITION_UNIT"], meta["CHANNEL_UNIT"]) for meta in metas] == [(4, 16 // source.element_size())]
 
 
 CASES = {
@@ -278,3 +287,70 @@ def test_elementwise_weight_copy(name, weight_layout, weight_copies, monkeypatch
     forward, backward = ("dgrad", "fprop") if "transposed" in name else ("fprop", "dgrad")
     assert (f"{forward}_weight_columns_copy" in names) == (forward_copies and weight_layout != "columns")
     assert f"{backward}_weight_columns_copy" in names or (weight_layout == "columns" and weight_shape[1] == 1)
+
+
+# ------------------------------------------------- row strides in units of their alignment
+UNIT_CASES = [case for case in CONV_CASES + CONV_TRANSPOSE_CASES if "in units" in case.name]
+
+
+def _stride_units(monkeypatch) -> dict[str, set[int]]:
+    """Every conv kernel launch's STRIDE_UNIT, by kernel function."""
+    units: dict[str, set[int]] = {}
+    original = _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if "STRIDE_UNIT" in meta:
+            units.setdefault(getattr(function, "function", function).__name__, set()).add(meta["STRIDE_UNIT"])
+        return original(function, grid, template, slots, meta, tensors, device)
+
+    _launch._passes.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    return units
+
+
+def _channels_innermost(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+def _check_forward_and_grads(ours, theirs, input, weight, bias, kwargs, dtype):
+    inputs = [t.to(dtype).requires_grad_() for t in (input, weight)]
+    expected_inputs = [t.detach().double().requires_grad_() for t in (input, weight)]
+    actual = ours(*inputs, None if bias is None else bias.to(dtype), **kwargs)
+    expected = theirs(*expected_inputs, None if bias is None else bias.double(), **kwargs)
+    assert_close(actual, expected, dtype)
+    grad = _channels_innermost(torch.randn(expected.shape, dtype=torch.float64))  # (torch's CPU output may not be)
+    for got, want, what in zip(torch.autograd.grad(actual, inputs, grad.to(dtype)),
+                               torch.autograd.grad(expected, expected_inputs, grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("case", UNIT_CASES, ids=lambda case: case.name)
+def test_channels_last_rows_in_units_of_their_alignment(case, dtype, monkeypatch):
+    """Channel counts that 16 does not divide (40, 24, 56 channels; 20 per group): the conv
+    kernels take channels-last row strides and channel counts divided by the largest power
+    of two, up to 16 bytes of elements, that divides them all, and multiply them back by
+    their STRIDE_UNIT constexpr (what lets Triton prove 16-byte rows). Forward and both
+    gradients against torch in float64, and every forward, input-gradient and
+    weight-gradient launch ran in units above 1 (16 bytes of elements, but 4 for 20 channels
+    per group)."""
+    units = _stride_units(monkeypatch)
+    name = f"conv_transpose{case.dims}d" if case.transposed else f"conv{case.dims}d"
+    input, weight, bias = case.tensors(torch.float64)
+    _check_forward_and_grads(getattr(tconv, name), getattr(F, name), _channels_innermost(input),
+                             _channels_innermost(weight), bias, case.kwargs, dtype)
+    assert set(units) == {"conv_fprop_kernel", "conv_dgrad_kernel", "conv_wgrad_kernel"}
+    element = torch.empty((), dtype=dtype).element_size()
+    for kernel, used in units.items():
+        assert used == ({4} if "groups" in case.name else {16 // element}), kernel
+
+
+def test_one_element_dims_do_not_decide_the_unit(monkeypatch):
+    """A one-element dim's stride never moves an address that is read, so an odd one (a
+    view's) leaves the unit at 8 and the results exact."""
+    units = _stride_units(monkeypatch)
+    stored = torch.randn(2, 9, 40, dtype=torch.float64)
+    input = stored.as_strided((2, 40, 1, 9), (360, 1, 3, 40))
+    weight = _channels_innermost(torch.randn(24, 40, 1, 3, dtype=torch.float64))
+    _check_forward_and_grads(tconv.conv2d, F.conv2d, input, weight, None, dict(padding=(0, 1)), torch.float16)
+    assert units["conv_fprop_kernel"] == {8}

@@ -100,12 +100,14 @@ def _recorded_launch(monkeypatch, kernel_name, spec, dtype, layout, config):
 @pytest.mark.parametrize("kernel_name,layout,channels", [(kernel, layout, 32) for kernel in ("fprop", "dgrad", "wgrad", "columns")
                                                           for layout in ("channels_last", "contiguous")]
                          + [(kernel, "contiguous", 256) for kernel in ("fprop", "dgrad", "wgrad", "columns")]
+                         + [(kernel, "channels_last", 40) for kernel in ("fprop", "dgrad", "wgrad")]
                          + [(copy.name, "contiguous", 256) for copy in COPIES if copy.name.endswith("_weight_copy")
                             or copy.name.endswith("_input_copy") or copy.name.endswith("_grad_output_copy")])
 def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, channels, monkeypatch):
     """Triton's binder on the launcher's real arguments (CPU tensors, 64-byte aligned
     like CUDA's) gives the signature, constants and attributes the AOT compile uses; NCHW
-    with 32 channels gathers in place, with 256 (compute-bound) it reads layout copies.
+    with 32 channels gathers in place, with 256 (compute-bound) it reads layout copies;
+    40 channels pass their row strides in units of 8 (STRIDE_UNIT).
     The column GEMM (fprop's loop, the weight read through strides) is the input gradient
     of a 3-channel 7x7 layer."""
     columns = kernel_name.startswith("columns")
@@ -165,6 +167,22 @@ def test_fp16_fprop_is_pipelined_with_wide_loads_in_either_layout(arch):
         copied = aot.compile_launch(copy, spec, "float16", config, arch, "contiguous")
         assert copied.spill_bytes == 0 and copied.store_bits == 128, copy
     assert aot.compile_launch("fprop_input_copy", spec, "float16", config, arch, "contiguous").load_bits == 128
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_channel_counts_16_does_not_divide_load_128_bits(arch):
+    """EfficientNet-B0's 24-channel pointwise layers (24 x 2 bytes: rows 16-byte aligned,
+    yet not a multiple of 16 elements, which is all Triton's launch specialisation sees):
+    their row strides and channel counts reach the kernels in units of 8, so every pass's
+    loop at the heuristic's config loads 128 bits, pipelined, without spills (they loaded
+    16 bits unpipelined, and the forward spilled 448 bytes on sm_90)."""
+    family = aot.FAMILY_OF_ARCH[arch]
+    for name in ("s2,3 expand 24->144 @56", "s2 project 144->24 @56"):
+        layer = next(layer for layer in SUITES["efficientnet_b0_pw"] if layer.name == name)
+        for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
+            config = heuristic_config(kernel, spec, torch.float16, family, "channels_last")
+            report = aot.compile_launch(kernel, spec, "float16", config, arch, "channels_last")
+            assert report.pipelined and report.loop.load_bits == 128 and report.spill_bytes == 0, (name, pass_name, report)
 
 
 def test_tuner_is_handed_a_callable_and_never_imports_the_launcher():

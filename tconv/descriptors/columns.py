@@ -98,6 +98,9 @@ class Columns(Fprop):
         unit, _ = column_strides(weight)
         return unit, weight.stride(0), 0, 0, 0
 
+    def weight_row_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
+        return self.weight_strides(weight)[:1]
+
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         return FPROP.extents(gemm_spec(spec))
 

@@ -11,6 +11,7 @@ from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
+from .units import divided_strides, row_strides, stride_unit
 
 
 class Fprop(Descriptor):
@@ -42,13 +43,15 @@ class Fprop(Descriptor):
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         folded = self.folded_channels(spec)
         reduction = self.extents(spec)[2]
+        channels = () if spec.elementwise_lanes else (spec.in_channels_per_group,)  # (elementwise: GROUP_IN)
+        unit = stride_unit((*row_strides(input), *self.weight_row_strides(weight), *channels), input.element_size())
         args = (
             input, weight, bias, output,
-            batch, *in_size, *in_strides,
-            *weight_strides,
+            batch, *in_size, *divided_strides(in_strides, unit),
+            *divided_strides(weight_strides, unit),
             *out_size, *out_strides,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group, self.extents(spec)[1],
+            spec.in_channels_per_group // (1 if spec.elementwise_lanes else unit), self.extents(spec)[1],
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
@@ -58,13 +61,17 @@ class Fprop(Descriptor):
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
-            **tile_meta(config), **numerics, **launch_options(config),
+            STRIDE_UNIT=unit, **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
 
     def weight_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
         """The kernel's [out, in, D, H, W] weight strides (the weight's own here)."""
         return layout_3d(weight)[1]
+
+    def weight_row_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
+        """weight_strides' that the kernel takes divided by its stride unit (row_strides)."""
+        return row_strides(weight)
 
     def folded_channels(self, spec: ConvSpec) -> int:
         """The input channels when the kernel's width folds into the reduction, else 0: K

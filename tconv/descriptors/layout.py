@@ -32,6 +32,7 @@ from ..configs import KernelConfig, copies_pay, elementwise_copy_pays, weight_co
 from ..kernels import layout
 from ..spec import ConvSpec
 from .base import PACKED, Descriptor, MemoryPass, layout_3d, tiles
+from .units import stride_unit
 from .wgrad import flat_row_stride
 
 
@@ -91,10 +92,14 @@ class ChannelsLastCopy(MemoryPass):
         images, channels, image_stride, channel_stride = self.images(spec, source)
         position_stride = flat_row_stride(size, strides)
         block_p, block_c = self.blocks((images, channels, *size))
-        args = (source, target, channels, *size, math.prod(size), image_stride, channel_stride, *strides,
-                position_stride or 0)
+        positions, element = math.prod(size), source.element_size()
+        position_unit = stride_unit((positions, image_stride, channel_stride), element)
+        channel_unit = stride_unit((channels,), element)
+        args = (source, target, channels // channel_unit, *size, positions // position_unit,
+                image_stride // position_unit, channel_stride // position_unit, *strides, position_stride or 0)
         meta = dict(FLAT=position_stride is not None, BLOCK_P=block_p, BLOCK_C=block_c,
-                    INDEX_DTYPE=numerics["INDEX_DTYPE"], num_warps=4)
+                    INDEX_DTYPE=numerics["INDEX_DTYPE"], POSITION_UNIT=position_unit, CHANNEL_UNIT=channel_unit,
+                    num_warps=4)
         return args, meta
 
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, int]:

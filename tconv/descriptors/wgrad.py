@@ -13,6 +13,7 @@ from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, Ker
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, MemoryPass, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
+from .units import divided_strides, row_strides, stride_unit
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -154,12 +155,20 @@ class Wgrad(Descriptor):
         _, rows_per_split = self.split(spec, config)
         row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
         row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
+        channels = (spec.in_channels_per_group, self.extents(spec)[0])
+        # (elementwise: channel counts are the GROUP_IN, GROUP_OUT constexprs). Packed thin
+        # columns and small groups' (output, input channel) rows gather one element at a time
+        # whatever the strides: no unit (SD's 4-channel layers, sm_90: 397 -> 414 and 89 -> 106
+        # loop instructions with one).
+        gathers = spec.packed_channels or spec.elementwise_lanes > 1
+        unit = 1 if gathers else stride_unit((*row_strides(input), *row_strides(grad_output), row_stride or 0,
+                                              *(() if spec.elementwise_lanes else channels)), input.element_size())
         args = (
             input, grad_output, workspace,
-            batch, *in_size, *in_strides,
-            *out_size, *grad_strides, row_stride or 0,
+            batch, *in_size, *divided_strides(in_strides, unit),
+            *out_size, *divided_strides(grad_strides, unit), (row_stride or 0) // unit,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group, self.extents(spec)[0],
+            *(channels if spec.elementwise_lanes else (count // unit for count in channels)),
             rows_per_split, workspace.shape[1], self.split_stride(spec, False),
         )
         meta = dict(
@@ -169,7 +178,7 @@ class Wgrad(Descriptor):
             ROW_STEPS=row_steps, LINE_STEPS=line_steps(spec, config, out_size, row_steps, row_stride is not None),
             MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
-            TAP_RUN=tap_run(spec, config),
+            TAP_RUN=tap_run(spec, config), STRIDE_UNIT=unit,
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta

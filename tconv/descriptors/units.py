@@ -1,0 +1,42 @@
+"""Row strides and channel counts in units of their alignment.
+
+Triton's launch specialisation marks an integer argument as divisible by 16 or not at all.
+A channels-last tensor of 24 or 40 channels has rows that start 16-byte aligned in 16-bit
+storage, yet its row strides (24, 40 x width, ...) read as unaligned, so the compiler loads
+its channels one element at a time. The conv kernels therefore take such values divided by
+their unit and multiply them back by a constexpr (STRIDE_UNIT), which proves the alignment.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .base import layout_3d
+
+
+def stride_unit(values: tuple[int, ...], element_size: int) -> int:
+    """The largest power of two, up to 16 bytes of elements, dividing every one of `values`
+    (row strides and channel counts): 8 for 40 fp16 channels, whose row stride then reaches
+    the kernel as 5 and is multiplied back by a constant 8. 1 when every value is a multiple
+    of 16 (the specialisation sees those) or one needs 64 bits (the kernel multiplies in the
+    argument's own width)."""
+    if all(value % 16 == 0 for value in values) or any(value >= 2**31 for value in values):
+        return 1
+    unit = max(1, 16 // element_size)
+    while unit > 1 and any(value % unit for value in values):
+        unit //= 2
+    return unit
+
+
+def row_strides(tensor: torch.Tensor) -> tuple[int, ...]:
+    """The [N, C, D, H, W] strides of `tensor` (layout_3d) that decide a kernel's stride unit:
+    every one but the channel stride, less those of one-element dims (their index is always
+    0, so such a stride never moves an address that is read, and any value will do)."""
+    sizes, strides = layout_3d(tensor)
+    return tuple(stride for dim, (size, stride) in enumerate(zip(sizes, strides)) if dim != 1 and size > 1)
+
+
+def divided_strides(strides: tuple[int, ...], unit: int) -> tuple[int, ...]:
+    """[N, C, D, H, W] strides with every one but the channel stride divided by `unit`
+    (rounded down: only a one-element dim's stride may not divide, see row_strides)."""
+    return tuple(stride if dim == 1 else stride // unit for dim, stride in enumerate(strides))
