@@ -77,11 +77,12 @@ class Dgrad(Descriptor):
         # (elementwise: channel counts are the GROUP_IN, GROUP_OUT constexprs)
         unit = stride_unit((*row_strides(input), *row_strides(weight), *(() if spec.elementwise_lanes else channels)),
                            input.element_size())
+        out_unit = stride_unit(row_strides(output), output.element_size())  # (the epilogue's stores)
         args = (
             input, weight, bias, output, phases,
             batch, *in_size, *divided_strides(in_strides, unit),
             *divided_strides(weight_strides, unit),
-            *out_size, *out_strides,
+            *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
             phases.shape[1], *(channels if spec.elementwise_lanes else (count // unit for count in channels)),
         )
@@ -89,7 +90,7 @@ class Dgrad(Descriptor):
                     GROUP_M=config.group_m, TAP_BITS=math.prod(spec.kernel_size) < 32,
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
-                    STRIDE_UNIT=unit, **tile_meta(config), **numerics, **launch_options(config))
+                    STRIDE_UNIT=unit, OUT_UNIT=out_unit, **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
 
     def weight_columns(self, spec: ConvSpec) -> str | None:

@@ -45,13 +45,17 @@ class Fprop(Descriptor):
         reduction = self.extents(spec)[2]
         channels = () if spec.elementwise_lanes else (spec.in_channels_per_group,)  # (elementwise: GROUP_IN)
         unit = stride_unit((*row_strides(input), *self.weight_row_strides(weight), *channels), input.element_size())
+        columns = self.extents(spec)[1]  # (elementwise: not in units, GROUP_OUT is the constexpr)
+        out_unit = stride_unit((*row_strides(output), *(() if spec.elementwise_lanes else (columns,))),
+                               output.element_size())
         args = (
             input, weight, bias, output,
             batch, *in_size, *divided_strides(in_strides, unit),
             *divided_strides(weight_strides, unit),
-            *out_size, *out_strides,
+            *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group // (1 if spec.elementwise_lanes else unit), self.extents(spec)[1],
+            spec.in_channels_per_group // (1 if spec.elementwise_lanes else unit),
+            columns // (1 if spec.elementwise_lanes else out_unit),
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
@@ -61,7 +65,7 @@ class Fprop(Descriptor):
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
-            STRIDE_UNIT=unit, **tile_meta(config), **numerics, **launch_options(config),
+            STRIDE_UNIT=unit, OUT_UNIT=out_unit, **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
 
