@@ -109,19 +109,19 @@ def conv_dgrad_kernel(
     TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
-    INDEX_DTYPE: tl.constexpr, STRIDE_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    # Row strides and channel counts arrive in units of STRIDE_UNIT (see kernels/fprop.py).
+    # Row strides and channel counts in units, one per tensor (as in kernels/fprop.py).
     in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                   in_stride_w, STRIDE_UNIT)
+                                                                   in_stride_w, IN_UNIT)
     weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
-        weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, STRIDE_UNIT)
-    if not ELEMENTWISE_LANES:  # (elementwise channel counts are the GROUP_IN, GROUP_OUT constexprs)
-        in_channels_per_group = in_channels_per_group * STRIDE_UNIT
-        out_channels_per_group = out_channels_per_group * STRIDE_UNIT
+        weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
     out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
                                                                        out_stride_w, OUT_UNIT)
+    if not ELEMENTWISE_LANES:  # (elementwise channel counts are the GROUP_IN, GROUP_OUT constexprs)
+        in_channels_per_group = in_channels_per_group * IN_UNIT
+        out_channels_per_group = out_channels_per_group * WEIGHT_UNIT  # (it masks the weight's loads)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
     group = 0 if ELEMENTWISE_LANES else tl.program_id(1)

@@ -199,20 +199,20 @@ def conv_fprop_kernel(
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
-    INDEX_DTYPE: tl.constexpr, STRIDE_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    # Row strides and channel counts arrive divided by STRIDE_UNIT (tconv.descriptors.units
-    # stride_unit): multiplied back by a constant, they are provably 16-byte multiples.
+    # Row strides and channel counts arrive divided by units (tconv.descriptors.units), one per
+    # tensor: multiplied back by these constants, they are provably 16-byte multiples. The
+    # input's channel count goes with the input, the output's with the output (elementwise
+    # launches read theirs from the GROUP_IN, GROUP_OUT constexprs).
     in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                   in_stride_w, STRIDE_UNIT)
+                                                                   in_stride_w, IN_UNIT)
     weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
-        weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w, STRIDE_UNIT)
-    # (elementwise launches read their channel counts from the GROUP_IN, GROUP_OUT constexprs)
-    in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else STRIDE_UNIT)
-    # The output's, in units of OUT_UNIT: the epilogue's stores along channels are vector-wide.
+        weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
     out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
                                                                        out_stride_w, OUT_UNIT)
+    in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else IN_UNIT)
     out_channels_per_group = out_channels_per_group * (1 if ELEMENTWISE_LANES else OUT_UNIT)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.

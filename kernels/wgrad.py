@@ -287,18 +287,19 @@ def conv_wgrad_kernel(
     GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
-    STRIDE_UNIT: tl.constexpr,
+    IN_UNIT: tl.constexpr, GRAD_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
-    # Row strides and channel counts arrive in units of STRIDE_UNIT (see kernels/fprop.py).
+    # Row strides and channel counts in units: the input's and its channel count in IN_UNIT,
+    # grad_output's in GRAD_UNIT (as in kernels/fprop.py).
     in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                   in_stride_w, STRIDE_UNIT)
+                                                                   in_stride_w, IN_UNIT)
     grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w = in_elements(
-        grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w, STRIDE_UNIT)
-    grad_stride_row = grad_stride_row * STRIDE_UNIT
+        grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w, GRAD_UNIT)
+    grad_stride_row = grad_stride_row * GRAD_UNIT
     if not ELEMENTWISE:  # (elementwise channel counts are the GROUP_IN, GROUP_OUT constexprs)
-        in_channels_per_group = in_channels_per_group * STRIDE_UNIT
-        out_channels_per_group = out_channels_per_group * STRIDE_UNIT
+        in_channels_per_group = in_channels_per_group * IN_UNIT
+        out_channels_per_group = out_channels_per_group * GRAD_UNIT
     group = 0 if ELEMENTWISE else tl.program_id(1)  # elementwise: one group; a constant keeps offsets aligned
     split = tl.program_id(2)
     # Axis 0: output-channel tiles fastest, then (tap, input-channel tile).

@@ -140,6 +140,7 @@ CONV_CASES = [
     _c("2d 40->24 strided rows in units", (7, 9), 40, 24, (3, 3), stride=(1, 2), padding=1),
     _c("1d 56->40 dilated rows in units", (19,), 56, 40, (3,), padding=2, dilation=2),
     _c("3d 40->32 groups rows in units", (3, 5, 6), 40, 32, (1, 3, 3), padding=(0, 1, 1), groups=2, bias=False),
+    _c("2d depthwise 24 rows in units", (7, 6), 24, 24, (3, 3), stride=(2, 1), padding=1, groups=24),
     # An input gradient of 3 channels past the elementwise rule: the column GEMM and col2im.
     _c("2d 3->40 asym stride dil columns", (13, 11), 3, 40, (5, 3), stride=(2, 1), padding=(2, 1), dilation=(1, 2)),
 ]

@@ -293,14 +293,16 @@ def test_elementwise_weight_copy(name, weight_layout, weight_copies, monkeypatch
 UNIT_CASES = [case for case in CONV_CASES + CONV_TRANSPOSE_CASES if "in units" in case.name]
 
 
-def _stride_units(monkeypatch) -> dict[str, set[int]]:
-    """Every conv kernel launch's STRIDE_UNIT, by kernel function."""
-    units: dict[str, set[int]] = {}
+def _stride_units(monkeypatch) -> dict[str, set[tuple[int, ...]]]:
+    """Every conv kernel launch's (IN_UNIT, WEIGHT_UNIT, OUT_UNIT, GRAD_UNIT), 0 for those
+    it does not take, by kernel function."""
+    units: dict[str, set[tuple[int, ...]]] = {}
     original = _launch._go
 
     def record(function, grid, template, slots, meta, tensors, device):
-        if "STRIDE_UNIT" in meta:
-            units.setdefault(getattr(function, "function", function).__name__, set()).add(meta["STRIDE_UNIT"])
+        if "IN_UNIT" in meta:
+            used = tuple(meta.get(name, 0) for name in ("IN_UNIT", "WEIGHT_UNIT", "OUT_UNIT", "GRAD_UNIT"))
+            units.setdefault(getattr(function, "function", function).__name__, set()).add(used)
         return original(function, grid, template, slots, meta, tensors, device)
 
     _launch._passes.clear()
@@ -330,10 +332,11 @@ def test_channels_last_rows_in_units_of_their_alignment(case, dtype, monkeypatch
     """Channel counts that 16 does not divide (40, 24, 56 channels; 20 per group): the conv
     kernels take channels-last row strides and channel counts divided by the largest power
     of two, up to 16 bytes of elements, that divides them all, and multiply them back by
-    their STRIDE_UNIT constexpr (what lets Triton prove 16-byte rows). Forward and both
+    their unit constexprs (what lets Triton prove 16-byte rows; one per tensor, so a depthwise
+    weight's 9-element rows leave the activations' unit whole). Forward and both
     gradients against torch in float64, and every forward, input-gradient and
-    weight-gradient launch ran in units above 1 (16 bytes of elements, but 4 for 20 channels
-    per group)."""
+    weight-gradient launch ran with a unit above 1 (16 bytes of elements, or 4 where 20
+    channels per group decide it)."""
     units = _stride_units(monkeypatch)
     name = f"conv_transpose{case.dims}d" if case.transposed else f"conv{case.dims}d"
     input, weight, bias = case.tensors(torch.float64)
@@ -341,8 +344,11 @@ def test_channels_last_rows_in_units_of_their_alignment(case, dtype, monkeypatch
                              _channels_innermost(weight), bias, case.kwargs, dtype)
     assert set(units) == {"conv_fprop_kernel", "conv_dgrad_kernel", "conv_wgrad_kernel"}
     element = torch.empty((), dtype=dtype).element_size()
+    expected = 16 // element  # (a tensor whose values 16 divides: 1; 20 channels per group: 4)
     for kernel, used in units.items():
-        assert used == ({4} if "groups" in case.name else {16 // element}), kernel
+        assert {max(launch) for launch in used} <= ({4, expected} if "groups" in case.name else {expected}), (kernel, used)
+    if "depthwise" in case.name:  # the weight's 9-element rows: its unit is 1, the activations' whole
+        assert units["conv_fprop_kernel"] == {(expected, 1, expected, 0)}, units
 
 
 def test_one_element_dims_do_not_decide_the_unit(monkeypatch):
@@ -353,4 +359,4 @@ def test_one_element_dims_do_not_decide_the_unit(monkeypatch):
     input = stored.as_strided((2, 40, 1, 9), (360, 1, 3, 40))
     weight = _channels_innermost(torch.randn(24, 40, 1, 3, dtype=torch.float64))
     _check_forward_and_grads(tconv.conv2d, F.conv2d, input, weight, None, dict(padding=(0, 1)), torch.float16)
-    assert units["conv_fprop_kernel"] == {8}
+    assert {launch[0] for launch in units["conv_fprop_kernel"]} == {8}

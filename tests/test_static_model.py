@@ -107,7 +107,7 @@ def test_aot_specialises_exactly_what_the_launcher_passes(kernel_name, layout, c
     """Triton's binder on the launcher's real arguments (CPU tensors, 64-byte aligned
     like CUDA's) gives the signature, constants and attributes the AOT compile uses; NCHW
     with 32 channels gathers in place, with 256 (compute-bound) it reads layout copies;
-    40 channels pass their row strides in units of 8 (STRIDE_UNIT).
+    40 channels pass their row strides in units of 8 (IN_UNIT, WEIGHT_UNIT, OUT_UNIT).
     The column GEMM (fprop's loop, the weight read through strides) is the input gradient
     of a 3-channel 7x7 layer."""
     columns = kernel_name.startswith("columns")

@@ -13,7 +13,7 @@ from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
 from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, row_strides, stride_unit
+from .units import divided_strides, tensor_unit
 
 
 @functools.lru_cache(maxsize=256)
@@ -73,24 +73,27 @@ class Dgrad(Descriptor):
         _, weight_strides = layout_3d(weight)
         (_, _, *out_size), out_strides = layout_3d(output)
         steps = [phase_steps(s, d) for s, d in zip(in_3d(spec.stride, 1), in_3d(spec.dilation, 1))]
-        channels = (spec.in_channels_per_group, self.extents(spec)[1])
-        # (elementwise: channel counts are the GROUP_IN, GROUP_OUT constexprs)
-        unit = stride_unit((*row_strides(input), *row_strides(weight), *(() if spec.elementwise_lanes else channels)),
-                           input.element_size())
-        out_unit = stride_unit(row_strides(output), output.element_size())  # (the epilogue's stores)
+        # Row strides and channel counts in units, one per tensor; the output channels go with
+        # the weight, whose loads along them they mask (elementwise: the GROUP_IN, GROUP_OUT
+        # constexprs count the channels, so the counts stay as they are).
+        dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
+        in_unit = tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
+        weight_unit = tensor_unit(weight, (columns,) if dense else ())
+        out_unit = tensor_unit(output)
         args = (
             input, weight, bias, output, phases,
-            batch, *in_size, *divided_strides(in_strides, unit),
-            *divided_strides(weight_strides, unit),
+            batch, *in_size, *divided_strides(in_strides, in_unit),
+            *divided_strides(weight_strides, weight_unit),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
-            phases.shape[1], *(channels if spec.elementwise_lanes else (count // unit for count in channels)),
+            phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1), columns // (weight_unit if dense else 1),
         )
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
                     GROUP_M=config.group_m, TAP_BITS=math.prod(spec.kernel_size) < 32,
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
-                    STRIDE_UNIT=unit, OUT_UNIT=out_unit, **tile_meta(config), **numerics, **launch_options(config))
+                    IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
+                    **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
 
     def weight_columns(self, spec: ConvSpec) -> str | None:

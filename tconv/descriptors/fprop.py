@@ -11,7 +11,7 @@ from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, row_strides, stride_unit
+from .units import divided_strides, row_strides, tensor_unit
 
 
 class Fprop(Descriptor):
@@ -43,19 +43,19 @@ class Fprop(Descriptor):
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         folded = self.folded_channels(spec)
         reduction = self.extents(spec)[2]
-        channels = () if spec.elementwise_lanes else (spec.in_channels_per_group,)  # (elementwise: GROUP_IN)
-        unit = stride_unit((*row_strides(input), *self.weight_row_strides(weight), *channels), input.element_size())
-        columns = self.extents(spec)[1]  # (elementwise: not in units, GROUP_OUT is the constexpr)
-        out_unit = stride_unit((*row_strides(output), *(() if spec.elementwise_lanes else (columns,))),
-                               output.element_size())
+        # Row strides and channel counts in units, one per tensor (elementwise launches take their
+        # channel counts from the GROUP_IN, GROUP_OUT constexprs, so those stay as they are).
+        dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
+        in_unit = tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
+        weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
+        out_unit = tensor_unit(output, (columns,) if dense else ())
         args = (
             input, weight, bias, output,
-            batch, *in_size, *divided_strides(in_strides, unit),
-            *divided_strides(weight_strides, unit),
+            batch, *in_size, *divided_strides(in_strides, in_unit),
+            *divided_strides(weight_strides, weight_unit),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group // (1 if spec.elementwise_lanes else unit),
-            columns // (1 if spec.elementwise_lanes else out_unit),
+            spec.in_channels_per_group // (in_unit if dense else 1), columns // (out_unit if dense else 1),
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
@@ -65,7 +65,8 @@ class Fprop(Descriptor):
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
-            STRIDE_UNIT=unit, OUT_UNIT=out_unit, **tile_meta(config), **numerics, **launch_options(config),
+            IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
+            **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
 
@@ -74,7 +75,7 @@ class Fprop(Descriptor):
         return layout_3d(weight)[1]
 
     def weight_row_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
-        """weight_strides' that the kernel takes divided by its stride unit (row_strides)."""
+        """The weight's strides that decide its unit (tconv.descriptors.units.row_strides)."""
         return row_strides(weight)
 
     def folded_channels(self, spec: ConvSpec) -> int:

@@ -40,3 +40,12 @@ def divided_strides(strides: tuple[int, ...], unit: int) -> tuple[int, ...]:
     """[N, C, D, H, W] strides with every one but the channel stride divided by `unit`
     (rounded down: only a one-element dim's stride may not divide, see row_strides)."""
     return tuple(stride if dim == 1 else stride // unit for dim, stride in enumerate(strides))
+
+
+def tensor_unit(tensor: torch.Tensor, counts: tuple[int, ...] = (), rows: tuple[int, ...] | None = None) -> int:
+    """The unit of one tensor's row strides (row_strides, or `rows`) and the channel counts
+    that mask its loads or stores (`counts`), in its element size. One unit per tensor, so
+    that a weight in torch's layout (a 3x3's 9-element rows) leaves a channels-last input's
+    unit whole."""
+    return stride_unit((*(row_strides(tensor) if rows is None else rows), *counts), tensor.element_size())
+

@@ -13,7 +13,7 @@ from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, Ker
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, MemoryPass, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, row_strides, stride_unit
+from .units import divided_strides, tensor_unit
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -155,20 +155,20 @@ class Wgrad(Descriptor):
         _, rows_per_split = self.split(spec, config)
         row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
         row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
-        channels = (spec.in_channels_per_group, self.extents(spec)[0])
-        # (elementwise: channel counts are the GROUP_IN, GROUP_OUT constexprs). Packed thin
-        # columns and small groups' (output, input channel) rows gather one element at a time
-        # whatever the strides: no unit (SD's 4-channel layers, sm_90: 397 -> 414 and 89 -> 106
-        # loop instructions with one).
+        # Row strides and channel counts in units, one per tensor (elementwise: the GROUP_IN,
+        # GROUP_OUT constexprs count the channels). Packed thin columns and small groups'
+        # (output, input channel) rows gather one element at a time whatever the strides: no
+        # units (SD's 4-channel layers, sm_90: 397 -> 414 and 89 -> 106 loop instructions with them).
+        dense, rows = not spec.elementwise_lanes, self.extents(spec)[0]
         gathers = spec.packed_channels or spec.elementwise_lanes > 1
-        unit = 1 if gathers else stride_unit((*row_strides(input), *row_strides(grad_output), row_stride or 0,
-                                              *(() if spec.elementwise_lanes else channels)), input.element_size())
+        in_unit = 1 if gathers else tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
+        grad_unit = 1 if gathers else tensor_unit(grad_output, ((rows,) if dense else ()) + (row_stride or 0,))
         args = (
             input, grad_output, workspace,
-            batch, *in_size, *divided_strides(in_strides, unit),
-            *out_size, *divided_strides(grad_strides, unit), (row_stride or 0) // unit,
+            batch, *in_size, *divided_strides(in_strides, in_unit),
+            *out_size, *divided_strides(grad_strides, grad_unit), (row_stride or 0) // grad_unit,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            *(channels if spec.elementwise_lanes else (count // unit for count in channels)),
+            spec.in_channels_per_group // (in_unit if dense else 1), rows // (grad_unit if dense else 1),
             rows_per_split, workspace.shape[1], self.split_stride(spec, False),
         )
         meta = dict(
@@ -178,7 +178,7 @@ class Wgrad(Descriptor):
             ROW_STEPS=row_steps, LINE_STEPS=line_steps(spec, config, out_size, row_steps, row_stride is not None),
             MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
-            TAP_RUN=tap_run(spec, config), STRIDE_UNIT=unit,
+            TAP_RUN=tap_run(spec, config), IN_UNIT=in_unit, GRAD_UNIT=grad_unit,
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
