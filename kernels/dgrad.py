@@ -119,7 +119,9 @@ def conv_dgrad_kernel(
         weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
     out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
                                                                        out_stride_w, OUT_UNIT)
-    if not ELEMENTWISE_LANES:  # (elementwise channel counts are the GROUP_IN, GROUP_OUT constexprs)
+    if ELEMENTWISE_LANES:  # (group sizes: the GROUP_IN, GROUP_OUT constexprs)
+        out_channels_per_group = out_channels_per_group * IN_UNIT  # the columns
+    else:
         in_channels_per_group = in_channels_per_group * IN_UNIT
         out_channels_per_group = out_channels_per_group * WEIGHT_UNIT  # (it masks the weight's loads)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'

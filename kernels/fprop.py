@@ -205,7 +205,8 @@ def conv_fprop_kernel(
     # Row strides and channel counts arrive divided by units (tconv.descriptors.units), one per
     # tensor: multiplied back by these constants, they are provably 16-byte multiples. The
     # input's channel count goes with the input, the output's with the output (elementwise
-    # launches read theirs from the GROUP_IN, GROUP_OUT constexprs).
+    # launches: the group sizes are the GROUP_IN, GROUP_OUT constexprs, the columns go with
+    # the input, whose loads they mask).
     in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
                                                                    in_stride_w, IN_UNIT)
     weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
@@ -213,7 +214,7 @@ def conv_fprop_kernel(
     out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
                                                                        out_stride_w, OUT_UNIT)
     in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else IN_UNIT)
-    out_channels_per_group = out_channels_per_group * (1 if ELEMENTWISE_LANES else OUT_UNIT)
+    out_channels_per_group = out_channels_per_group * (IN_UNIT if ELEMENTWISE_LANES else OUT_UNIT)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
     group = 0 if ELEMENTWISE_LANES else tl.program_id(1)

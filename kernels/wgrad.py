@@ -297,9 +297,9 @@ def conv_wgrad_kernel(
     grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w = in_elements(
         grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w, GRAD_UNIT)
     grad_stride_row = grad_stride_row * GRAD_UNIT
-    if not ELEMENTWISE:  # (elementwise channel counts are the GROUP_IN, GROUP_OUT constexprs)
+    out_channels_per_group = out_channels_per_group * GRAD_UNIT  # (elementwise: the rows)
+    if not ELEMENTWISE:  # (elementwise group sizes are the GROUP_IN, GROUP_OUT constexprs)
         in_channels_per_group = in_channels_per_group * IN_UNIT
-        out_channels_per_group = out_channels_per_group * GRAD_UNIT
     group = 0 if ELEMENTWISE else tl.program_id(1)  # elementwise: one group; a constant keeps offsets aligned
     split = tl.program_id(2)
     # Axis 0: output-channel tiles fastest, then (tap, input-channel tile).

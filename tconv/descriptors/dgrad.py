@@ -74,10 +74,10 @@ class Dgrad(Descriptor):
         (_, _, *out_size), out_strides = layout_3d(output)
         steps = [phase_steps(s, d) for s, d in zip(in_3d(spec.stride, 1), in_3d(spec.dilation, 1))]
         # Row strides and channel counts in units, one per tensor; the output channels go with
-        # the weight, whose loads along them they mask (elementwise: the GROUP_IN, GROUP_OUT
-        # constexprs count the channels, so the counts stay as they are).
+        # the weight, whose loads along them they mask (elementwise: the group sizes are the
+        # GROUP_IN, GROUP_OUT constexprs, and the columns go with the input, as in fprop).
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
-        in_unit = tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
+        in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, (columns,) if dense else ())
         out_unit = tensor_unit(output)
         args = (
@@ -86,7 +86,8 @@ class Dgrad(Descriptor):
             *divided_strides(weight_strides, weight_unit),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
-            phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1), columns // (weight_unit if dense else 1),
+            phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
+            columns // (weight_unit if dense else in_unit),
         )
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
                     GROUP_M=config.group_m, TAP_BITS=math.prod(spec.kernel_size) < 32,

@@ -43,10 +43,11 @@ class Fprop(Descriptor):
         kernel_d, kernel_h, kernel_w = in_3d(spec.kernel_size, 1)
         folded = self.folded_channels(spec)
         reduction = self.extents(spec)[2]
-        # Row strides and channel counts in units, one per tensor (elementwise launches take their
-        # channel counts from the GROUP_IN, GROUP_OUT constexprs, so those stay as they are).
+        # Row strides and channel counts in units, one per tensor. Elementwise launches take their
+        # group sizes as the GROUP_IN, GROUP_OUT constexprs, and their columns mask the input's
+        # loads along channels: the column count goes with the input there.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
-        in_unit = tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
+        in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
         args = (
@@ -55,7 +56,7 @@ class Fprop(Descriptor):
             *divided_strides(weight_strides, weight_unit),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group // (in_unit if dense else 1), columns // (out_unit if dense else 1),
+            spec.in_channels_per_group // (in_unit if dense else 1), columns // (out_unit if dense else in_unit),
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],

@@ -155,20 +155,21 @@ class Wgrad(Descriptor):
         _, rows_per_split = self.split(spec, config)
         row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
         row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
-        # Row strides and channel counts in units, one per tensor (elementwise: the GROUP_IN,
-        # GROUP_OUT constexprs count the channels). Packed thin columns and small groups'
+        # Row strides and channel counts in units, one per tensor; the rows (output channels, or a
+        # depthwise layer's channels) go with grad_output (elementwise group sizes are the GROUP_IN,
+        # GROUP_OUT constexprs). Packed thin columns and small groups'
         # (output, input channel) rows gather one element at a time whatever the strides: no
         # units (SD's 4-channel layers, sm_90: 397 -> 414 and 89 -> 106 loop instructions with them).
         dense, rows = not spec.elementwise_lanes, self.extents(spec)[0]
         gathers = spec.packed_channels or spec.elementwise_lanes > 1
         in_unit = 1 if gathers else tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
-        grad_unit = 1 if gathers else tensor_unit(grad_output, ((rows,) if dense else ()) + (row_stride or 0,))
+        grad_unit = 1 if gathers else tensor_unit(grad_output, (rows, row_stride or 0))
         args = (
             input, grad_output, workspace,
             batch, *in_size, *divided_strides(in_strides, in_unit),
             *out_size, *divided_strides(grad_strides, grad_unit), (row_stride or 0) // grad_unit,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
-            spec.in_channels_per_group // (in_unit if dense else 1), rows // (grad_unit if dense else 1),
+            spec.in_channels_per_group // (in_unit if dense else 1), rows // grad_unit,
             rows_per_split, workspace.shape[1], self.split_stride(spec, False),
         )
         meta = dict(
