@@ -117,13 +117,13 @@ def conv_dgrad_kernel(
                                                                    in_stride_w, IN_UNIT)
     weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
-    out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
-                                                                       out_stride_w, OUT_UNIT)
     if ELEMENTWISE_LANES:  # (group sizes: the GROUP_IN, GROUP_OUT constexprs)
         out_channels_per_group = out_channels_per_group * IN_UNIT  # the columns
     else:
         in_channels_per_group = in_channels_per_group * IN_UNIT
         out_channels_per_group = out_channels_per_group * WEIGHT_UNIT  # (it masks the weight's loads)
+    out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
+                                                                       out_stride_w, OUT_UNIT)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
     group = 0 if ELEMENTWISE_LANES else tl.program_id(1)
