@@ -136,7 +136,7 @@ CONV_CASES = [
     _c("1d 80 channels k7 folded", (21,), 80, 24, (7,), padding=3),
     _c("2d 48 channels s2 folded", (9, 10), 48, 20, (3, 3), stride=2, padding=1),
     # Channel counts that 8 (40, 24, 56) or 4 (20 per group) divide but 16 does not: channels-last
-    # row strides reach the kernels divided by their power-of-two unit (STRIDE_UNIT).
+    # row strides reach the kernels divided by their power-of-two unit (IN_UNIT, WEIGHT_UNIT, ...).
     _c("2d 40->24 strided rows in units", (7, 9), 40, 24, (3, 3), stride=(1, 2), padding=1),
     _c("1d 56->40 dilated rows in units", (19,), 56, 40, (3,), padding=2, dilation=2),
     _c("3d 40->32 groups rows in units", (3, 5, 6), 40, 32, (1, 3, 3), padding=(0, 1, 1), groups=2, bias=False),

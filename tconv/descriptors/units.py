@@ -4,7 +4,8 @@ Triton's launch specialisation marks an integer argument as divisible by 16 or n
 A channels-last tensor of 24 or 40 channels has rows that start 16-byte aligned in 16-bit
 storage, yet its row strides (24, 40 x width, ...) read as unaligned, so the compiler loads
 its channels one element at a time. The conv kernels therefore take such values divided by
-their unit and multiply them back by a constexpr (STRIDE_UNIT), which proves the alignment.
+their unit and multiply them back by a constexpr, one per tensor (IN_UNIT, WEIGHT_UNIT,
+OUT_UNIT, GRAD_UNIT), which proves the alignment.
 """
 
 from __future__ import annotations
@@ -48,4 +49,3 @@ def tensor_unit(tensor: torch.Tensor, counts: tuple[int, ...] = (), rows: tuple[
     that a weight in torch's layout (a 3x3's 9-element rows) leaves a channels-last input's
     unit whole."""
     return stride_unit((*(row_strides(tensor) if rows is None else rows), *counts), tensor.element_size())
-
