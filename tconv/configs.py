@@ -440,6 +440,12 @@ CHANNELS_FIRST_OUTPUT_ACCUMULATOR = 32
 #: registers and 64 rows: larger ones spill (128x32x32 dgrad 360 bytes on a 3x3x3 layer:
 #: each row's gathered addresses and masks live in registers).
 GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32, "block_m": 64}
+#: sm_80 forward tiles of 128 fp32 accumulator registers a thread (256x128 and 128x256 with 8
+#: warps, 128x128 with 4) are left out for loops of more than 16 taps: there 256x128 and
+#: 128x128 spilled (DeepBench's 5x5 speech layers, 64 -> 128 channels at 80x350: 64-80 bytes
+#: and 80-112; a 7x7 there: 48) and 128x256 took 240 registers, where the suites' 3x3 and 4x4
+#: loops fit. sm_90 compiled them without spills.
+LONG_TAP_LOOP = {"accumulator": 128, "taps": 16}
 #: Share of tensor peak the gathered main loops reach, per family and kernel. sm_90:
 #: measured on an H100 (tconv bench, ResNet-50 at batch 64, fp16, CUDA-graph replay of every
 #: pass that gathered: 11 forward, 8 input-gradient and 11 weight-gradient 1x1 and 3x3 s2
@@ -613,7 +619,13 @@ def _tile_for(count: int, largest: int) -> int:
     return tile
 
 
-def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype, lanes: int) -> KernelConfig:
+#: Taps from which an elementwise launch keeps no per-row tap bits (32 fit one int32 word) and
+#: checks its rows' bounds at every step instead, which holds more registers per row.
+ELEMENTWISE_BOUNDS_TAPS = 32
+
+
+def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype, lanes: int,
+                        taps: int) -> KernelConfig:
     """Elementwise tiles (no tensor cores, so no issue-bound share to rank by); fprop and
     dgrad column tiles hold whole output channels' lanes, at most 2,048 elements."""
     wide = dtype == torch.float64
@@ -621,9 +633,10 @@ def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype
     if kernel == "wgrad":
         return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
     block_n = max(lanes, _tile_for(columns, 32))
-    # 32 rows when a column tile holds one or two output channels' 32+ lanes: the gathered
-    # (NCHW) 3x3x3 input gradient of a one-channel volume spilled at 64 on sm_80
-    block_m = 32 if wide or rows <= 32 or block_n > 32 or lanes >= 32 else 64
+    # 32 rows when a column tile holds one or two output channels' 32+ lanes (the gathered
+    # (NCHW) 3x3x3 input gradient of a one-channel volume spilled at 64 on sm_80), and from
+    # ELEMENTWISE_BOUNDS_TAPS taps on (DeepSpeech's one-channel 5x20 forward spilled 8 bytes at 64 on sm_90)
+    block_m = 32 if wide or rows <= 32 or block_n > 32 or lanes >= 32 or taps >= ELEMENTWISE_BOUNDS_TAPS else 64
     warps = 8 if wide and block_n > 32 else 4  # within the elementwise register budget
     return KernelConfig(block_m, block_n, 16, num_warps=warps, num_stages=2)
 
@@ -654,7 +667,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     descriptor, spec = descriptor_of(kernel).loop_problem(spec)
     rows, columns, _ = descriptor.extents(spec)
     if spec.elementwise_lanes:
-        return _elementwise_config(descriptor.name, rows, columns, dtype, spec.elementwise_lanes)
+        return _elementwise_config(descriptor.name, rows, columns, dtype, spec.elementwise_lanes,
+                                   math.prod(spec.kernel_size))
     table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]
     candidates = prune(descriptor, spec, dtype, family)
     gathered = (layout != "channels_last" and not copies_pay(descriptor.name, spec, dtype, family)) or not (
@@ -668,6 +682,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         block_k = max(16, block_k * 2 // element)  # the bytes per K step the 16-bit tile was measured with
         accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
+            continue
+        if (descriptor.name == "fprop" and family != "sm_90" and accumulator >= LONG_TAP_LOOP["accumulator"]
+                and descriptor.loop_taps(spec) > LONG_TAP_LOOP["taps"]):
             continue
         if gathered and (block_k * element > GATHERED_LIMITS["k_step_bytes"] or block_m > GATHERED_LIMITS["block_m"]
                          or accumulator > GATHERED_LIMITS["accumulator"]):

@@ -130,12 +130,13 @@ class ConvSpec:
 
     @property
     def tap_columns(self) -> bool:
-        """A transposed convolution (so also a conv's input gradient) of one group with 2-15
+        """A transposed convolution (so also a conv's input gradient) of one group with 1-15
         output channels that is not elementwise (an RGB stem's input gradient, DCGAN's
-        64 -> 3 output layer): a GEMM over every (output channel, tap) pair, then a
-        column-to-image sum (tconv/descriptors/columns.py), rather than the phase kernel's
-        N padded to tl.dot's 16."""
-        return (self.transposed and self.groups == 1 and 1 < self.out_channels < THIN_CHANNELS
+        64 -> 3 output layer, DeepSpeech's one-channel 5x20 input gradient): a GEMM over
+        every (output channel, tap) pair, then a column-to-image sum
+        (tconv/descriptors/columns.py), rather than the phase kernel's N padded to tl.dot's
+        16 (16.8x the useful multiply-adds for that one channel)."""
+        return (self.transposed and self.groups == 1 and self.out_channels < THIN_CHANNELS
                 and not self.elementwise_lanes)
 
     @property

@@ -143,6 +143,12 @@ CONV_CASES = [
     _c("2d depthwise 24 rows in units", (7, 6), 24, 24, (3, 3), stride=(2, 1), padding=1, groups=24),
     # An input gradient of 3 channels past the elementwise rule: the column GEMM and col2im.
     _c("2d 3->40 asym stride dil columns", (13, 11), 3, 40, (5, 3), stride=(2, 1), padding=(2, 1), dilation=(1, 2)),
+    # DeepBench's speech layers: 17-31 taps in one word of tap bits (5x5, padding 1, stride 2;
+    # a 1-d k21), and one input channel under a 5x20 filter (100 taps: an elementwise launch
+    # that checks bounds at every step, in 32-row tiles).
+    _c("2d 5x5 s2 p1 speech", (11, 14), 32, 24, (5, 5), stride=2, padding=1),
+    _c("1d k21 tap bits", (30,), 32, 8, (21,), padding=10, bias=False),
+    _c("2d one channel 5x20 s2", (9, 27), 1, 8, (5, 20), stride=2),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).
@@ -183,9 +189,11 @@ CONV_TRANSPOSE_CASES = [
     _t("2d 4 per group", (5, 4), 16, 16, (4, 4), stride=2, padding=1, groups=4),
     _t("1d one output channel", (9,), 24, 1, (5,), stride=3, padding=1),
     _t("2d 24->40 k3 s2 op1 rows in units", (5, 6), 24, 40, (3, 3), stride=2, padding=1, output_padding=1),
-    # 2-15 output channels past the elementwise rule (ConvSpec.tap_columns): DCGAN's output
-    # layer, a dilated 1d with output_padding, a 3d one.
+    # 1-15 output channels past the elementwise rule (ConvSpec.tap_columns): DCGAN's output
+    # layer, one output channel (a one-channel input's gradient: DeepSpeech's 5x20 filter),
+    # a dilated 1d with output_padding, a 3d one.
     _t("2d 64->3 k4 s2 p1 columns", (6, 5), 64, 3, (4, 4), stride=2, padding=1),
+    _t("2d 72->1 k3x5 s2 columns", (5, 6), 72, 1, (3, 5), stride=2, padding=(1, 2)),
     _t("1d 96->2 k7 s3 dil2 op1 columns", (11,), 96, 2, (7,), stride=3, padding=2, dilation=2, output_padding=1),
     _t("3d 32->5 k3 s2 op1 columns", (3, 4, 3), 32, 5, (3, 3, 3), stride=2, padding=1, output_padding=1),
 ]

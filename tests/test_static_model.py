@@ -187,6 +187,22 @@ def test_channel_counts_16_does_not_divide_load_128_bits(arch):
             assert pass_name == "wgrad" or report.store_bits == 128, (name, pass_name, report)
 
 
+@pytest.mark.parametrize("arch", [80, 90])
+def test_deepbench_speech_layers_compile_without_spills(arch):
+    """DeepBench's speech layers (suite `deepbench`): a 5x5 filter at stride 2 with padding 1
+    on 350x80 (25 taps), whose forward sm_80 took 256x128x64 with 8 warps and spilled 80
+    bytes (configs.LONG_TAP_LOOP now leaves such tiles out), and DeepSpeech's one-channel
+    5x20 filter (100 taps, an elementwise launch), which spilled 8 on sm_90 in 64-row tiles
+    (it now takes 32). Every pass at the heuristic's config compiles without spills."""
+    family = aot.FAMILY_OF_ARCH[arch]
+    layers = {layer.name: layer for layer in SUITES["deepbench"]}
+    for name in ("64->128 5x5 s2 p1 @80x350 n16", "1->32 5x20 s2 p0 @161x700 n4"):
+        for pass_name, (kernel, spec) in pass_specs(layer_spec(layers[name])).items():
+            config = heuristic_config(kernel, spec, torch.float16, family, "channels_last")
+            report = aot.compile_launch(kernel, spec, "float16", config, arch, "channels_last")
+            assert report.spill_bytes == 0, (name, pass_name, config, report.spill_bytes)
+
+
 def test_tuner_is_handed_a_callable_and_never_imports_the_launcher():
     tree = ast.parse(inspect.getsource(tune))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
