@@ -24,7 +24,9 @@ The K loop runs over (tap, channel block) pairs, tap-major, with the tap and blo
 as counters (no division in the loop). With zeros padding and fewer than 32 taps
 (TAP_BITS), each row's input offset at tap 0 and a bit per tap saying whether that tap
 reads a real element are computed once per tile (packed thin groups: fewer than 64), so a K step's gather is a scalar delta
-and a shift per row, CUTLASS-style. Otherwise the padding is resolved in the gather each
+and a shift per row, CUTLASS-style. Without padding (UNPADDED: every tap of an output
+position reads a real element), at any tap count, the main loop takes the same scalar deltas
+and masks only the rows past the last, with one mask for the whole loop. Otherwise the padding is resolved in the gather each
 step: zeros by the load mask, reflect / replicate / circular by folding the index, so no
 padded copy of the input ever exists. EVEN_K (channels a multiple of BLOCK_K) drops the
 channel masks.
@@ -195,7 +197,7 @@ def conv_fprop_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
-    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
@@ -238,7 +240,9 @@ def conv_fprop_kernel(
             first_d.to(INDEX_DTYPE) * in_stride_d + first_h.to(INDEX_DTYPE) * in_stride_h
             + first_w.to(INDEX_DTYPE) * in_stride_w
         )
-        if FOLD_CHANNELS:  # taps over (kd, kh) only: the folded width is checked per element
+        if UNPADDED:  # no tap reads outside the input: the rows' range is the one mask
+            tap_bits = row_in_range
+        elif FOLD_CHANNELS:  # taps over (kd, kh) only: the folded width is checked per element
             tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
                                   in_depth, in_height, in_width, KERNEL_D, KERNEL_H, 1, False)
         else:
@@ -324,7 +328,9 @@ def conv_fprop_kernel(
         if TAP_BITS:
             tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
-            if KERNEL_D == 1 and ACC_DTYPE != tl.float64:  # a carried scalar bit: one AND per row
+            if UNPADDED:
+                row_mask = row_in_range
+            elif KERNEL_D == 1 and ACC_DTYPE != tl.float64:  # a carried scalar bit: one AND per row
                 row_mask = (tap_bits & tap_bit) != 0
             else:  # the shift: the AND spilled 24-560 bytes in 3-d loops, 16 in sm_90's fp64 64x64x64
                 row_mask = ((tap_bits >> tap) & 1) != 0

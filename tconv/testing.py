@@ -149,6 +149,8 @@ CONV_CASES = [
     _c("2d 5x5 s2 p1 speech", (11, 14), 32, 24, (5, 5), stride=2, padding=1),
     _c("1d k21 tap bits", (30,), 32, 8, (21,), padding=10, bias=False),
     _c("2d one channel 5x20 s2", (9, 27), 1, 8, (5, 20), stride=2),
+    # No padding at 50 taps (DeepSpeech's second layer): row deltas, one mask for the loop.
+    _c("2d 5x10 s2 unpadded", (9, 25), 32, 16, (5, 10), stride=2),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).

@@ -203,6 +203,30 @@ def test_deepbench_speech_layers_compile_without_spills(arch):
             assert report.spill_bytes == 0, (name, pass_name, config, report.spill_bytes)
 
 
+@pytest.mark.parametrize("arch", [80, 90])
+def test_unpadded_forward_masks_rows_once(arch):
+    """Without padding every tap of an output position reads the input, so the forward's
+    main loop takes row deltas at any tap count and masks only rows past the last
+    (UNPADDED). DeepSpeech's 32 -> 32 5x10 layer at stride 2 (50 taps: no tap bits)
+    checked every row's bounds at every step: sm_90 246 loop instructions per 8 HGMMA, 2.0x
+    a GEMM's, issue-bound share 0.52; sm_80 176 per 16 HMMA, 1.83x. Padded layers keep
+    their per-tap masks."""
+    layers = {layer.name: layer for layer in SUITES["deepbench"]}
+    kernel, spec = pass_specs(layer_spec(layers["32->32 5x10 s2 p0 @79x341 n16"]))["fprop"]
+    config = heuristic_config(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch], "channels_last")
+    report = aot.compile_launch(kernel, spec, "float16", config, arch, "channels_last")
+    gemm = aot.reference_loop("float16", config, arch).loop
+    ratio = (report.loop.instructions / report.loop.tensor_core_instructions) / (
+        gemm.instructions / gemm.tensor_core_instructions)
+    assert report.issue_bound_share == 1.0 and ratio <= 1.25 and report.spill_bytes == 0, (config, report, ratio)
+    padded = layer_spec(Layer("3x3", 8, 64, (28, 28), 64, (3, 3), 1, 1))
+    for problem, unpadded in ((spec, True), (padded, False)):
+        constexprs = aot.specialize("fprop", problem, "float16", "channels_last", config, arch)[2]
+        names = configs.descriptor_of("fprop").function.arg_names
+        values = {names[key[0]]: value for key, value in constexprs.items()}
+        assert values["UNPADDED"] is unpadded and values["TAP_BITS"], problem
+
+
 def test_tuner_is_handed_a_callable_and_never_imports_the_launcher():
     tree = ast.parse(inspect.getsource(tune))
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}

@@ -47,6 +47,10 @@ class Fprop(Descriptor):
         # group sizes as the GROUP_IN, GROUP_OUT constexprs, and their columns mask the input's
         # loads along channels: the column count goes with the input there.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
+        # No padding: every tap of every output position reads the input (the output size
+        # leaves no tap past the end), so the main loop masks rows by their range alone.
+        # Packed and folded steps keep their per-tap bits.
+        unpadded = not any(spec.pad_before + spec.pad_after) and not (spec.packed_channels or folded)
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
@@ -62,7 +66,9 @@ class Fprop(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
-            TAP_BITS=spec.padding_mode == "zeros" and self.loop_taps(spec) < (64 if spec.packed_channels else 32),
+            TAP_BITS=unpadded or (spec.padding_mode == "zeros"
+                                  and self.loop_taps(spec) < (64 if spec.packed_channels else 32)),
+            UNPADDED=unpadded,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
