@@ -425,6 +425,10 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
 }
 
 
+#: Stages of the heuristic's float64 picks (correctness, no speed target): at 3, ptxas held
+#: sm_90's 64x16x16 column GEMM of DeepSpeech's one-channel input gradient to 64 registers
+#: and spilled 24 bytes; at 2 it took 71 and spilled none.
+FLOAT64_STAGES = 2
 #: Accumulator registers per thread of the heuristic's 32- and 64-bit picks: at 32
 #: (the space's bound) a few layers (TF32 3x3x3 on sm_80, float64 7x7) spill 24 bytes.
 HEURISTIC_WIDE_ACCUMULATOR = 16
@@ -680,6 +684,7 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     element = torch.empty((), dtype=dtype).element_size()
     for block_m, block_n, block_k, warps, stages, share, *run_share in table:
         block_k = max(16, block_k * 2 // element)  # the bytes per K step the 16-bit tile was measured with
+        stages = min(stages, FLOAT64_STAGES) if element == 8 else stages
         accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
             continue
