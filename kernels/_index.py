@@ -95,17 +95,23 @@ def tap_is_valid(tap_bits, tap):
 
 @triton.jit
 def next_step(channel_start, kd, kh, kw, block_k, channels, taps_h, taps_w,
-              KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr):
+              KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, TAP_STEPS: tl.constexpr = False):
     """The counters of a tap-major K loop's next step: the channel block, then the tap
-    (kd, kh, kw) when the channels wrap, and 1 when they did. The outermost level with more
-    than one tap never wraps inside the loop, so the levels above it are not carried: kd
-    stays a constant 0 with a unit KERNEL_D (a 3x3 loop loses a counter and two
-    multiplies), and kh too in 1-d loops. kw stays carried there (sm_80's 128x32x32 loop on
-    a 32-channel conv1d spilled 16 bytes with kw a plain sum), and a loop with one tap in
-    all three levels (a 1-d conv's folded width) keeps counting kh: sm_80's HiFi-GAN
-    conv_pre loop lost its pipelining and spilled without that count."""
-    channel_start, next_tap = carry(channel_start, block_k, channels)
+    (kd, kh, kw) when the channels wrap, and whether the step moved to the next tap, kw
+    wrapped and kh wrapped (1 or 0: what tap_move reads). TAP_STEPS (one channel block per
+    tap) moves to the next tap every step. The outermost level with more than one tap never
+    wraps inside the loop, so the levels above it are not carried: kd stays a constant 0
+    with a unit KERNEL_D (a 3x3 loop loses a counter and two multiplies), and kh too in 1-d
+    loops. kw stays carried there (sm_80's 128x32x32 loop on a 32-channel conv1d spilled 16
+    bytes with kw a plain sum), and a loop with one tap in all three levels (a 1-d conv's
+    folded width) keeps counting kh: sm_80's HiFi-GAN conv_pre loop lost its pipelining and
+    spilled without that count."""
+    if TAP_STEPS:
+        next_tap = 1
+    else:
+        channel_start, next_tap = carry(channel_start, block_k, channels)
     kw, next_h = carry(kw, next_tap, taps_w)
+    next_d = 0
     if KERNEL_D * KERNEL_H == 1 and KERNEL_W > 1:
         pass  # 1-d: kw wraps only past the last step
     elif KERNEL_D == 1:
@@ -113,7 +119,30 @@ def next_step(channel_start, kd, kh, kw, block_k, channels, taps_h, taps_w,
     else:
         kh, next_d = carry(kh, next_h, taps_h)
         kd += next_d
-    return channel_start, kd, kh, kw, next_tap
+    return channel_start, kd, kh, kw, next_tap, next_h, next_d
+
+
+@triton.jit
+def tap_moves(along_d, along_h, along_w, taps_h, taps_w):
+    """What an offset carried across a tap loop adds when the loop moves one tap along w,
+    when kw wraps (one along h, back along w) and when kh wraps: `along_*` is what one tap
+    along that dimension adds. Computed once, so a step adds a scalar instead of rebuilding
+    the offset from the three counters (two multiplies and an add per dimension). Returns
+    (move along w, move when kw wraps, move when kh wraps), tap_move's order."""
+    back_w = (taps_w - 1) * along_w
+    return along_w, along_h - back_w, along_d - (taps_h - 1) * along_h - back_w
+
+
+@triton.jit
+def tap_move(next_tap, next_h, next_d, move_w, move_h, move_d, KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr):
+    """The scalar a carried offset adds after a step (next_step's flags, tap_moves' moves)."""
+    if KERNEL_D > 1:
+        move = tl.where(next_d != 0, move_d, tl.where(next_h != 0, move_h, move_w))
+    elif KERNEL_H > 1:
+        move = tl.where(next_h != 0, move_h, move_w)
+    else:
+        move = move_w
+    return move * next_tap
 
 
 @triton.jit

@@ -37,12 +37,18 @@ a K step spans several taps and only the last one is padded (27 -> 32 for a 3x3 
 not 9 x 16 = 144). Each step splits its BLOCK_K indices by constexpr divisors (a multiply
 each) and gathers A and B per element.
 
-Folded width (FOLD_CHANNELS = the input channels, when 32 does not divide them, one group,
-zeros padding, dilation 1 along w; tconv.descriptors.fprop folded_channels): the K loop
-runs over the (kd, kh) taps and, in each, over a row's KERNEL_W x FOLD_CHANNELS run of
-(kw, c) pairs, k = kw * FOLD_CHANNELS + c, which channels-last storage keeps contiguous in
-both operands (FOLD_DENSE: k is the offset itself), so 80 channels x 7 taps take 64-wide
-K steps instead of 16-wide ones. A[m, (kd, kh, k)] is real when 0 <= first_w * C + k < W * C.
+Folded width (FOLD_CHANNELS = the input channels, when 32 does not divide them or a thin
+unpadded layer's runs are whole aligned K steps, one group, zeros padding, dilation 1 along
+w; tconv.descriptors.fprop folded_channels): the K loop runs over the (kd, kh) taps and, in
+each, over a row's KERNEL_W x FOLD_CHANNELS run of (kw, c) pairs, k = kw * FOLD_CHANNELS + c,
+which channels-last storage keeps contiguous in both operands (FOLD_DENSE: k is the offset
+itself), so 80 channels x 7 taps take 64-wide K steps instead of 16-wide ones, and a 16x16
+RGB patch's rows 48-long runs instead of one-element gathers. A[m, (kd, kh, k)] is real when
+0 <= first_w * C + k < W * C (always, UNPADDED).
+
+One channel block a tap (TAP_STEPS: a group of exactly BLOCK_K channels) moves to the next
+tap every step, without a channel counter; the tap's weight offset and input delta are
+then carried from step to step (kernels/_index.py tap_moves), as in 1-d loops.
 """
 
 import triton
@@ -60,6 +66,8 @@ from ._index import (
     sum_lanes,
     swizzle_tile,
     tap_is_valid,
+    tap_move,
+    tap_moves,
 )
 
 
@@ -146,12 +154,13 @@ def packed_step(
 def folded_step(
     k, input_ptr, weight_ptr, a_rows, row_mask, first_w, b_cols, col_in_range, in_width, in_stride_c, in_stride_w,
     weight_stride_c, weight_stride_w, KERNEL_W: tl.constexpr, FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
-    EVEN_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+    UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
     """The (A, B) tiles of a folded-width K step: index k of a row's (kw, channel) run is tap
     kw = k // FOLD_CHANNELS, channel k % FOLD_CHANNELS, and reads input position first_w + kw.
     FOLD_DENSE (input and weight store w and channel as one run): k is the offset itself and
-    the position check is one range test on first_w * channels + k, with no division."""
+    the position check is one range test on first_w * channels + k, with no division.
+    UNPADDED: every position of the run is real, so A is masked by rows alone."""
     if FOLD_DENSE:
         a_k = k.to(INDEX_DTYPE)
         b_k = a_k
@@ -164,7 +173,10 @@ def folded_step(
         b_k = (kw * weight_stride_w + channel * weight_stride_c).to(INDEX_DTYPE)
         position = first_w[:, None] + kw[None, :]
         real = (position >= 0) & (position < in_width)
-    a_mask = row_mask[:, None] & real
+    if UNPADDED:
+        a_mask = row_mask[:, None]
+    else:
+        a_mask = row_mask[:, None] & real
     if EVEN_K:
         b = tl.load(weight_ptr + b_cols[None, :] + b_k[:, None])
     else:
@@ -197,13 +209,16 @@ def conv_fprop_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
-    TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
+    # Tap offsets carried across steps (tap_moves) where a step always moves a tap or moves
+    # along w alone (1-d); else rebuilt from the counters each step (kernels/dgrad.py).
+    CARRIED: tl.constexpr = TAP_STEPS or KERNEL_D * KERNEL_H == 1
     # Row strides and channel counts arrive divided by units (tconv.descriptors.units), one per
     # tensor: multiplied back by these constants, they are provably 16-byte multiples. The
     # input's channel count goes with the input, the output's with the output (elementwise
@@ -217,9 +232,10 @@ def conv_fprop_kernel(
                                                                        out_stride_w, OUT_UNIT)
     in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else IN_UNIT)
     out_channels_per_group = out_channels_per_group * (IN_UNIT if ELEMENTWISE_LANES else OUT_UNIT)
-    # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
-    # offsets provably aligned, so the channel loads can be vector-wide.
-    group = 0 if ELEMENTWISE_LANES else tl.program_id(1)
+    # Elementwise launches one group (axis 1 has one program), and a folded width has one
+    # group: a constant 0 keeps the rows' offsets provably aligned (a thin layer's group
+    # offset, group * 3 channels, would not be), so the loads can be vector-wide.
+    group = 0 if ELEMENTWISE_LANES or FOLD_CHANNELS else tl.program_id(1)
     num_rows = batch * out_depth * out_height * out_width
     pid_m, pid_n = swizzle_tile(
         tl.program_id(0), tl.cdiv(num_rows, BLOCK_M), tl.cdiv(out_channels_per_group, BLOCK_N), GROUP_M
@@ -299,16 +315,20 @@ def conv_fprop_kernel(
         kh = tl.full((), 0, tl.int32)
         for _ in range(0, KERNEL_D * KERNEL_H * fold_blocks):
             tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h)
+            if UNPADDED:
+                fold_mask = row_in_range
+            else:
+                fold_mask = tap_is_valid(tap_bits, tap)
             a, b = folded_step(
                 k_start + channels, input_ptr, weight_ptr, input_rows + tap_delta.to(INDEX_DTYPE),
-                tap_is_valid(tap_bits, tap), first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
+                fold_mask, first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
                 col_in_range, in_width, in_stride_c, in_stride_w, weight_stride_c, weight_stride_w,
-                KERNEL_W, FOLD_CHANNELS, FOLD_DENSE, EVEN_K, INDEX_DTYPE,
+                KERNEL_W, FOLD_CHANNELS, FOLD_DENSE, UNPADDED, EVEN_K, INDEX_DTYPE,
             )
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
             # (levels: the run's blocks, then kh, then kd: next_step one level down)
-            k_start, _, kd, kh, next_tap = next_step(k_start, 0, kd, kh, BLOCK_K, fold_blocks * BLOCK_K, KERNEL_D,
-                                                     KERNEL_H, 1, KERNEL_D, KERNEL_H)
+            k_start, _, kd, kh, next_tap, _, _ = next_step(k_start, 0, kd, kh, BLOCK_K, fold_blocks * BLOCK_K,
+                                                           KERNEL_D, KERNEL_H, 1, KERNEL_D, KERNEL_H)
             tap += next_tap
         channel_blocks = 0
     # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
@@ -319,18 +339,29 @@ def conv_fprop_kernel(
     kd = tl.full((), 0, tl.int32)
     kh = tl.full((), 0, tl.int32)
     kw = tl.full((), 0, tl.int32)
+    # The tap's weight offset and input delta are carried too: a step adds one of three
+    # precomputed moves (tap_moves) instead of rebuilding them from the counters.
+    weight_moves = tap_moves(weight_stride_d, weight_stride_h, weight_stride_w, KERNEL_H, KERNEL_W)
+    tap_offset = tl.full((), 0, tl.int32)
+    if TAP_BITS:
+        input_moves = tap_moves(dilation_d * in_stride_d, dilation_h * in_stride_h, dilation_w * in_stride_w,
+                                KERNEL_H, KERNEL_W)
+        tap_delta = tl.full((), 0, tl.int32)
     for step in range(0, TAPS * channel_blocks):
         if TAPS == 1:
             # Kept apart: a 1x1 loop is a plain GEMM loop, and carried counters there
             # stop Triton from pipelining its loads.
             channel_start = step * BLOCK_K
-        tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
+            tap_offset = 0
+        elif not CARRIED:  # (as in kernels/dgrad.py: SD's 320-channel 3x3, sm_80: 225 against 230)
+            tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
+            if TAP_BITS:
+                tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
         if TAP_BITS:
-            tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
             row_offset = input_rows + tap_delta.to(INDEX_DTYPE)
             if UNPADDED:
                 row_mask = row_in_range
-            elif KERNEL_D == 1 and ACC_DTYPE != tl.float64:  # a carried scalar bit: one AND per row
+            elif (KERNEL_D == 1 or TAP_STEPS) and ACC_DTYPE != tl.float64:  # a carried scalar bit: one AND per row
                 row_mask = (tap_bits & tap_bit) != 0
             else:  # the shift: the AND spilled 24-560 bytes in 3-d loops, 16 in sm_90's fp64 64x64x64
                 row_mask = ((tap_bits >> tap) & 1) != 0
@@ -362,8 +393,13 @@ def conv_fprop_kernel(
             acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
                                EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
-            channel_start, kd, kh, kw, next_tap = next_step(channel_start, kd, kh, kw, BLOCK_K, step_channels,
-                                                            KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H, KERNEL_W)
+            channel_start, kd, kh, kw, next_tap, next_h, next_d = next_step(
+                channel_start, kd, kh, kw, BLOCK_K, step_channels, KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H, KERNEL_W,
+                TAP_STEPS)
+            if CARRIED:
+                tap_offset += tap_move(next_tap, next_h, next_d, *weight_moves, KERNEL_D, KERNEL_H)
+                if TAP_BITS:
+                    tap_delta += tap_move(next_tap, next_h, next_d, *input_moves, KERNEL_D, KERNEL_H)
             tap_bit = tap_bit << next_tap
             tap += next_tap
 

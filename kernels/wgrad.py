@@ -14,7 +14,10 @@ GEMM view, per group g (axis 1), tap and split (axis 2):
 Thin groups (PACKED_CHANNELS = 2..15 input channels per group) pack N instead:
     N = taps * (in_channels / groups), column j = (tap j // channels, channel j % channels),
     so B[m, j] gathers each column at its own tap and a 3x3 RGB stem pads 27 columns to
-    32 rather than each tap's 3 channels to 16.
+    32 rather than each tap's 3 channels to 16. PACKED_DENSE (one group, no tap in the
+    padding, channels-last input, dilation 1 along w: a patch embedding) splits B's
+    address into a position's offset plus a column's, each row's (kw, channel) pairs one
+    contiguous run, so B loads along it without masks.
 
 The K loop walks positions m in flat (n, od, oh, ow) order, BLOCK_K per step; how a step
 finds its positions' coordinates is chosen per launch (constexprs set by the host,
@@ -282,7 +285,7 @@ def conv_wgrad_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr,
-    GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr, PACKED_DENSE: tl.constexpr,
     ROW_STEPS: tl.constexpr, LINE_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
     GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
@@ -300,7 +303,8 @@ def conv_wgrad_kernel(
     out_channels_per_group = out_channels_per_group * GRAD_UNIT  # (elementwise: the rows)
     if not ELEMENTWISE:  # (elementwise group sizes are the GROUP_IN, GROUP_OUT constexprs)
         in_channels_per_group = in_channels_per_group * IN_UNIT
-    group = 0 if ELEMENTWISE else tl.program_id(1)  # elementwise: one group; a constant keeps offsets aligned
+    # Elementwise and PACKED_DENSE launches have one group: a constant keeps offsets aligned.
+    group = 0 if ELEMENTWISE or PACKED_DENSE else tl.program_id(1)
     split = tl.program_id(2)
     # Axis 0: output-channel tiles fastest, then (tap, input-channel tile).
     num_pid_m = tl.cdiv(out_channels_per_group, BLOCK_M)
@@ -343,6 +347,15 @@ def conv_wgrad_kernel(
         channel = pair - tap * PACKED_CHANNELS
         channel_mask = column_in_range
         load_channel = channel
+        if PACKED_DENSE:
+            # No tap reaches the padding, and channels-last storage keeps a row's (kw, channel)
+            # pairs as one run: a column's offset from its position's tap (0, 0, 0) is its
+            # (kd, kh) row's plus its place in the run, so B is a position offset plus a
+            # column offset, with no mask, loaded along runs of KERNEL_W x channels.
+            RUN: tl.constexpr = KERNEL_W * PACKED_CHANNELS
+            tap_row = pair // RUN
+            dense_column = ((tap_row // KERNEL_H) * dilation_d * in_stride_d + (tap_row % KERNEL_H) * dilation_h
+                            * in_stride_h + pair % RUN)
     else:
         channel = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
         channel_mask = channel < in_channels_per_group
@@ -352,6 +365,9 @@ def conv_wgrad_kernel(
     off_d = kd * dilation_d - pad_d
     off_h = kh * dilation_h - pad_h
     off_w = kw * dilation_w - pad_w
+    if PACKED_DENSE:  # positions at tap (0, 0, 0); the columns carry the rest
+        input_col = dense_column.to(INDEX_DTYPE)
+        off_d, off_h, off_w = -pad_d, -pad_h, -pad_w
 
     num_rows = batch * out_depth * out_height * out_width
     first_row = split * rows_per_split
@@ -388,7 +404,7 @@ def conv_wgrad_kernel(
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
             line_h, line_w, line_offset, False, ROW_STEPS, LINE_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
-            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0, INDEX_DTYPE,
+            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
         )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
@@ -405,7 +421,7 @@ def conv_wgrad_kernel(
             out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
             stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
             line_h, line_w, line_offset, True, False, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
-            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0, INDEX_DTYPE,
+            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
         )
         acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
             acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,

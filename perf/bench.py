@@ -98,7 +98,8 @@ def compile_metrics(report, reference) -> list[tuple[str, object]]:
         metrics += [("loop_instructions", loop.instructions),
                     ("loop_tensor_core_instructions", loop.tensor_core_instructions),
                     ("async_copies", loop.async_copies), ("load_bits", loop.load_bits),
-                    ("loads_128", loop.loads_of(128)), ("loads_16", loop.loads_of(16))]
+                    ("loads_128", loop.loads_of(128)), ("loads_16", loop.loads_of(16)),
+                    ("loop_unrolled", int(loop.unrolled))]
     if report.load_bits is not None:  # the whole kernel, loop or not (a short tap loop may be unrolled)
         metrics += [("kernel_load_bits", report.load_bits), ("kernel_store_bits", report.store_bits)]
     if report.issue_bound_share is not None:

@@ -4,7 +4,8 @@ Shapes, batch sizes and per-pass counts follow ../shared/perf_shapes.md (which c
 model sources: torchvision ResNet-50 v1.5 and MobileNetV2, EfficientNet-B0, diffusers'
 Stable Diffusion 1.5 UNet and VAE, pytorch/examples DCGAN, HiFi-GAN config_v1, WaveNet /
 TCN / Mamba, MLPerf 3D U-Net; the thin suite's first layers: torchvision MobileNetV2's stem,
-EnCodec's SEANet encoder input conv, ResNeXt-50 32x4d's grouped 3x3). `count` is how often the layer runs in one forward pass.
+EnCodec's SEANet encoder input conv, ResNeXt-50 32x4d's grouped 3x3, and the patch embeddings of
+timm / CLIP vision transformers (ViT-B/16, ViT-L/14) and Swin-T). `count` is how often the layer runs in one forward pass.
 Tests reuse these tables through `scaled()`, at a size the interpreter runs quickly.
 """
 
@@ -293,6 +294,10 @@ THIN = [  # first layers (RGB, mono audio, one-channel volumes) and 4-channel gr
     _c("encodec conv1d 1->32 k7", 8, 1, 24000, 32, 7, 1, 3),
     _c("unet3d in conv1 1->32", 2, 1, (128, 128, 128), 32, 3, 1, 1),
     _c("resnext50 32x4d l1 3x3 g32", 64, 128, (56, 56), 128, 3, 1, 1, 1, 32, count=3),
+    # Patch embeddings (kernel = stride, no padding): ViT-B/16 and CLIP ViT-L/14, Swin-T's 4x4
+    _c("vit-b16 patch 3->768 16x16 s16", 64, 3, (224, 224), 768, 16, 16),
+    _c("vit-l14 patch 3->1024 14x14 s14", 64, 3, (224, 224), 1024, 14, 14),
+    _c("swin-t patch 3->96 4x4 s4", 64, 3, (224, 224), 96, 4, 4),
 ]
 
 #: DeepBench's convolution training set (baidu-research/DeepBench, code/kernels/conv_problems.h),

@@ -44,7 +44,14 @@ from .configs import KernelConfig, descriptor_of
 from .descriptors import GEMM
 from .descriptors.base import make_operands, numerics
 from .descriptors.layout import pass_tensors
-from .sass import LoopReport, issue_bound_share, main_loop, narrowest_global_access, tensor_core_instructions
+from .sass import (
+    LoopReport,
+    issue_bound_share,
+    main_loop,
+    narrowest_global_access,
+    tensor_core_instructions,
+    unrolled_loop,
+)
 from .spec import ConvSpec, forward_spec
 
 #: Shared memory one block may use (bytes), per arch (CUDA programming guide).
@@ -187,6 +194,12 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
                               options=options.__dict__)
     registers, stack, sass = _cubin_resources_and_sass(compiled.asm["cubin"])
     loop = main_loop(sass)
+    if (loop is None or not loop.tensor_core_instructions) and kernel_name != GEMM.name:
+        # A K loop of constant trip count may be unrolled whole: its steps are read from
+        # the straight-line code, a step issuing what the plain GEMM's at this tile does.
+        reference = reference_loop(dtype, config, arch) if tensor_core_instructions(sass) > 1 else None
+        if reference is not None and reference.loop is not None:
+            loop = unrolled_loop(sass, reference.loop.tensor_core_instructions) or loop
     share = None
     if loop is not None and loop.tensor_core_instructions:
         share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs),

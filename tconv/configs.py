@@ -429,6 +429,11 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
 #: sm_90's 64x16x16 column GEMM of DeepSpeech's one-channel input gradient to 64 registers
 #: and spilled 24 bytes; at 2 it took 71 and spilled none.
 FLOAT64_STAGES = 2
+#: Stages of sm_80's 32-bit picks of the column GEMM (thin transposed convolutions, their
+#: weight read in place): at 3, ptxas held ViT-B/16's patch-embedding input gradient
+#: (768 columns, TF32, 32x64x64 with 4 warps) to 96 registers and spilled 24 bytes; at 2
+#: it spilled none (151 loop instructions per 32 HMMA, share 1.0).
+COLUMNS_FLOAT32_STAGES_SM80 = 2
 #: Accumulator registers per thread of the heuristic's 32- and 64-bit picks: at 32
 #: (the space's bound) a few layers (TF32 3x3x3 on sm_80, float64 7x7) spill 24 bytes.
 HEURISTIC_WIDE_ACCUMULATOR = 16
@@ -507,7 +512,7 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     gathered_share = GATHERED_SHARE.get(family, GATHERED_SHARE["sm_80"])[descriptor.name]
     if compute > memory:
         return True
-    if descriptor.name == "fprop" and spec.packed_channels:  # its channels-last loop gathers too
+    if descriptor.name == "fprop" and descriptor.packed_channels(spec):  # its channels-last loop gathers too
         return False
     return max(compute, memory) + copies < max(compute / gathered_share, memory)
 
@@ -687,6 +692,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     for block_m, block_n, block_k, warps, stages, share, *run_share in table:
         block_k = max(16, block_k * 2 // element)  # the bytes per K step the 16-bit tile was measured with
         stages = min(stages, FLOAT64_STAGES) if element == 8 else stages
+        if element == 4 and family != "sm_90" and descriptor_of(kernel).name == "columns":
+            stages = min(stages, COLUMNS_FLOAT32_STAGES_SM80)
         accumulator = accumulator_registers(KernelConfig(block_m, block_n, block_k, num_warps=warps), dtype)
         if element > 2 and accumulator > HEURISTIC_WIDE_ACCUMULATOR:
             continue

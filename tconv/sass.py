@@ -43,6 +43,7 @@ class LoopReport:
     global_loads: tuple[tuple[int, int], ...]  # (bits, count) of LDG and LDGSTS, widest first
     async_copies: int  # LDGSTS (cp.async) + UTMALDG (TMA)
     tma_loads: int
+    unrolled: bool = False  # no loop: the compiler unrolled the K loop whole (unrolled_loop)
 
     @property
     def load_bits(self) -> int:
@@ -124,6 +125,36 @@ def main_loop(sass: str) -> LoopReport | None:
         global_loads=tuple(sorted(widths.items(), reverse=True)),
         async_copies=sum(op.startswith("LDGSTS") for op in opcodes) + tma,
         tma_loads=tma,
+    )
+
+
+def unrolled_loop(sass: str, tensor_core_per_step: int) -> LoopReport | None:
+    """The main loop of a kernel whose K loop the compiler unrolled whole (a constant trip
+    count: a patch embedding's 48 folded K steps on sm_90), where no loop holds tensor-core
+    instructions but the straight-line code does. A step issues `tensor_core_per_step` of
+    them (what one iteration of a loop at the same tile issues: the plain GEMM's); per step
+    it counts the instructions and loads from the first step's first tensor-core
+    instruction up to the last step's, divided by the steps between them. None with fewer
+    than three steps."""
+    opcodes = [_opcode(text) for _, text in _instructions(sass)]
+    tensor = [i for i, op in enumerate(opcodes) if op.split(".")[0] in TENSOR_CORE_OPCODES]
+    steps = len(tensor) // max(tensor_core_per_step, 1)
+    if steps < 3:
+        return None
+    between = steps - 1
+    span = opcodes[tensor[0]:tensor[between * tensor_core_per_step]]
+    widths: dict[int, int] = {}
+    for opcode in span:
+        bits = _load_bits(opcode)
+        if bits is not None:
+            widths[bits] = widths.get(bits, 0) + 1
+    return LoopReport(
+        instructions=round(len(span) / between),
+        tensor_core_instructions=tensor_core_per_step,
+        global_loads=tuple((bits, max(1, round(count / between))) for bits, count in sorted(widths.items(), reverse=True)),
+        async_copies=round(sum(op.startswith(("LDGSTS", "UTMALDG")) for op in span) / between),
+        tma_loads=round(sum(op.startswith("UTMALDG") for op in span) / between),
+        unrolled=True,
     )
 
 

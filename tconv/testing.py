@@ -151,6 +151,11 @@ CONV_CASES = [
     _c("2d one channel 5x20 s2", (9, 27), 1, 8, (5, 20), stride=2),
     # No padding at 50 taps (DeepSpeech's second layer): row deltas, one mask for the loop.
     _c("2d 5x10 s2 unpadded", (9, 25), 32, 16, (5, 10), stride=2),
+    # Thin and unpadded: patch embeddings (whose 16-long (kw, channel) runs fold, or which
+    # pack), a strided thin 3-d conv.
+    _c("2d RGB patch 4x4 s4", (16, 12), 3, 24, (4, 4), stride=4),
+    _c("2d 4 channel patch 4x4 s4 folded", (12, 16), 4, 24, (4, 4), stride=4),
+    _c("3d 2 channels 2x3x3 s(1,2,2) unpadded", (3, 7, 9), 2, 16, (2, 3, 3), stride=(1, 2, 2), bias=False),
 ]
 
 #: Forward convolutions through the modules with each padding_mode (zeros included).

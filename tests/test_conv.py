@@ -188,3 +188,62 @@ def test_width_folds_only_where_it_applies():
     assert folded(160, groups=2) == 0 and folded(dilation=2) == 0 and folded(padding_mode="reflect") == 0
     assert folded(3) == 0  # thin: packed (tap, channel) pairs instead
     assert folded(150) == 0  # unaligned channel runs: one-element loads either way
+
+
+TAP_STEP_CASES = [  # (dims, in/out channels, kernel, kwargs): 32 channels per group, one K step per tap
+    (1, 32, 5, dict(stride=2, padding=3, dilation=2)),
+    (2, 32, 3, dict(stride=2, padding=1)),
+    (2, 64, 3, dict(stride=3, padding=2, dilation=2, groups=2)),
+    (3, 32, 3, dict(padding=1)),
+    (3, 32, (2, 3, 3), dict(stride=(1, 2, 2), padding=(0, 1, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dims, channels, kernel, kwargs", TAP_STEP_CASES,
+                         ids=lambda value: str(value).replace(" ", ""))
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, dtype, monkeypatch):
+    """A group of exactly BLOCK_K channels makes every K step a new tap (TAP_STEPS): the
+    tap counters, the weight offset, input delta and tap bit carried across steps move
+    every step (also across stride phases whose tap counts differ, dilated taps and
+    groups). Forward and both gradients against torch in float64, with the forward and
+    input-gradient kernels' BLOCK_K set to the 32 channels of a group, and both ran such a loop."""
+    import dataclasses
+
+    from tconv import _launch
+
+    launched = set()
+    original_go, original_config = _launch._go, _launch.heuristic_config
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if meta.get("TAP_STEPS"):
+            launched.add(getattr(function, "function", function).__name__)
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    def block_k_of_a_group(kernel, spec, *args, **kwargs):
+        config = original_config(kernel, spec, *args, **kwargs)
+        dense = kernel.name in ("fprop", "dgrad") and not spec.elementwise_lanes
+        return dataclasses.replace(config, block_k=32) if dense else config
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    monkeypatch.setattr(_launch, "heuristic_config", block_k_of_a_group)
+    kernel = kernel if isinstance(kernel, tuple) else (kernel,) * dims
+    groups = kwargs.get("groups", 1)
+    input = torch.randn(2, channels, *(7,) * dims, dtype=torch.float64)
+    weight = torch.randn(channels, channels // groups, *kernel, dtype=torch.float64)
+    name = f"conv_transpose{dims}d" if transposed else f"conv{dims}d"
+    ours = [t.to(dtype).requires_grad_() for t in (input, weight)]
+    reference = [t.clone().requires_grad_() for t in (input, weight)]
+    actual = getattr(tconv, name)(*ours, **kwargs)
+    expected = getattr(F, name)(*reference, **kwargs)
+    assert_close(actual, expected, dtype)
+    grad = torch.randn(expected.shape, dtype=torch.float64)
+    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)),
+                               torch.autograd.grad(expected, reference, grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, dtype, what)
+    assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
+    _launch._passes.clear()
+    _launch._chosen.clear()

@@ -11,7 +11,7 @@ import torch
 from tconv.perf.suites import SUITES, Layer, layer_spec
 
 from tconv.aot import FAMILY_OF_ARCH, compile_launch
-from tconv.configs import KERNELS, config_space, heuristic_config
+from tconv.configs import KERNELS, config_space, descriptor_of, heuristic_config
 from tconv.spec import pass_specs
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -32,14 +32,15 @@ def _extremes(arch: int, dtype: torch.dtype):
 
 
 def _suite_picks(arch: int, dtype: torch.dtype, layout: str = "channels_last"):
-    """Every distinct (kernel, config, elementwise lanes, packed) the heuristic picks on the suites, each
+    """Every distinct (kernel, config, elementwise lanes, packed, folded) the heuristic picks on the suites, each
     compiled for its layer with the most taps (the most registers: taps are unrolled)."""
     picks = {}
     for layers in SUITES.values():
         for layer in layers:
             for kernel, spec in pass_specs(layer_spec(layer)).values():
                 config = heuristic_config(kernel, spec, dtype, FAMILY_OF_ARCH[arch], layout)
-                key = (kernel, config, spec.elementwise_lanes, spec.packed_channels > 0)
+                folded = kernel == "fprop" and descriptor_of("fprop").folded_channels(spec) > 0
+                key = (kernel, config, spec.elementwise_lanes, spec.packed_channels > 0, folded)
                 if key not in picks or math.prod(spec.kernel_size) > math.prod(picks[key][1].kernel_size):
                     picks[key] = (kernel, spec, config)
     return list(picks.values())

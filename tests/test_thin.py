@@ -130,3 +130,55 @@ def test_packing_follows_the_channels_per_group():
     assert spec(8, 4).elementwise_lanes == 0
     grouped = layer_spec(Layer("g", 2, 32, (9, 9), 32, (3, 3), 1, 1, 1, 8))
     assert grouped.elementwise_lanes == 4 and grouped.packed_channels == 0
+
+
+PATCH_LAYERS = [  # (channels, kernel, stride, input size): patch embeddings and an unpadded strided thin conv
+    (3, (16, 16), (16, 16), (32, 48)),  # ViT-B/16's: 48-long runs fold
+    (4, (4, 4), (4, 4), (12, 16)),  # 16-long runs fold
+    (3, (4, 4), (4, 4), (12, 16)),  # Swin-T's: 12-long runs pack
+    (2, (2, 4, 4), (2, 4, 4), (4, 8, 8)),  # 3-d, 8-long runs pack (aligned: dense columns)
+    (3, (3, 3), (2, 2), (9, 11)),  # overlapping taps, unpadded
+    (4, (2, 2), (4, 4), (9, 13)),  # gaps between patches: 8-long runs at 16-element steps
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("layout", ["channels_last", "contiguous"])
+@pytest.mark.parametrize("channels,kernel,stride,size", PATCH_LAYERS, ids=lambda value: str(value).replace(" ", ""))
+def test_unpadded_thin_layers_fold_or_read_dense_columns(channels, kernel, stride, size, layout, dtype, monkeypatch):
+    """Thin layers without padding: the forward folds the kernel's width into K where the
+    (kw, channel) runs are whole 16-wide steps starting 16-byte aligned (rows masked
+    alone), else packs; the weight gradient of a channels-last input reads B as position
+    plus column offsets (PACKED_DENSE). Forward and both gradients against torch in float64."""
+    launched: dict[str, dict] = {}
+    original = _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        launched.setdefault(getattr(function, "function", function).__name__, meta)
+        return original(function, grid, template, slots, meta, tensors, device)
+
+    _launch._passes.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    dims = len(kernel)
+    input = torch.randn(2, channels, *size, dtype=torch.float64)
+    weight = torch.randn(24, channels, *kernel, dtype=torch.float64)
+    bias = torch.randn(24, dtype=torch.float64)
+    if layout == "channels_last":
+        input, weight = (t.movedim(1, -1).contiguous().movedim(-1, 1) for t in (input, weight))
+    conv = getattr(tconv, f"conv{dims}d")
+    ours = [t.to(dtype).requires_grad_() for t in (input, weight, bias)]
+    reference = [t.detach().clone().requires_grad_() for t in (input, weight, bias)]
+    actual = conv(*ours, stride=stride)
+    expected = getattr(F, f"conv{dims}d")(*reference, stride=stride)
+    assert_close(actual, expected, dtype)
+    grad = torch.randn(expected.shape, dtype=torch.float64)
+    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)),
+                               torch.autograd.grad(expected, reference, grad), ("input", "weight", "bias")):
+        assert_close(got, want, dtype, f"grad_{what}")
+    run = kernel[-1] * channels
+    folds = run % 16 == 0 and stride[-1] * channels % 8 == 0
+    forward = launched["conv_fprop_kernel"]
+    assert (forward["FOLD_CHANNELS"], forward["PACKED_CHANNELS"]) == ((channels, 0) if folds else (0, channels))
+    assert forward["UNPADDED"] == folds  # (packed steps keep their tap bits)
+    aligned = run % 8 == 0 and stride[-1] * channels % 8 == 0
+    assert launched["conv_wgrad_kernel"]["PACKED_DENSE"] == (layout == "channels_last" and aligned)

@@ -92,6 +92,7 @@ class Dgrad(Descriptor):
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
                     GROUP_M=config.group_m, TAP_BITS=math.prod(spec.kernel_size) < 32,
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
+                    TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
                     IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
                     **tile_meta(config), **numerics, **launch_options(config))

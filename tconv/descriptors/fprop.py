@@ -48,9 +48,9 @@ class Fprop(Descriptor):
         # loads along channels: the column count goes with the input there.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
         # No padding: every tap of every output position reads the input (the output size
-        # leaves no tap past the end), so the main loop masks rows by their range alone.
-        # Packed and folded steps keep their per-tap bits.
-        unpadded = not any(spec.pad_before + spec.pad_after) and not (spec.packed_channels or folded)
+        # leaves no tap past the end), so the main loop (and a folded width's) masks rows by
+        # their range alone. Packed steps keep their per-tap bits.
+        unpadded = not any(spec.pad_before + spec.pad_after) and not self.packed_channels(spec)
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
@@ -67,10 +67,15 @@ class Fprop(Descriptor):
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
             TAP_BITS=unpadded or (spec.padding_mode == "zeros"
-                                  and self.loop_taps(spec) < (64 if spec.packed_channels else 32)),
+                                  and self.loop_taps(spec) < (64 if self.packed_channels(spec) else 32)),
             UNPADDED=unpadded,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
-            PACKED_CHANNELS=spec.packed_channels, FOLD_CHANNELS=folded,
+            # One channel block per tap (the loop drops its channel counter), where a thread
+            # loads at most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps)
+            # spilled 2.6 KB without its counter, 0 with it.
+            TAP_STEPS=(not spec.elementwise_lanes and reduction == config.block_k
+                       and config.block_m * config.block_k <= 64 * 32 * config.num_warps),
+            PACKED_CHANNELS=self.packed_channels(spec), FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
             IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
             **tile_meta(config), **numerics, **launch_options(config),
@@ -89,20 +94,38 @@ class Fprop(Descriptor):
         """The input channels when the kernel's width folds into the reduction, else 0: K
         steps then run over the (kd, kh) taps and, within each, over the KERNEL_W x channels
         (kw, channel) pairs of the row, which channels-last storage keeps contiguous (dilation
-        1 along w, one group). For dense layers whose channels 32 does not divide: each tap's
-        channels alone would take 16-wide K steps (HiFi-GAN's 80 channels x 7 taps, sm_80:
-        issue-bound share 0.615 at 64x64x16), or pad them. Zeros padding only (the w check
-        is a range test per element), (kd, kh) taps within TAP_BITS, and channel runs that
-        start 16-byte aligned in 16-bit storage (a multiple of 8): unaligned runs load one
-        element at a time either way, and there the per-element test costs more than the
-        padding it saves (a 150-channel k7 conv1d, sm_90: share 0.165 -> 0.102)."""
+        1 along w, one group, zeros padding, (kd, kh) taps within TAP_BITS).
+
+        Dense layers whose channels 32 does not divide: each tap's channels alone would take
+        16-wide K steps (HiFi-GAN's 80 channels x 7 taps, sm_80: issue-bound share 0.615 at
+        64x64x16), or pad them. Their channel runs must start 16-byte aligned in 16-bit
+        storage (a multiple of 8): unaligned runs load one element at a time either way, and
+        there the per-element test costs more than the padding it saves (a 150-channel k7
+        conv1d, sm_90: share 0.165 -> 0.102).
+
+        Thin layers (2-15 channels) without padding whose runs are whole 16-wide K steps
+        starting 16-byte aligned, such as ViT-B/16's patch embedding (3 -> 768, 16x16 at
+        stride 16: 48-long runs): every tap of a row is real, so the fold's K steps mask rows
+        only and load 128 bits along the run, where packing (tap, channel) pairs gathers them
+        one element at a time (sm_90: share 0.10, unpipelined). Other thin layers pack: a
+        14x14 patch's 42-long runs folded loaded 16 bits, unpipelined, and a 4x4 patch's
+        12-long ones would pad K by a third."""
         channels, kernel_w = spec.in_channels_per_group, spec.kernel_size[-1]
-        if spec.elementwise_lanes or spec.packed_channels or spec.groups != 1 or spec.padding_mode != "zeros":
+        if spec.elementwise_lanes or spec.groups != 1 or spec.padding_mode != "zeros":
             return 0
-        if kernel_w == 1 or spec.dilation[-1] != 1 or channels % 32 == 0 or channels % 8 or (
-                math.prod(spec.kernel_size) // kernel_w >= 32):
+        if kernel_w == 1 or spec.dilation[-1] != 1 or math.prod(spec.kernel_size) // kernel_w >= 32:
+            return 0
+        if spec.packed_channels:  # runs of whole 16-wide K steps, starting 16-byte aligned
+            run_aligned = (kernel_w * channels) % 16 == 0 and (spec.stride[-1] * channels) % 8 == 0
+            return channels if run_aligned and not any(spec.pad_before + spec.pad_after) else 0
+        if channels % 32 == 0 or channels % 8:
             return 0
         return channels
+
+    def packed_channels(self, spec: ConvSpec) -> int:
+        """The channels whose (tap, channel) pairs the K loop packs (ConvSpec.packed_channels),
+        0 where the width folds instead (folded_channels)."""
+        return 0 if self.folded_channels(spec) else spec.packed_channels
 
     def loop_taps(self, spec: ConvSpec) -> int:
         """The taps the K loop walks: every kernel position, less the width when it folds."""
@@ -122,7 +145,7 @@ class Fprop(Descriptor):
         pairs when the width folds (folded_channels). Elementwise layers' columns
         are every output channel's lanes (spec.elementwise_lanes)."""
         columns = spec.out_channels * spec.elementwise_lanes if spec.elementwise_lanes else spec.out_channels_per_group
-        reduction = spec.in_channels_per_group * (math.prod(spec.kernel_size) if spec.packed_channels else 1)
+        reduction = spec.in_channels_per_group * (math.prod(spec.kernel_size) if self.packed_channels(spec) else 1)
         if self.folded_channels(spec):
             reduction *= spec.kernel_size[-1]
         return spec.batch * math.prod(spec.out_size), columns, reduction
@@ -136,7 +159,7 @@ class Fprop(Descriptor):
         taps = self.loop_taps(spec)
         if spec.elementwise_lanes:  # one multiply-add per tile element and tap, on CUDA cores
             return programs * taps * config.block_m * config.block_n
-        steps = tiles(self.extents(spec)[2], config.block_k) * (1 if spec.packed_channels else taps)
+        steps = tiles(self.extents(spec)[2], config.block_k) * (1 if self.packed_channels(spec) else taps)
         return programs * steps * config.block_m * config.block_n * config.block_k
 
 
