@@ -118,7 +118,8 @@ def packed_step(
     in_stride_c, in_stride_d, in_stride_h, in_stride_w,
     weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w,
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
-    TAP_BITS: tl.constexpr, PADDING_MODE: tl.constexpr, BLOCK_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+    TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, PADDING_MODE: tl.constexpr, BLOCK_K: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr,
 ):
     """The (A, B) tiles of the packed K step at k_start: column k of A and row k of B are
     tap k // PACKED_CHANNELS, channel k % PACKED_CHANNELS; k past the last tap is zero."""
@@ -137,7 +138,10 @@ def packed_step(
         tap_delta = (kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h) + kw * (dilation_w * in_stride_w)
                      + channel * in_stride_c)
         a_offsets = input_rows[:, None] + tap_delta.to(INDEX_DTYPE)[None, :]
-        a_mask = (((tap_bits[:, None] >> tap[None, :]) & 1) != 0) & k_in_range[None, :]
+        if UNPADDED:  # every tap real: rows by their range (tap_bits), columns by the last step's tail
+            a_mask = tap_bits[:, None] & k_in_range[None, :]
+        else:
+            a_mask = (((tap_bits[:, None] >> tap[None, :]) & 1) != 0) & k_in_range[None, :]
     else:
         row_offset, a_mask = tap_rows(
             first_d[:, None], first_h[:, None], first_w[:, None], kd[None, :], kh[None, :], kw[None, :],
@@ -300,7 +304,7 @@ def conv_fprop_kernel(
                 row_in_range, weight_col_base, col_in_range, dilation_d, dilation_h, dilation_w,
                 in_depth, in_height, in_width, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
                 weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w,
-                KERNEL_D, KERNEL_H, KERNEL_W, PACKED_CHANNELS, TAP_BITS, PADDING_MODE, BLOCK_K, INDEX_DTYPE,
+                KERNEL_D, KERNEL_H, KERNEL_W, PACKED_CHANNELS, TAP_BITS, UNPADDED, PADDING_MODE, BLOCK_K, INDEX_DTYPE,
             )
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
         channel_blocks = 0  # (the loop below then runs no step)

@@ -48,9 +48,9 @@ class Fprop(Descriptor):
         # loads along channels: the column count goes with the input there.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
         # No padding: every tap of every output position reads the input (the output size
-        # leaves no tap past the end), so the main loop (and a folded width's) masks rows by
-        # their range alone. Packed steps keep their per-tap bits.
-        unpadded = not any(spec.pad_before + spec.pad_after) and not self.packed_channels(spec)
+        # leaves no tap past the end), so the main loop (a folded width's, packed steps') masks
+        # rows by their range alone.
+        unpadded = not any(spec.pad_before + spec.pad_after)
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
