@@ -205,22 +205,22 @@ def conv_dgrad_kernel(
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     # K steps over (tap, channel block), channel blocks fastest; the per-dimension tap
     # indices are counters carried across steps (the phase's tap counts are runtime
-    # values, so dividing the step would cost real divisions every step), and so are the
-    # tap's weight offset, input delta and bit: a step adds one of three precomputed moves
-    # to each (tap_moves) rather than rebuilding them from the counters.
+    # values, so dividing the step would cost real divisions every step). CARRIED loops
+    # carry the tap's weight offset, input delta and bit too: a step adds one of three
+    # precomputed moves to each (tap_moves) rather than rebuilding them from the counters.
     channel_start = tl.full((), 0, tl.int32)
     td = tl.full((), 0, tl.int32)
     th = tl.full((), 0, tl.int32)
     tw = tl.full((), 0, tl.int32)
-    weight_moves = tap_moves(tap_step_d * weight_stride_d, tap_step_h * weight_stride_h, tap_step_w * weight_stride_w,
-                             taps_h, taps_w)
     tap_offset = first_tap_d * weight_stride_d + first_tap_h * weight_stride_h + first_tap_w * weight_stride_w
-    if TAP_BITS:
+    tap_delta = tl.full((), 0, tl.int32)
+    tap = tl.full((), 0, tl.int32)
+    if CARRIED:
+        weight_moves = tap_moves(tap_step_d * weight_stride_d, tap_step_h * weight_stride_h,
+                                 tap_step_w * weight_stride_w, taps_h, taps_w)
         input_moves = tap_moves(-(in_step_d * in_stride_d), -(in_step_h * in_stride_h), -(in_step_w * in_stride_w),
                                 taps_h, taps_w)
         bit_moves = tap_moves(KERNEL_H * KERNEL_W, KERNEL_W, 1, taps_h, taps_w)
-        tap_delta = tl.full((), 0, tl.int32)
-        tap = tl.full((), 0, tl.int32)
     for step in range(0, num_steps):
         if TAPS == 1:
             # A 1x1 kernel at stride 1 is a plain GEMM loop: no counters (they stop

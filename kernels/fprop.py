@@ -343,14 +343,14 @@ def conv_fprop_kernel(
     kd = tl.full((), 0, tl.int32)
     kh = tl.full((), 0, tl.int32)
     kw = tl.full((), 0, tl.int32)
-    # The tap's weight offset and input delta are carried too: a step adds one of three
-    # precomputed moves (tap_moves) instead of rebuilding them from the counters.
-    weight_moves = tap_moves(weight_stride_d, weight_stride_h, weight_stride_w, KERNEL_H, KERNEL_W)
+    # CARRIED loops carry the tap's weight offset and input delta too: a step adds one of
+    # three precomputed moves (tap_moves) instead of rebuilding them from the counters.
     tap_offset = tl.full((), 0, tl.int32)
-    if TAP_BITS:
+    tap_delta = tl.full((), 0, tl.int32)
+    if CARRIED:
+        weight_moves = tap_moves(weight_stride_d, weight_stride_h, weight_stride_w, KERNEL_H, KERNEL_W)
         input_moves = tap_moves(dilation_d * in_stride_d, dilation_h * in_stride_h, dilation_w * in_stride_w,
                                 KERNEL_H, KERNEL_W)
-        tap_delta = tl.full((), 0, tl.int32)
     for step in range(0, TAPS * channel_blocks):
         if TAPS == 1:
             # Kept apart: a 1x1 loop is a plain GEMM loop, and carried counters there

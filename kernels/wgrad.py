@@ -360,14 +360,14 @@ def conv_wgrad_kernel(
         channel = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
         channel_mask = channel < in_channels_per_group
         load_channel = channel % in_channels_per_group
-    input_col = (group * in_channels_per_group + load_channel).to(INDEX_DTYPE) * in_stride_c
-    # The tap's offset into the padded input.
-    off_d = kd * dilation_d - pad_d
-    off_h = kh * dilation_h - pad_h
-    off_w = kw * dilation_w - pad_w
     if PACKED_DENSE:  # positions at tap (0, 0, 0); the columns carry the rest
         input_col = dense_column.to(INDEX_DTYPE)
         off_d, off_h, off_w = -pad_d, -pad_h, -pad_w
+    else:  # the channel's offset, and the tap's into the padded input
+        input_col = (group * in_channels_per_group + load_channel).to(INDEX_DTYPE) * in_stride_c
+        off_d = kd * dilation_d - pad_d
+        off_h = kh * dilation_h - pad_h
+        off_w = kw * dilation_w - pad_w
 
     num_rows = batch * out_depth * out_height * out_width
     first_row = split * rows_per_split

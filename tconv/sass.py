@@ -76,6 +76,16 @@ def _load_bits(opcode: str, kinds: tuple[str, ...] = ("LDG", "LDGSTS")) -> int |
     return next((_WIDTHS[p] for p in parts[1:] if p in _WIDTHS), 32)
 
 
+def _load_widths(opcodes: list[str]) -> dict[int, int]:
+    """{bits: count} of the global loads (LDG and LDGSTS) among `opcodes`."""
+    widths: dict[int, int] = {}
+    for opcode in opcodes:
+        bits = _load_bits(opcode)
+        if bits is not None:
+            widths[bits] = widths.get(bits, 0) + 1
+    return widths
+
+
 def narrowest_global_access(sass: str) -> tuple[int | None, int | None]:
     """(narrowest global load, narrowest global store) in bits over the whole kernel, None
     where it has none: what a loop-free kernel (the layout copy) is judged by."""
@@ -113,16 +123,11 @@ def main_loop(sass: str) -> LoopReport | None:
         return None
     loop = min(candidates, key=lambda span: span[1] - span[0])
     opcodes = body(loop)
-    widths: dict[int, int] = {}
-    for opcode in opcodes:
-        bits = _load_bits(opcode)
-        if bits is not None:
-            widths[bits] = widths.get(bits, 0) + 1
     tma = sum(op.startswith("UTMALDG") for op in opcodes)
     return LoopReport(
         instructions=len(opcodes),
         tensor_core_instructions=sum(op.split(".")[0] in TENSOR_CORE_OPCODES for op in opcodes),
-        global_loads=tuple(sorted(widths.items(), reverse=True)),
+        global_loads=tuple(sorted(_load_widths(opcodes).items(), reverse=True)),
         async_copies=sum(op.startswith("LDGSTS") for op in opcodes) + tma,
         tma_loads=tma,
     )
@@ -143,11 +148,7 @@ def unrolled_loop(sass: str, tensor_core_per_step: int) -> LoopReport | None:
         return None
     between = steps - 1
     span = opcodes[tensor[0]:tensor[between * tensor_core_per_step]]
-    widths: dict[int, int] = {}
-    for opcode in span:
-        bits = _load_bits(opcode)
-        if bits is not None:
-            widths[bits] = widths.get(bits, 0) + 1
+    widths = _load_widths(span)
     return LoopReport(
         instructions=round(len(span) / between),
         tensor_core_instructions=tensor_core_per_step,

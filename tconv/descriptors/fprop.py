@@ -11,7 +11,7 @@ from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, row_strides, tensor_unit
+from .units import divided_strides, row_strides, tensor_unit, thin_runs_aligned
 
 
 class Fprop(Descriptor):
@@ -116,8 +116,8 @@ class Fprop(Descriptor):
         if kernel_w == 1 or spec.dilation[-1] != 1 or math.prod(spec.kernel_size) // kernel_w >= 32:
             return 0
         if spec.packed_channels:  # runs of whole 16-wide K steps, starting 16-byte aligned
-            run_aligned = (kernel_w * channels) % 16 == 0 and (spec.stride[-1] * channels) % 8 == 0
-            return channels if run_aligned and not any(spec.pad_before + spec.pad_after) else 0
+            whole_steps = (kernel_w * channels) % 16 == 0 and thin_runs_aligned(spec)
+            return channels if whole_steps and not any(spec.pad_before + spec.pad_after) else 0
         if channels % 32 == 0 or channels % 8:
             return 0
         return channels

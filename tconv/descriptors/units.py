@@ -49,3 +49,12 @@ def tensor_unit(tensor: torch.Tensor, counts: tuple[int, ...] = (), rows: tuple[
     that a weight in torch's layout (a 3x3's 9-element rows) leaves a channels-last input's
     unit whole."""
     return stride_unit((*(row_strides(tensor) if rows is None else rows), *counts), tensor.element_size())
+
+
+def thin_runs_aligned(spec) -> bool:
+    """Whether a thin layer's channels-last (kw, channel) runs, kernel width x channels long at
+    steps of stride x channels, each start 16 bytes apart in 16-bit storage (multiples of 8
+    elements): the forward's folded width and the weight gradient's dense columns load them
+    128 bits wide then, and one element at a time otherwise (ViT-L/14's 42-element runs)."""
+    channels = spec.in_channels_per_group
+    return (spec.kernel_size[-1] * channels) % 8 == 0 and (spec.stride[-1] * channels) % 8 == 0

@@ -13,7 +13,7 @@ from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, Ker
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, MemoryPass, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, tensor_unit
+from .units import divided_strides, tensor_unit, thin_runs_aligned
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -101,10 +101,9 @@ def packed_dense(spec: ConvSpec, in_strides: tuple[int, ...], bounds: int) -> bo
     -> 83 loop instructions, 128-bit loads). Unaligned runs load one element at a time
     either way, and there the split offsets cost a few instructions more (ViT-L/14's
     42-long runs: 199 -> 213)."""
-    channels = spec.in_channels_per_group
-    aligned = (spec.kernel_size[-1] * channels) % 8 == 0 and (spec.stride[-1] * channels) % 8 == 0
-    return (bool(spec.packed_channels) and aligned and spec.groups == 1 and spec.padding_mode == "zeros"
-            and bounds == 0 and spec.dilation[-1] == 1 and in_strides[1] == 1 and in_strides[4] == channels)
+    return (bool(spec.packed_channels) and thin_runs_aligned(spec) and spec.groups == 1
+            and spec.padding_mode == "zeros" and bounds == 0 and spec.dilation[-1] == 1 and in_strides[1] == 1
+            and in_strides[4] == spec.in_channels_per_group)
 
 
 def flat_row_stride(sizes, strides) -> int | None:
