@@ -355,6 +355,26 @@ DEEPBENCH_TRAINING_SET = (
 )
 
 
+#: Dense layers of shapes the model suites lack. Channel counts 64 (some 32) does not divide,
+#: where tile padding and thin tiles trade off (configs.LEAN_SCORE_FLOOR): torchvision's
+#: Inception-v3 (299x299) and MobileNetV2 (inverted-residual 1x1s), wav2vec2's positional
+#: conv (48 channels a group), a 3-d U-Net level of 48 channels; 32-63 padded taps (a dense
+#: 7x7, wav2letter's k48 first layer on 40 MFCCs); a dilated TCN block of 256 at long length.
+ODD_SHAPES = [
+    _c("inception-v3 5x5 48->64 @35", 32, 48, (35, 35), 64, 5, 1, 2),
+    _c("inception-v3 3x3 64->96 @35", 32, 64, (35, 35), 96, 3, 1, 1),
+    _c("inception-v3 3x3 96->96 @35", 32, 96, (35, 35), 96, 3, 1, 1),
+    _c("inception-v3 3x3 s2 192->320 @17", 32, 192, (17, 17), 320, 3, 2),
+    _c("mobilenet_v2 expand 1x1 96->576 @14", 64, 96, (14, 14), 576, 1),
+    _c("mobilenet_v2 project 1x1 384->96 @14", 64, 384, (14, 14), 96, 1),
+    _c("wav2vec2 posconv 768 k128 g16", 4, 768, (499,), 768, 128, 1, 64, 1, 16),
+    _c("3d 3x3x3 48 @32^3", 2, 48, (32, 32, 32), 48, 3, 1, 1),
+    _c("tcn 1d k3 d3 256 @8192", 4, 256, (8192,), 256, 3, 1, 3, 3),
+    _c("dense 7x7 s2 p3 64->128 @112", 16, 64, (112, 112), 128, 7, 2, 3),
+    _c("wav2letter k48 s2 40->250", 16, 40, (1000,), 250, 48, 2, 23),
+]
+
+
 def _deepbench(w, h, c, n, k, s, r, pad_w, pad_h, stride_w, stride_h) -> Layer:
     assert pad_w == pad_h and stride_w == stride_h, "every training row pads and strides both dims alike"
     return _c(f"{c}->{k} {r}x{s} s{stride_h} p{pad_h} @{h}x{w} n{n}", n, c, (h, w), k, (r, s), stride_h, pad_h)
@@ -383,5 +403,6 @@ SUITES = {
     "unet3d": UNET3D,
     "thin": THIN,
     "deepbench": DEEPBENCH,
+    "odd_shapes": ODD_SHAPES,
     "tiny": TINY,
 }

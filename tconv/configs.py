@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .perf.roofline import GPUS, gemm_macs, min_bytes
-from .spec import ConvSpec, cached_field_hash, state_without_hash
+from .spec import THIN_CHANNELS, ConvSpec, cached_field_hash, state_without_hash
 
 KERNELS = ("fprop", "dgrad", "wgrad")
 
@@ -359,7 +359,9 @@ HEURISTIC_SHORTLIST: dict[tuple[str, str], tuple[tuple, ...]] = {
         (128, 16, 64, 4, 3, 0.790),
         (64, 16, 32, 4, 3, 0.327),
         (128, 128, 16, 8, 3, 1.000),
-        (128, 64, 16, 4, 3, 0.914),
+        # 2 stages: at 3, 48-channel 3x3x3 and 16-per-group k128 forwards spilled 8 and 60 bytes
+        # (118 and 151 instructions per 16 HMMA; at 2: 86 and 116, none; Inception's 5x5 93 -> 80)
+        (128, 64, 16, 4, 2, 0.914),
         (64, 64, 16, 4, 3, 0.598),
         (64, 32, 16, 4, 3, 0.305),
         (32, 16, 16, 4, 3, 0.095),
@@ -455,6 +457,11 @@ GATHERED_LIMITS = {"k_step_bytes": 64, "accumulator": 32, "block_m": 64}
 #: and 80-112; a 7x7 there: 48) and 128x256 took 240 registers, where the suites' 3x3 and 4x4
 #: loops fit. sm_90 compiled them without spills.
 LONG_TAP_LOOP = {"accumulator": 128, "taps": 16}
+#: sm_90 input-gradient tiles of 128 fp32 accumulator registers a thread (128x256 with 8 warps)
+#: are left out for loops over one kernel row (1-d, 1xk), whose tap offsets are carried
+#: (kernels/dgrad.py, CARRIED): a 1-d k7 and k3 d3 layer at 512 and 256 channels took 255
+#: registers and spilled 248-256 bytes there, 128x128x64 with 8 warps 208 and none.
+CARRIED_DGRAD_ACCUMULATOR_SM90 = 128
 #: Share of tensor peak the gathered main loops reach, per family and kernel. sm_90:
 #: measured on an H100 (tconv bench, ResNet-50 at batch 64, fp16, CUDA-graph replay of every
 #: pass that gathered: 11 forward, 8 input-gradient and 11 weight-gradient 1x1 and 3x3 s2
@@ -480,6 +487,12 @@ def aligned_channels(spec: ConvSpec, dtype: torch.dtype) -> bool:
     return all(count * element % 16 == 0 for count in counts)
 
 
+def roofline_seconds(spec: ConvSpec, dtype: torch.dtype, family: str) -> tuple[float, float]:
+    """(tensor-core time at peak, minimum bytes' time) of a pass on the family's GPU (FAMILY_GPU)."""
+    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
+    return 2 * gemm_macs(spec) / (gpu.tensor_tflops[name] * 1e12), min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12)
+
+
 @functools.lru_cache(maxsize=4096)
 def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY,
                copied: tuple[str, ...] | None = None) -> bool:
@@ -501,14 +514,14 @@ def copies_pay(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPR
     descriptor, spec = descriptor_of(kernel).loop_problem(spec)
     if spec.elementwise_lanes or not descriptor.channels_last_operands:
         return False
-    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
+    gpu = GPUS[FAMILY_GPU[family]]
     element = torch.empty((), dtype=dtype).element_size()
     shapes = descriptor.operand_shapes(spec)
     if copied is None:  # contiguous operands: channels innermost already when one channel or one position
         copied = tuple(o for o in descriptor.channels_last_operands if shapes[o][1] > 1 and math.prod(shapes[o][2:]) > 1)
     copied_bytes = sum(2 * math.prod(shapes[operand]) * element for operand in copied)
-    compute = 2 * gemm_macs(spec) / (gpu.tensor_tflops[name] * 1e12)
-    memory, copies = min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12), copied_bytes / (gpu.bandwidth_tbs * 1e12)
+    compute, memory = roofline_seconds(spec, dtype, family)
+    copies = copied_bytes / (gpu.bandwidth_tbs * 1e12)
     gathered_share = GATHERED_SHARE.get(family, GATHERED_SHARE["sm_80"])[descriptor.name]
     if compute > memory:
         return True
@@ -598,6 +611,10 @@ SMALL_LAYER_WAVES = 2
 #: 3x3x3 weight gradient took 128x128 tiles, 1.44x its GEMM view, on a wave-count tie.)
 MAX_TILE_WASTE = 1.05
 MAX_WORK_RATIO = 1.25
+#: ...unless the best such candidate scores below this share of the best of all: 48 channels
+#: a side fit only 16-wide tiles with no padding (3x3x3, sm_90: 32x16x16, share 0.061, one
+#: HGMMA a step), where 128x64x16 pads N by a third at share 0.67 (score 0.06 against 0.46).
+LEAN_SCORE_FLOOR = 0.5  # (compute-bound layers of 16 or more channels a group, both sides)
 
 
 def feed_share(config: KernelConfig, family: str) -> float:
@@ -660,7 +677,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     Among the shortlist's tiles (for 32- and 64-bit inputs with BLOCK_K scaled to the same
     bytes per step) that the problem's pruned space holds (deepest pipeline that fits the
     dtype's shared memory) and that execute at most MAX_TILE_WASTE times the GEMM view's
-    multiply-adds (when any does; else at most MAX_WORK_RATIO times the useful ones), the one with the highest
+    multiply-adds (when any does, scoring at least LEAN_SCORE_FLOOR of the best; else at most MAX_WORK_RATIO
+    times the useful ones, likewise), the one with the highest
     issue-bound share (on sm_90 16-bit forward and input-gradient tiles, at most
     feed_share; of equal scores the higher share) x wave efficiency on the family's SMs x
     useful / executed multiply-adds: the static model's best loop, given enough programs
@@ -700,6 +718,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         if (descriptor.name == "fprop" and family != "sm_90" and accumulator >= LONG_TAP_LOOP["accumulator"]
                 and descriptor.loop_taps(spec) > LONG_TAP_LOOP["taps"]):
             continue
+        if (descriptor.name == "dgrad" and family == "sm_90" and accumulator >= CARRIED_DGRAD_ACCUMULATOR_SM90
+                and math.prod(spec.kernel_size[:-1]) == 1 < spec.kernel_size[-1]):
+            continue
         if gathered and (block_k * element > GATHERED_LIMITS["k_step_bytes"] or block_m > GATHERED_LIMITS["block_m"]
                          or accumulator > GATHERED_LIMITS["accumulator"]):
             continue
@@ -721,10 +742,17 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
         work = spec.useful_macs / executed
         bound = min(share, feed_share(config, family)) if descriptor.name != "wgrad" and element == 2 else share
         scored.append((config, bound * _wave_efficiency(programs, SMS[family]) * work, executed, share))
-    lean = [entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)] or [
-        entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs]
+    top = max((entry[1] for entry in scored), default=0.0)
+    tiers = ([entry for entry in scored if entry[2] <= MAX_TILE_WASTE * gemm_macs(spec)],
+             [entry for entry in scored if entry[2] <= MAX_WORK_RATIO * spec.useful_macs], scored)
+    # (thin layers keep the first tier, their loops gather: the table's shares overstate the padded
+    # tiles'; so do memory-bound layers, whose time the bytes set, not the loop)
+    compute, memory = roofline_seconds(spec, dtype, family)
+    dense = min(spec.in_channels_per_group, spec.out_channels_per_group) >= THIN_CHANNELS
+    floor = LEAN_SCORE_FLOOR if dense and compute > memory else 0
+    lean = next((tier for tier in tiers if tier and max(entry[1] for entry in tier) >= floor * top), [])
     best, best_key = None, (-1.0, 0, 0.0)
-    for config, score, _, share in lean or scored:  # of equal scores the longer tap run, the higher share, the table's order
+    for config, score, _, share in lean:  # of equal scores the longer tap run, the higher share, the table's order
         key = (round(score, 9), descriptor.tiles_per_step(spec, config), share)
         if key > best_key:
             best, best_key = config, key

@@ -142,6 +142,29 @@ def test_heuristic_keeps_tile_padding_within_the_gemm_view(family):
             executed = DESCRIPTORS[kernel].executed_macs(pass_spec, config)
             assert executed <= 1.05 * gemm_macs(pass_spec), (channels, kernel, family, config)
 
+
+@pytest.mark.parametrize("family", ["sm_90", "sm_80"])
+def test_heuristic_pads_rather_than_take_a_tile_far_below_the_best(family):
+    """48 channels a side fit no power-of-two tile wider than 16 without padding: a 3x3x3
+    forward and input gradient took 32x16x16 (one tensor-core instruction a step, share
+    0.061 on sm_90). The unpadded tiles are preferred only while one scores at least
+    LEAN_SCORE_FLOOR of the best (configs.heuristic_config); here a 64-wide N tile wins, and
+    the work it executes stays within the tile padding of one 64-wide tile over 48 channels."""
+    from tconv.perf.roofline import gemm_macs
+
+    from tconv.configs import HEURISTIC_SHORTLIST, LEAN_SCORE_FLOOR
+
+    assert 0 < LEAN_SCORE_FLOOR < 1
+    spec = _spec((2, 48, 32, 32, 32), (48, 48, 3, 3, 3), padding=1)
+    for kernel in ("fprop", "dgrad"):
+        pass_spec = pass_specs(spec)[kernel][1]
+        config = heuristic_config(kernel, pass_spec, torch.float16, family)
+        shares = {entry[:4]: entry[5] for entry in HEURISTIC_SHORTLIST[(kernel, family)]}
+        tile = (config.block_m, config.block_n, config.block_k, config.num_warps)
+        assert config.block_n == 64 and shares[tile] >= 0.7, (kernel, family, config)
+        executed = DESCRIPTORS[kernel].executed_macs(pass_spec, config)
+        assert executed <= 64 / 48 * 1.05 * gemm_macs(pass_spec), (kernel, family, config)
+
 @pytest.mark.parametrize("family", ["sm_90", "sm_80", "fallback"])
 def test_wgrad_split_fills_the_family_waves(family):
     """The heuristic's weight-gradient split makes at least FULL_WAVES waves of the family's
