@@ -34,8 +34,8 @@ once per tile (as kernels/fprop.py).
 
 The K loop runs over (tap, channel block), channel blocks fastest, with the tap carried
 as per-dimension counters (no division in the loop). The kernel extents are constexprs
-(a phase's tap counts stay runtime values, bounded by them). With TAP_BITS (fewer than 32
-kernel taps) each row's input offset at tap 0 and a bit per valid tap are computed once
+(a phase's tap counts stay runtime values, bounded by them). With TAP_BITS (fewer than 64
+kernel taps, 32 elementwise) each row's input offset at tap 0 and a bit per valid tap are computed once
 per tile, so a step's gather is a scalar delta and a shift per row. EVEN_K (channels a
 multiple of BLOCK_K) drops the channel masks; a 1x1 kernel (at most one tap per phase)
 keeps the plain GEMM loop. TAP_STEPS (exactly BLOCK_K channels a group: every step a new
@@ -74,9 +74,10 @@ def valid_taps(
     in_depth, in_height, in_width, KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
 ):
     """Per row, bit (td * KERNEL_H + th) * KERNEL_W + tw set when the phase has tap
-    (td, th, tw) and it reads a real input element (fewer than 32 kernel taps). Built once
-    per tile, so a K step's row mask is one shift."""
-    bits = tl.zeros(base_h.shape, dtype=tl.int32)
+    (td, th, tw) and it reads a real input element (fewer than 64 kernel taps, in a 64-bit
+    word from 32). Built once per tile, so a K step's row mask is one shift."""
+    BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * KERNEL_W > 31 else tl.int32
+    bits = tl.zeros(base_h.shape, dtype=BITS)
     for td in tl.static_range(KERNEL_D):
         in_d = base_d - td * in_step_d
         valid_d = row_in_range & (td < taps_d) & (in_d >= 0) & (in_d < in_depth)
@@ -86,7 +87,7 @@ def valid_taps(
             for tw in tl.static_range(KERNEL_W):
                 in_w = base_w - tw * in_step_w
                 valid = valid_h & (tw < taps_w) & (in_w >= 0) & (in_w < in_width)
-                bits = bits | (valid.to(tl.int32) << ((td * KERNEL_H + th) * KERNEL_W + tw))
+                bits = bits | (valid.to(BITS) << ((td * KERNEL_H + th) * KERNEL_W + tw))
     return bits
 
 

@@ -21,9 +21,10 @@ run as one group spanning every output channel, without tl.dot: the columns are
 output channel), each tap an elementwise multiply-add, the lanes summed once per tile.
 
 The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
-as counters (no division in the loop). With zeros padding and fewer than 32 taps
-(TAP_BITS), each row's input offset at tap 0 and a bit per tap saying whether that tap
-reads a real element are computed once per tile (packed thin groups: fewer than 64), so a K step's gather is a scalar delta
+as counters (no division in the loop). With zeros padding and fewer than 64 taps
+(TAP_BITS; 32 for elementwise layers), each row's input offset at tap 0 and a bit per tap
+saying whether that tap reads a real element are computed once per tile (in a 64-bit word
+from 32 taps), so a K step's gather is a scalar delta
 and a shift per row, CUTLASS-style. Without padding (UNPADDED: every tap of an output
 position reads a real element), at any tap count, the main loop takes the same scalar deltas
 and masks only the rows past the last, with one mask for the whole loop. Otherwise the padding is resolved in the gather each
@@ -92,8 +93,8 @@ def valid_taps(
     first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, CHECK_W: tl.constexpr = True,
 ):
-    """Per row, a bit per tap (tap-major order, fewer than 32 taps, or 64 in 64-bit words for
-    packed thin groups): set when the tap reads a real input element. Built once per tile,
+    """Per row, a bit per tap (tap-major order, fewer than 32 taps, or 64 in 64-bit words):
+    set when the tap reads a real input element. Built once per tile,
     so a K step's row mask is one shift. Without CHECK_W the w index is not checked (a
     folded width checks it per element)."""
     BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * KERNEL_W > 31 else tl.int32
@@ -338,7 +339,7 @@ def conv_fprop_kernel(
     # K steps run over (tap, channel block), channel blocks fastest. The tap and channel
     # block are counters carried from step to step: no division in the loop.
     channel_start = tl.full((), 0, tl.int32)
-    tap_bit = tl.full((), 1, tl.int32)
+    tap_bit = tl.full((), 1, tl.int64 if TAPS > 31 else tl.int32)  # (valid_taps' word)
     tap = tl.full((), 0, tl.int32)
     kd = tl.full((), 0, tl.int32)
     kh = tl.full((), 0, tl.int32)

@@ -149,6 +149,9 @@ CONV_CASES = [
     _c("2d 5x5 s2 p1 speech", (11, 14), 32, 24, (5, 5), stride=2, padding=1),
     _c("1d k21 tap bits", (30,), 32, 8, (21,), padding=10, bias=False),
     _c("2d one channel 5x20 s2", (9, 27), 1, 8, (5, 20), stride=2),
+    # 32-63 padded taps keep their bits in a 64-bit word (descriptors.base.tap_bits_limit).
+    _c("2d 7x7 s2 p3 64-bit tap bits", (13, 12), 16, 24, (7, 7), stride=2, padding=3),
+    _c("1d k41 64-bit tap bits", (47,), 16, 8, (41,), padding=20, bias=False),
     # No padding at 50 taps (DeepSpeech's second layer): row deltas, one mask for the loop.
     _c("2d 5x10 s2 unpadded", (9, 25), 32, 16, (5, 10), stride=2),
     # Thin and unpadded: patch embeddings (whose 16-long (kw, channel) runs fold, or which

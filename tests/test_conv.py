@@ -247,3 +247,42 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
     _launch._passes.clear()
     _launch._chosen.clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dims, kernel, kwargs", [
+    (2, (7, 7), dict(stride=2, padding=3)),
+    (1, (41,), dict(padding=20)),
+    (3, (3, 3, 5), dict(padding=(1, 0, 2), dilation=(1, 1, 2))),
+    (2, (5, 10), dict(stride=(1, 2), padding=(1, 4))),
+], ids=["7x7", "k41", "3x3x5", "5x10"])
+def test_tap_bits_in_64_bit_words(dims, kernel, kwargs, dtype, monkeypatch):
+    """32-63 padded taps keep a bit per tap and row in a 64-bit word (16-bit tl.dot loops,
+    descriptors.base.tap_bits_limit), in the forward and its transposed kernel (stride
+    phases: a bit per kernel tap): forward and both gradients against torch in float64, and
+    both kernels ran with the bits."""
+    from tconv import _launch
+
+    launched = set()
+    original_go = _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if meta.get("TAP_BITS") and meta.get("KERNEL_D", 1) * meta.get("KERNEL_H", 1) * meta.get("KERNEL_W", 1) > 31:
+            launched.add(getattr(function, "function", function).__name__)
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    _launch._passes.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    input = torch.randn(2, 16, *((11,) * dims if dims < 3 else (5, 6, 9)), dtype=torch.float64)
+    weight = torch.randn(24, 16, *kernel, dtype=torch.float64)
+    ours = [t.to(dtype).requires_grad_() for t in (input, weight)]
+    reference = [t.clone().requires_grad_() for t in (input, weight)]
+    actual = getattr(tconv, f"conv{dims}d")(*ours, **kwargs)
+    expected = getattr(F, f"conv{dims}d")(*reference, **kwargs)
+    assert_close(actual, expected, dtype)
+    grad = torch.randn(expected.shape, dtype=torch.float64)
+    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)),
+                               torch.autograd.grad(expected, reference, grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, dtype, what)
+    assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
+    _launch._passes.clear()

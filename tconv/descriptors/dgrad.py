@@ -12,7 +12,17 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
-from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
+from .base import (
+    Descriptor,
+    conv_output,
+    group_meta,
+    in_3d,
+    launch_options,
+    layout_3d,
+    tap_bits_limit,
+    tile_meta,
+    tiles,
+)
 from .units import divided_strides, tensor_unit
 
 
@@ -90,7 +100,8 @@ class Dgrad(Descriptor):
             columns // (weight_unit if dense else in_unit),
         )
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
-                    GROUP_M=config.group_m, TAP_BITS=math.prod(spec.kernel_size) < 32,
+                    GROUP_M=config.group_m,
+                    TAP_BITS=math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),

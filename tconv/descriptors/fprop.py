@@ -10,7 +10,17 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
-from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
+from .base import (
+    Descriptor,
+    conv_output,
+    group_meta,
+    in_3d,
+    launch_options,
+    layout_3d,
+    tap_bits_limit,
+    tile_meta,
+    tiles,
+)
 from .units import divided_strides, row_strides, tensor_unit, thin_runs_aligned
 
 
@@ -66,8 +76,8 @@ class Fprop(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
-            TAP_BITS=unpadded or (spec.padding_mode == "zeros"
-                                  and self.loop_taps(spec) < (64 if self.packed_channels(spec) else 32)),
+            TAP_BITS=unpadded or (spec.padding_mode == "zeros" and self.loop_taps(spec) < (
+                64 if self.packed_channels(spec) else tap_bits_limit(spec, config, input.element_size()))),
             UNPADDED=unpadded,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             # One channel block per tap (the loop drops its channel counter), where a thread
