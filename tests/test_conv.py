@@ -190,6 +190,21 @@ def test_width_folds_only_where_it_applies():
     assert folded(150) == 0  # unaligned channel runs: one-element loads either way
 
 
+def check_forward_and_gradients(name: str, input: torch.Tensor, weight: torch.Tensor, kwargs: dict,
+                                dtype: torch.dtype) -> None:
+    """tconv's `name` on float64 `input` and `weight` cast to `dtype`, forward and both
+    gradients, against torch.nn.functional's in float64."""
+    ours = [t.to(dtype).requires_grad_() for t in (input, weight)]
+    reference = [t.clone().requires_grad_() for t in (input, weight)]
+    actual = getattr(tconv, name)(*ours, **kwargs)
+    expected = getattr(F, name)(*reference, **kwargs)
+    assert_close(actual, expected, dtype)
+    grad = torch.randn(expected.shape, dtype=torch.float64)
+    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)),
+                               torch.autograd.grad(expected, reference, grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, dtype, what)
+
+
 TAP_STEP_CASES = [  # (dims, in/out channels, kernel, kwargs): 32 channels per group, one K step per tap
     (1, 32, 5, dict(stride=2, padding=3, dilation=2)),
     (2, 32, 3, dict(stride=2, padding=1)),
@@ -234,16 +249,7 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     groups = kwargs.get("groups", 1)
     input = torch.randn(2, channels, *(7,) * dims, dtype=torch.float64)
     weight = torch.randn(channels, channels // groups, *kernel, dtype=torch.float64)
-    name = f"conv_transpose{dims}d" if transposed else f"conv{dims}d"
-    ours = [t.to(dtype).requires_grad_() for t in (input, weight)]
-    reference = [t.clone().requires_grad_() for t in (input, weight)]
-    actual = getattr(tconv, name)(*ours, **kwargs)
-    expected = getattr(F, name)(*reference, **kwargs)
-    assert_close(actual, expected, dtype)
-    grad = torch.randn(expected.shape, dtype=torch.float64)
-    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)),
-                               torch.autograd.grad(expected, reference, grad), ("grad_input", "grad_weight")):
-        assert_close(got, want, dtype, what)
+    check_forward_and_gradients(f"conv_transpose{dims}d" if transposed else f"conv{dims}d", input, weight, kwargs, dtype)
     assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
     _launch._passes.clear()
     _launch._chosen.clear()
@@ -275,14 +281,6 @@ def test_tap_bits_in_64_bit_words(dims, kernel, kwargs, dtype, monkeypatch):
     monkeypatch.setattr(_launch, "_go", record)
     input = torch.randn(2, 16, *((11,) * dims if dims < 3 else (5, 6, 9)), dtype=torch.float64)
     weight = torch.randn(24, 16, *kernel, dtype=torch.float64)
-    ours = [t.to(dtype).requires_grad_() for t in (input, weight)]
-    reference = [t.clone().requires_grad_() for t in (input, weight)]
-    actual = getattr(tconv, f"conv{dims}d")(*ours, **kwargs)
-    expected = getattr(F, f"conv{dims}d")(*reference, **kwargs)
-    assert_close(actual, expected, dtype)
-    grad = torch.randn(expected.shape, dtype=torch.float64)
-    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)),
-                               torch.autograd.grad(expected, reference, grad), ("grad_input", "grad_weight")):
-        assert_close(got, want, dtype, what)
+    check_forward_and_gradients(f"conv{dims}d", input, weight, kwargs, dtype)
     assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
     _launch._passes.clear()

@@ -12,17 +12,7 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
-from .base import (
-    Descriptor,
-    conv_output,
-    group_meta,
-    in_3d,
-    launch_options,
-    layout_3d,
-    tap_bits_limit,
-    tile_meta,
-    tiles,
-)
+from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tap_bits_limit, tile_meta, tiles
 from .units import divided_strides, tensor_unit
 
 

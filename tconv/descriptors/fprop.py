@@ -10,17 +10,7 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
-from .base import (
-    Descriptor,
-    conv_output,
-    group_meta,
-    in_3d,
-    launch_options,
-    layout_3d,
-    tap_bits_limit,
-    tile_meta,
-    tiles,
-)
+from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tap_bits_limit, tile_meta, tiles
 from .units import divided_strides, row_strides, tensor_unit, thin_runs_aligned
 
 
