@@ -571,7 +571,7 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     descriptor = descriptor_of(kernel)
     if descriptor.name not in ELEMENTWISE_STEP_INSTRUCTIONS or spec.elementwise_lanes != 1:
         return False
-    gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
+    gpu = GPUS[FAMILY_GPU[family]]
     element = torch.empty((), dtype=dtype).element_size()
     warp_issue_rate = 4 * gpu.tensor_tflops["float16"] * 1e12 / (2 * TENSOR_MACS_PER_CLOCK[family])
     gathered, channels_last, weight_copied = ELEMENTWISE_STEP_INSTRUCTIONS[descriptor.name]
@@ -579,7 +579,7 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     if weight_copy_pays(spec):  # the channels-last loop then copies its weight too
         channels_last, launches = weight_copied, 2
     warp_steps = gemm_macs(spec) / ELEMENTWISE_STEP_WARP_MACS
-    memory = min_bytes(spec, name) / (gpu.bandwidth_tbs * 1e12)
+    _, memory = roofline_seconds(spec, dtype, family)
     activations = math.prod(descriptor.operand_shapes(spec)["input"]) * element
     copy = 2 * activations / (gpu.bandwidth_tbs * 1e12) + launches * EXTRA_LAUNCH_SECONDS
     return max(warp_steps * channels_last / warp_issue_rate, memory) + copy < max(warp_steps * gathered / warp_issue_rate,

@@ -226,15 +226,16 @@ def tiles(count: int, block: int) -> int:
     return math.ceil(count / block)
 
 
-def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int) -> int:
+def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int, packed: bool = False) -> int:
     """Taps below which a padded loop keeps a bit per tap and row (kernels' valid_taps): 64 in
-    a 64-bit word for 16-bit tl.dot loops of at most 128 rows (a 7x7 forward at 64 channels,
+    a 64-bit word for packed thin steps (kernels/fprop.py packed_step) and for 16-bit tl.dot
+    loops of at most 128 rows (a 7x7 forward at 64 channels,
     sm_90: 101 instructions per 4 HGMMA with them, 169 without), else 32. Rows' 64-bit words
     hold twice the registers: a 256-row input gradient of DeepSpeech's 5x10 layer spilled
     952 bytes with them (sm_90), a TF32 7x7 forward 4 (sm_80 32x64x64), and elementwise
     loops keep 32 (configs.ELEMENTWISE_BOUNDS_TAPS)."""
     wide = not spec.elementwise_lanes and element_size == 2 and config.block_m <= 128
-    return 64 if wide else 32
+    return 64 if packed or wide else 32
 
 
 def group_meta(spec: ConvSpec) -> dict:

@@ -66,8 +66,8 @@ class Fprop(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
-            TAP_BITS=unpadded or (spec.padding_mode == "zeros" and self.loop_taps(spec) < (
-                64 if self.packed_channels(spec) else tap_bits_limit(spec, config, input.element_size()))),
+            TAP_BITS=unpadded or (spec.padding_mode == "zeros" and self.loop_taps(spec) < tap_bits_limit(
+                spec, config, input.element_size(), packed=bool(self.packed_channels(spec)))),
             UNPADDED=unpadded,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             # One channel block per tap (the loop drops its channel counter), where a thread
