@@ -158,30 +158,21 @@ def packed_step(
 @triton.jit
 def folded_step(
     k, input_ptr, weight_ptr, a_rows, row_mask, first_w, b_cols, col_in_range, in_width, in_stride_c, in_stride_w,
-    weight_stride_c, weight_stride_w, KERNEL_W: tl.constexpr, FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
+    weight_stride_c, weight_stride_w, KERNEL_W: tl.constexpr, FOLD_CHANNELS: tl.constexpr,
     UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
 ):
     """The (A, B) tiles of a folded-width K step: index k of a row's (kw, channel) run is tap
     kw = k // FOLD_CHANNELS, channel k % FOLD_CHANNELS, and reads input position first_w + kw.
-    FOLD_DENSE (input and weight store w and channel as one run): k is the offset itself and
-    the position check is one range test on first_w * channels + k, with no division.
     UNPADDED: every position of the run is real, so A is masked by rows alone."""
-    if FOLD_DENSE:
-        a_k = k.to(INDEX_DTYPE)
-        b_k = a_k
-        run = first_w.to(INDEX_DTYPE)[:, None] * FOLD_CHANNELS + a_k[None, :]
-        real = (run >= 0) & (run < in_width.to(INDEX_DTYPE) * FOLD_CHANNELS)
-    else:
-        kw = k // FOLD_CHANNELS
-        channel = k - kw * FOLD_CHANNELS
-        a_k = (kw * in_stride_w + channel * in_stride_c).to(INDEX_DTYPE)
-        b_k = (kw * weight_stride_w + channel * weight_stride_c).to(INDEX_DTYPE)
-        position = first_w[:, None] + kw[None, :]
-        real = (position >= 0) & (position < in_width)
+    kw = k // FOLD_CHANNELS
+    channel = k - kw * FOLD_CHANNELS
+    a_k = (kw * in_stride_w + channel * in_stride_c).to(INDEX_DTYPE)
+    b_k = (kw * weight_stride_w + channel * weight_stride_c).to(INDEX_DTYPE)
+    position = first_w[:, None] + kw[None, :]
     if UNPADDED:
         a_mask = row_mask[:, None]
     else:
-        a_mask = row_mask[:, None] & real
+        a_mask = row_mask[:, None] & (position >= 0) & (position < in_width)
     if EVEN_K:
         b = tl.load(weight_ptr + b_cols[None, :] + b_k[:, None])
     else:
@@ -190,6 +181,30 @@ def folded_step(
         b = tl.load(weight_ptr + b_cols[None, :] + b_k[:, None], mask=k_in_range[:, None] & col_in_range[None, :],
                     other=0.0)
     a = tl.load(input_ptr + a_rows[:, None] + a_k[None, :], mask=a_mask, other=0.0)
+    return a, b
+
+
+@triton.jit
+def dense_folded_step(
+    k_start, a_pointers, b_pointers, run, row_mask, channels, in_width,
+    KERNEL_W: tl.constexpr, FOLD_CHANNELS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr,
+):
+    """The (A, B) tiles of a folded-width K step whose input and weight store w and channel as
+    one run (FOLD_DENSE): index k of the run is the offset itself, so the tiles are the
+    tiles at k = 0 moved by the step's scalar (the pointers), and an element is real when
+    its place in its row's run, `run` + k_start (run: first_w * channels + k at k = 0), lies
+    in the row: one unsigned test. Columns past the edge are wrapped in range by the caller."""
+    if UNPADDED:
+        a_mask = row_mask[:, None]
+    else:
+        a_mask = row_mask[:, None] & ((run + k_start).to(tl.uint32) < in_width * FOLD_CHANNELS)
+    if EVEN_K:
+        b = tl.load(b_pointers)
+    else:
+        k_in_range = k_start + channels < KERNEL_W * FOLD_CHANNELS
+        a_mask = a_mask & k_in_range[None, :]
+        b = tl.load(b_pointers, mask=k_in_range[:, None], other=0.0)
+    a = tl.load(a_pointers, mask=a_mask, other=0.0)
     return a, b
 
 
@@ -279,9 +294,10 @@ def conv_fprop_kernel(
             cols, col_in_range, ELEMENTWISE_LANES, GROUP_IN, GROUP_OUT)
         pair_input = input_channel.to(INDEX_DTYPE) * in_stride_c
         pair_weight = out_channels.to(INDEX_DTYPE) * weight_stride_o + lane.to(INDEX_DTYPE) * weight_stride_c
-    if EVEN_K:
-        # Whole channel blocks and column tiles: columns past the edge only exist in the
-        # last tile, wrap onto real channels (never stored), so the weight load needs no mask.
+    if EVEN_K or FOLD_DENSE:
+        # Whole channel blocks and column tiles (or a dense folded width's steps): columns past
+        # the edge only exist in the last tile, wrap onto real channels (never stored), so the
+        # weight load needs no column mask.
         weight_col_base = (group * out_channels_per_group + cols % out_channels_per_group).to(INDEX_DTYPE) * weight_stride_o
     else:
         weight_col_base = out_channels.to(INDEX_DTYPE) * weight_stride_o
@@ -318,18 +334,31 @@ def conv_fprop_kernel(
         tap = tl.full((), 0, tl.int32)
         kd = tl.full((), 0, tl.int32)
         kh = tl.full((), 0, tl.int32)
+        if FOLD_DENSE:  # the tiles' offsets and runs at k = 0, built once (dense_folded_step)
+            fold_a = input_rows[:, None] + channels.to(INDEX_DTYPE)[None, :]
+            fold_b = weight_col_base[None, :] + channels.to(INDEX_DTYPE)[:, None]
+            fold_run = (first_w * FOLD_CHANNELS)[:, None] + channels[None, :]
         for _ in range(0, KERNEL_D * KERNEL_H * fold_blocks):
             tap_delta = kd * (dilation_d * in_stride_d) + kh * (dilation_h * in_stride_h)
             if UNPADDED:
                 fold_mask = row_in_range
             else:
                 fold_mask = tap_is_valid(tap_bits, tap)
-            a, b = folded_step(
-                k_start + channels, input_ptr, weight_ptr, input_rows + tap_delta.to(INDEX_DTYPE),
-                fold_mask, first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
-                col_in_range, in_width, in_stride_c, in_stride_w, weight_stride_c, weight_stride_w,
-                KERNEL_W, FOLD_CHANNELS, FOLD_DENSE, UNPADDED, EVEN_K, INDEX_DTYPE,
-            )
+            if FOLD_DENSE:
+                # (pointer plus scalar, then the tile: 184 -> 144 instructions per 32 HMMA on
+                # HiFi-GAN's 80 x 7 conv_pre, sm_80, against the tile plus a per-step vector)
+                a, b = dense_folded_step(
+                    k_start, (input_ptr + (tap_delta + k_start).to(INDEX_DTYPE)) + fold_a,
+                    (weight_ptr + (kd * weight_stride_d + kh * weight_stride_h + k_start).to(INDEX_DTYPE)) + fold_b,
+                    fold_run, fold_mask, channels, in_width, KERNEL_W, FOLD_CHANNELS, UNPADDED, EVEN_K,
+                )
+            else:
+                a, b = folded_step(
+                    k_start + channels, input_ptr, weight_ptr, input_rows + tap_delta.to(INDEX_DTYPE),
+                    fold_mask, first_w, weight_col_base + (kd * weight_stride_d + kh * weight_stride_h),
+                    col_in_range, in_width, in_stride_c, in_stride_w, weight_stride_c, weight_stride_w,
+                    KERNEL_W, FOLD_CHANNELS, UNPADDED, EVEN_K, INDEX_DTYPE,
+                )
             acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
             # (levels: the run's blocks, then kh, then kd: next_step one level down)
             k_start, _, kd, kh, next_tap, _, _ = next_step(k_start, 0, kd, kh, BLOCK_K, fold_blocks * BLOCK_K,
@@ -389,7 +418,10 @@ def conv_fprop_kernel(
         else:
             channel = channel_start + channels
             if TAP_BITS:
-                # Tile pointers built once, moved by one scalar per step.
+                # Tile pointers built once, moved by one scalar per step. (The base pointer moved
+                # first, then the tile's offsets added, saved sm_80 9 of 123 instructions per 16
+                # HMMA on SD-UNet's stride-2 320-channel layer but cost sm_90's ResNet-50 3x3
+                # 21 of 103 per 4 HGMMA, and 3-d loops on sm_80 4.)
                 a_pointers = a_tile + (tap_delta + channel_start * in_stride_c).to(INDEX_DTYPE)
                 b_pointers = b_tile + (channel_start * weight_stride_c + tap_offset).to(INDEX_DTYPE)
             else:
