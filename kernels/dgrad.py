@@ -107,11 +107,11 @@ def conv_dgrad_kernel(
     stride_d, stride_h, stride_w,
     tap_step_d, tap_step_h, tap_step_w,
     in_step_d, in_step_h, in_step_w,
-    max_stride, in_channels_per_group, out_channels_per_group,
+    max_stride, in_channels_per_group, out_channels_per_group, weight_columns,
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
-    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
+    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, PADDED: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
@@ -129,7 +129,14 @@ def conv_dgrad_kernel(
         out_channels_per_group = out_channels_per_group * IN_UNIT  # the columns
     else:
         in_channels_per_group = in_channels_per_group * IN_UNIT
-        out_channels_per_group = out_channels_per_group * WEIGHT_UNIT  # (it masks the weight's loads)
+        out_channels_per_group = out_channels_per_group * WEIGHT_UNIT
+    # The weight's columns, which mask (or wrap) its loads: more than out_channels_per_group
+    # in a zero-padded copy (PADDED: tconv.configs.padded_channels), whose extra columns are
+    # zeros and never stored.
+    if PADDED:
+        weight_columns = weight_columns * WEIGHT_UNIT
+    else:
+        weight_columns = out_channels_per_group
     out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
                                                                        out_stride_w, OUT_UNIT)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
@@ -178,12 +185,13 @@ def conv_dgrad_kernel(
 
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
+    weight_col_in_range = cols < weight_columns
     out_channels = group * out_channels_per_group + cols
     channels = tl.arange(0, BLOCK_K)
     if EVEN_K:
         # Columns past the edge (last tile only) wrap onto real channels and are never
         # stored, so with whole channel blocks the weight load needs no mask.
-        weight_col_base = (cols % out_channels_per_group).to(INDEX_DTYPE) * weight_stride_o
+        weight_col_base = (cols % weight_columns).to(INDEX_DTYPE) * weight_stride_o
     else:
         weight_col_base = cols.to(INDEX_DTYPE) * weight_stride_o
     if TAP_BITS:
@@ -279,8 +287,8 @@ def conv_dgrad_kernel(
                 weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_rows[:, None] + weight_col_base[None, :]
-            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
-                               EVEN_K, INPUT_PRECISION, UPCAST_DOT)
+            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group,
+                               weight_col_in_range, EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
             channel_start, td, th, tw, next_tap, next_h, next_d = next_step(
                 channel_start, td, th, tw, BLOCK_K, step_channels, taps_h, taps_w, KERNEL_D, KERNEL_H, KERNEL_W, TAP_STEPS)

@@ -8,6 +8,8 @@ tensor along positions and writes it along channels gives the main loop dense
 
 Copy view, per program: a [BLOCK_P positions, BLOCK_C channels] tile of one image n,
     target[n, p, c] = source[n, c, p]   (p = flat (d, h, w); target contiguous)
+A padded target (tconv.configs.padded_channels) has more images and channels than the
+source (target_channels per row): what the source lacks is written as zeros.
 Loads run along positions (coalesced, and vector-wide when the flat position stride is 1),
 stores along channels; Triton moves the tile between the two orders through shared memory.
 """
@@ -21,7 +23,7 @@ from ._index import split_rows
 @triton.jit
 def channels_last_copy_kernel(
     source_ptr, target_ptr,
-    channels, depth, height, width, positions,
+    images, channels, target_channels, depth, height, width, positions,
     stride_n, stride_c, stride_d, stride_h, stride_w, position_stride,
     FLAT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, INDEX_DTYPE: tl.constexpr,
     POSITION_UNIT: tl.constexpr, CHANNEL_UNIT: tl.constexpr,
@@ -30,11 +32,11 @@ def channels_last_copy_kernel(
     positions are one strided run: unit stride in NCHW, where loads are vector-wide when
     `positions` (= depth x height x width, passed so that the launch sees its divisibility)
     keeps the tail mask constant over 8 elements. `positions`, `stride_n` and `stride_c`
-    arrive divided by POSITION_UNIT, `channels` by CHANNEL_UNIT (powers of two dividing them,
+    arrive divided by POSITION_UNIT, `channels` and `target_channels` by CHANNEL_UNIT (powers of two dividing them,
     tconv.descriptors.units.stride_unit): multiplied back by constants, 14 x 14 positions
     load 64 bits and 24 channels store 128."""
     positions, stride_n, stride_c = positions * POSITION_UNIT, stride_n * POSITION_UNIT, stride_c * POSITION_UNIT
-    channels = channels * CHANNEL_UNIT
+    channels, target_channels = channels * CHANNEL_UNIT, target_channels * CHANNEL_UNIT
     position_tiles = tl.cdiv(positions, BLOCK_P)
     n = tl.program_id(0) // position_tiles  # one scalar division per program
     p = (tl.program_id(0) % position_tiles) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -45,8 +47,9 @@ def channels_last_copy_kernel(
         _, d, h, w = split_rows(p, depth, height, width)
         position_offset = (d.to(INDEX_DTYPE) * stride_d + h.to(INDEX_DTYPE) * stride_h
                            + w.to(INDEX_DTYPE) * stride_w)
-    mask = (p < positions)[:, None] & (c < channels)[None, :]
+    mask = (p < positions)[:, None] & (c < target_channels)[None, :]
+    source_channels = tl.where(n < images, channels, 0)  # (padded images and channels: zeros)
     tile = tl.load(source_ptr + n.to(INDEX_DTYPE) * stride_n + position_offset[:, None]
-                   + (c.to(INDEX_DTYPE) * stride_c)[None, :], mask=mask)
+                   + (c.to(INDEX_DTYPE) * stride_c)[None, :], mask=mask & (c < source_channels)[None, :], other=0.0)
     target_row = n.to(INDEX_DTYPE) * positions + p.to(INDEX_DTYPE)
-    tl.store(target_ptr + target_row[:, None] * channels + c.to(INDEX_DTYPE)[None, :], tile, mask=mask)
+    tl.store(target_ptr + target_row[:, None] * target_channels + c.to(INDEX_DTYPE)[None, :], tile, mask=mask)

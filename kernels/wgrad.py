@@ -280,14 +280,14 @@ def conv_wgrad_kernel(
     stride_d, stride_h, stride_w,
     pad_d, pad_h, pad_w,
     dilation_d, dilation_h, dilation_w,
-    in_channels_per_group, out_channels_per_group,
+    in_channels_per_group, out_channels_per_group, loaded_in_channels, loaded_out_channels,
     rows_per_split, split_stride, bias_offset,
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr,
     GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr, PACKED_DENSE: tl.constexpr,
     ROW_STEPS: tl.constexpr, LINE_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
-    GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr,
+    GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr, PADDED: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
     IN_UNIT: tl.constexpr, GRAD_UNIT: tl.constexpr,
@@ -303,6 +303,14 @@ def conv_wgrad_kernel(
     out_channels_per_group = out_channels_per_group * GRAD_UNIT  # (elementwise: the rows)
     if not ELEMENTWISE:  # (elementwise group sizes are the GROUP_IN, GROUP_OUT constexprs)
         in_channels_per_group = in_channels_per_group * IN_UNIT
+    # The channels the operands hold, which wrap the loads: more in zero-padded copies
+    # (PADDED: tconv.configs.padded_channels), whose extra rows and columns are never stored.
+    if PADDED:
+        loaded_out_channels = loaded_out_channels * GRAD_UNIT
+        loaded_in_channels = loaded_in_channels * IN_UNIT
+    else:
+        loaded_out_channels = out_channels_per_group
+        loaded_in_channels = in_channels_per_group
     # Elementwise and PACKED_DENSE launches have one group: a constant keeps offsets aligned.
     group = 0 if ELEMENTWISE or PACKED_DENSE else tl.program_id(1)
     split = tl.program_id(2)
@@ -334,7 +342,7 @@ def conv_wgrad_kernel(
     # Loads use channels wrapped into range (always in bounds, as kernels/gemm.py does),
     # so the loop masks positions only; the wrapped rows' and columns' partials are
     # dropped by the masked stores.
-    grad_col = (group * out_channels_per_group + out_channel % out_channels_per_group).to(INDEX_DTYPE) * grad_stride_c
+    grad_col = (group * loaded_out_channels + out_channel % loaded_out_channels).to(INDEX_DTYPE) * grad_stride_c
     if ELEMENTWISE:
         # Rows are (output channel, input channel of its group) pairs (out_channels_per_group
         # counts the pairs): grad_output's row is the pair's output channel.
@@ -359,12 +367,12 @@ def conv_wgrad_kernel(
     else:
         channel = pid_c * BLOCK_N + tl.arange(0, BLOCK_N)
         channel_mask = channel < in_channels_per_group
-        load_channel = channel % in_channels_per_group
+        load_channel = channel % loaded_in_channels
     if PACKED_DENSE:  # positions at tap (0, 0, 0); the columns carry the rest
         input_col = dense_column.to(INDEX_DTYPE)
         off_d, off_h, off_w = -pad_d, -pad_h, -pad_w
     else:  # the channel's offset, and the tap's into the padded input
-        input_col = (group * in_channels_per_group + load_channel).to(INDEX_DTYPE) * in_stride_c
+        input_col = (group * loaded_in_channels + load_channel).to(INDEX_DTYPE) * in_stride_c
         off_d = kd * dilation_d - pad_d
         off_h = kh * dilation_h - pad_h
         off_w = kw * dilation_w - pad_w

@@ -487,6 +487,45 @@ def aligned_channels(spec: ConvSpec, dtype: torch.dtype) -> bool:
     return all(count * element % 16 == 0 for count in counts)
 
 
+#: What a zero-padded channel copy rounds channel counts up to (elements): a multiple of 16
+#: keeps every row 32 bytes aligned in 16-bit storage and lets Triton's specialisation see
+#: the counts and strides as divisible by 16 (no stride units).
+PADDED_CHANNELS_MULTIPLE = 16
+#: The channel counts each pass's main loop loads along (fprop: its reduction's; dgrad: its
+#: reduction's and its weight's columns; wgrad: both of its operands').
+LOADED_CHANNELS = {"fprop": ("in_channels",), "dgrad": ("in_channels", "out_channels"),
+                   "wgrad": ("in_channels", "out_channels")}
+
+
+def channel_padded(kernel_name: str, spec: ConvSpec, element_size: int) -> ConvSpec:
+    """`spec` with each channel count a pass's main loop loads along (LOADED_CHANNELS) whose
+    rows would not start 8-byte aligned rounded up to PADDED_CHANNELS_MULTIPLE."""
+    counts = {name: getattr(spec, name) for name in LOADED_CHANNELS.get(kernel_name, ())}
+    multiple = PADDED_CHANNELS_MULTIPLE
+    return dataclasses.replace(spec, **{name: -(-count // multiple) * multiple for name, count in counts.items()
+                                        if count * element_size % 8})
+
+
+@functools.lru_cache(maxsize=4096)
+def padded_channels(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> ConvSpec | None:
+    """The problem a compute-bound dense pass (one group of 16 or more channels) loads when a
+    channel count it loads along leaves rows less than 8 bytes aligned (a 150-channel fp16
+    layer: 32-bit loads at best), else None: channel_padded(spec). The pass then reads
+    zero-padded channels-last copies of its operands (descriptors/layout.py,
+    PaddedChannelsCopy) and stores only the real channels; the zeros add nothing to any
+    sum. Memory-bound passes read their operands as given: there the copies' bytes would
+    cost more than the narrower loads."""
+    name = descriptor_of(kernel).name
+    element = torch.empty((), dtype=dtype).element_size()
+    if spec.groups != 1 or min(spec.in_channels, spec.out_channels) < THIN_CHANNELS or element > 4:
+        return None
+    padded = channel_padded(name, spec, element)
+    if padded == spec:
+        return None
+    compute, memory = roofline_seconds(spec, dtype, family)
+    return padded if compute > memory else None
+
+
 def roofline_seconds(spec: ConvSpec, dtype: torch.dtype, family: str) -> tuple[float, float]:
     """(tensor-core time at peak, minimum bytes' time) of a pass on the family's GPU (FAMILY_GPU)."""
     gpu, name = GPUS[FAMILY_GPU[family]], str(dtype).removeprefix("torch.")
@@ -687,7 +726,8 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     fprop or dgrad output,
     written channels-first, bounds the accumulator (CHANNELS_FIRST_OUTPUT_ACCUMULATOR);
     otherwise its loops gather in place and keep within GATHERED_LIMITS, as do loops whose
-    channel runs are not 16-byte aligned (aligned_channels).
+    channel runs are not 16-byte aligned (aligned_channels) unless the pass pads them
+    (padded_channels: the config is then the padded problem's).
     Depthwise layers (no tensor cores) keep elementwise tiles sized by their channels. A
     kernel that runs another's loop on another problem (Descriptor.loop_problem: the column
     GEMM of a thin transposed convolution) takes that loop's config for that problem.
@@ -698,10 +738,12 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     if spec.elementwise_lanes:
         return _elementwise_config(descriptor.name, rows, columns, dtype, spec.elementwise_lanes,
                                    math.prod(spec.kernel_size))
+    padded = padded_channels(descriptor.name, spec, dtype, family)
+    spec = padded or spec  # (the loop then loads zero-padded copies, aligned)
     table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]
     candidates = prune(descriptor, spec, dtype, family)
     gathered = (layout != "channels_last" and not copies_pay(descriptor.name, spec, dtype, family)) or not (
-        aligned_channels(spec, dtype))
+        padded or aligned_channels(spec, dtype))
     # A small layer: 64x64 output tiles make at most SMALL_LAYER_WAVES waves (wgrad splits K to fill the GPU).
     small = descriptor.name != "wgrad" and math.prod(descriptor.grid(spec, KernelConfig(64, 64, 64))) <= (
         SMALL_LAYER_WAVES * SMS[family])

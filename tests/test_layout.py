@@ -360,3 +360,65 @@ def test_one_element_dims_do_not_decide_the_unit(monkeypatch):
     weight = _channels_innermost(torch.randn(24, 40, 1, 3, dtype=torch.float64))
     _check_forward_and_grads(tconv.conv2d, F.conv2d, input, weight, None, dict(padding=(0, 1)), torch.float16)
     assert {launch[0] for launch in units["conv_fprop_kernel"]} == {8}
+
+
+# ------------------------------------------------------- zero-padded channel copies
+def test_unaligned_channels_pad_where_the_pass_is_compute_bound():
+    """A compute-bound dense pass loading along a channel count whose rows are not 8 bytes
+    aligned (the TCN's 150 fp16 channels) loads zero-padded copies of 160 channels instead:
+    the forward its reduction's, the input gradient and weight gradient both counts. Not
+    where 64-bit loads are possible already (150 fp32 channels, DCGAN's 100 latent ones),
+    memory-bound passes, groups, thin channels or fp64."""
+    tcn = pass_specs(layer_spec(Layer("tcn", 32, 150, (1024,), 150, (7,), 1, 6)))
+    for family in ("sm_90", "sm_80"):
+        for dtype in (torch.float16, torch.bfloat16):
+            padded = {name: configs.padded_channels(kernel, spec, dtype, family) for name, (kernel, spec) in tcn.items()}
+            assert [(p.in_channels, p.out_channels) for p in padded.values()] == [(160, 150), (160, 160), (160, 160)]
+        for dtype in (torch.float32, torch.float64):
+            assert all(configs.padded_channels(*tcn[name], dtype, family) is None for name in tcn)
+    others = [Layer("latent", 64, 100, (4, 4), 512, (4, 4), 1, 3),  # 100 channels: 64-bit rows
+              Layer("memory-bound 1x1", 64, 150, (56, 56), 150, (1, 1), 1, 0),
+              Layer("groups", 32, 150, (1024,), 150, (7,), 1, 6, 1, 2),
+              Layer("thin", 64, 6, (224, 224), 150, (7, 7), 2, 3)]
+    for layer in others:
+        for name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
+            assert configs.padded_channels(kernel, spec, torch.float16, "sm_90") is None, (layer.name, name)
+
+
+PADDED_CASES = {  # (function, input, weight, kwargs, layout): compute-bound on an H100, channels 8 bytes misaligned
+    "conv1d_17_19_k41": ("conv1d", (2, 17, 1024), (19, 17, 41), dict(padding=20), "channels_last"),
+    "conv2d_21_23_7x7_nchw": ("conv2d", (2, 21, 24, 24), (23, 21, 7, 7), dict(padding=3), "contiguous"),
+    "conv_transpose2d_21_19_7x7": ("conv_transpose2d", (2, 21, 24, 24), (21, 19, 7, 7), dict(padding=3),
+                                   "channels_last"),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("name", list(PADDED_CASES))
+def test_passes_on_zero_padded_channel_copies(name, dtype, monkeypatch):
+    """Forward and every gradient (bias included) of layers whose passes pad channels,
+    against torch in float64: each pass launched its zero-padded copies (the operands'
+    rows and channels past their own are zeros, stored nowhere) and the output keeps
+    torch's memory format."""
+    function, input_shape, weight_shape, kwargs, layout = PADDED_CASES[name]
+    launched = []
+    original = _launch.launch
+    monkeypatch.setattr(_launch, "launch", lambda descriptor, *args: (launched.append(descriptor.name),
+                                                                      original(descriptor, *args)))
+    _forget()
+    input = in_layout(torch.randn(input_shape, dtype=torch.float64), layout)
+    weight, bias = torch.randn(weight_shape, dtype=torch.float64) / 8, torch.randn(weight_shape[1 if "transpose" in name
+                                                                                                else 0], dtype=torch.float64)
+    ours = [t.to(dtype).requires_grad_() for t in (input, weight, bias)]
+    theirs = [t.detach().clone().requires_grad_() for t in (input, weight, bias)]
+    actual, expected = getattr(tconv, function)(*ours, **kwargs), getattr(F, function)(*theirs, **kwargs)
+    assert_close(actual, expected, dtype)
+    if actual.dim() in CL:
+        assert actual.is_contiguous(memory_format=CL[actual.dim()]) == input.is_contiguous(memory_format=CL[actual.dim()])
+    grad = torch.randn(expected.shape, dtype=torch.float64)
+    for got, want, what in zip(torch.autograd.grad(actual, ours, grad.to(dtype)), torch.autograd.grad(expected, theirs, grad),
+                               ("grad_input", "grad_weight", "grad_bias")):
+        assert_close(got, want, dtype, what)
+    padded = {copy.split("_")[0] for copy in launched if copy.endswith("_padded_copy")}
+    assert padded == {"fprop", "dgrad", "wgrad"}, launched
+    _forget()

@@ -7,13 +7,15 @@ from .columns import COL2IM, COLUMNS
 from .dgrad import DGRAD
 from .fprop import FPROP
 from .gemm import GEMM
-from .layout import copy_of, weight_copy_of
+from .layout import copy_of, padded_copy_of, weight_copy_of
 from .wgrad import WGRAD, WGRAD_REDUCE
 
 #: The layout copies dense passes make of channels-first operands (fprop_input_copy, ...),
-#: and the weight copies of elementwise passes (fprop_weight_columns_copy, ...).
+#: the zero-padded ones of passes that pad channels (fprop_input_padded_copy, ...) and the
+#: weight copies of elementwise passes (fprop_weight_columns_copy, ...).
 COPIES = (*(copy_of(kernel, operand) for kernel in (FPROP, DGRAD, WGRAD, COLUMNS)
             for operand in kernel.channels_last_operands),
+          *(padded_copy_of(kernel, operand) for kernel in (FPROP, DGRAD, WGRAD) for operand in kernel.channels_last_operands),
           *(weight_copy_of(kernel) for kernel in (FPROP, DGRAD)))
 
 KERNELS: dict[str, Descriptor] = {d.name: d for d in (FPROP, DGRAD, WGRAD, WGRAD_REDUCE, COLUMNS, COL2IM, GEMM, *COPIES)}

@@ -70,6 +70,15 @@ class Descriptor:
                 view[name.removesuffix(PACKED)] = tensor
         return view
 
+    @staticmethod
+    def loaded_problem(spec: ConvSpec, input: torch.Tensor) -> ConvSpec:
+        """`spec` with the reduction's channels that `input`, the tensor a forward or input
+        gradient loop reads, holds: more than spec's in a zero-padded copy
+        (tconv.configs.padded_channels), whose zeros add nothing."""
+        if input.shape[1] == spec.in_channels:
+            return spec
+        return dataclasses.replace(spec, in_channels=input.shape[1])
+
     def grid(self, spec: ConvSpec, config: KernelConfig) -> tuple[int, ...]:
         raise NotImplementedError
 

@@ -69,6 +69,7 @@ class Dgrad(Descriptor):
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output, phases = (tensors[name] for name in ("input", "weight", "bias", "output", "phases"))
+        spec = self.loaded_problem(spec, input)
         (batch, _, *in_size), in_strides = layout_3d(input)
         _, weight_strides = layout_3d(weight)
         (_, _, *out_size), out_strides = layout_3d(output)
@@ -76,9 +77,11 @@ class Dgrad(Descriptor):
         # Row strides and channel counts in units, one per tensor; the output channels go with
         # the weight, whose loads along them they mask (elementwise: the group sizes are the
         # GROUP_IN, GROUP_OUT constexprs, and the columns go with the input, as in fprop).
+        # A zero-padded weight copy (tconv.configs.padded_channels) has more columns than are stored.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
+        weight_columns = weight.shape[1] if dense else columns
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
-        weight_unit = tensor_unit(weight, (columns,) if dense else ())
+        weight_unit = tensor_unit(weight, (weight_columns,) if dense else ())  # (a padded copy's: 1)
         out_unit = tensor_unit(output)
         args = (
             input, weight, bias, output, phases,
@@ -87,13 +90,14 @@ class Dgrad(Descriptor):
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
             phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
-            columns // (weight_unit if dense else in_unit),
+            columns // (weight_unit if dense else in_unit), weight_columns // (weight_unit if dense else in_unit),
         )
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
                     GROUP_M=config.group_m,
                     TAP_BITS=math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k,
+                    PADDED=weight_columns != columns,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
                     IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
                     **tile_meta(config), **numerics, **launch_options(config))

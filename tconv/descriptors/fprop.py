@@ -37,6 +37,7 @@ class Fprop(Descriptor):
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output = (tensors[name] for name in ("input", "weight", "bias", "output"))
+        spec = self.loaded_problem(spec, input)
         (batch, _, *in_size), in_strides = layout_3d(input)
         weight_strides = self.weight_strides(weight)
         (_, _, *out_size), out_strides = layout_3d(output)

@@ -11,6 +11,12 @@ the epilogue. Elementwise passes (depthwise) copy channels-first activations in 
 input gradients where tconv.configs.elementwise_copy_pays (their gathered loops load one
 element at a time, and stencil taps are not aligned for wider loads along positions).
 
+A compute-bound dense pass whose channel counts leave rows less than 8 bytes aligned (150
+fp16 channels: 300-byte rows, so 32-bit loads at best) copies the operands its loop loads
+along them into zero-padded channels-last buffers instead (PaddedChannelsCopy, 160
+channels; tconv.configs.padded_channels), in either layout: the loops load 128 bits, the
+zeros add nothing, and the kernels store only the real channels.
+
 Elementwise passes (depthwise, small groups) load a weight vector per tap across their
 columns, (output channel, lane) pairs; in torch's weight layout those sit a whole kernel
 apart (9 elements for a 3x3), so each is a one-element load. When the columns can be made
@@ -28,7 +34,7 @@ from collections.abc import Mapping
 import torch
 import triton
 
-from ..configs import KernelConfig, copies_pay, elementwise_copy_pays, weight_copy_pays
+from ..configs import KernelConfig, channel_padded, copies_pay, elementwise_copy_pays, padded_channels, weight_copy_pays
 from ..kernels import layout
 from ..spec import ConvSpec
 from .base import PACKED, Descriptor, MemoryPass, layout_3d, tiles
@@ -42,11 +48,13 @@ def channels_first(tensor: torch.Tensor | None) -> bool:
             and tensor.numel() > 0)
 
 
-def dense_channels_last(tensor: torch.Tensor) -> torch.Tensor:
-    """An uninitialised [N, C, *spatial] tensor like `tensor`, channels innermost and dense."""
-    order = (0, *range(2, tensor.dim()), 1)
-    stored = torch.empty([tensor.shape[d] for d in order], dtype=tensor.dtype, device=tensor.device)
-    return stored.permute(0, tensor.dim() - 1, *range(1, tensor.dim() - 1))
+def dense_channels_last(tensor: torch.Tensor, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+    """An uninitialised [N, C, *spatial] tensor like `tensor` (of `shape`, else its own),
+    channels innermost and dense."""
+    shape = tuple(tensor.shape) if shape is None else shape
+    order = (0, *range(2, len(shape)), 1)
+    stored = torch.empty([shape[d] for d in order], dtype=tensor.dtype, device=tensor.device)
+    return stored.permute(0, len(shape) - 1, *range(1, len(shape) - 1))
 
 
 class ChannelsLastCopy(MemoryPass):
@@ -86,17 +94,23 @@ class ChannelsLastCopy(MemoryPass):
         strides = source.stride()[:2] if source is not None else (0, 0)
         return shape[0], shape[1], *strides
 
+    def target_images(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, int]:
+        """(images, channels) of the target: the source's (PaddedChannelsCopy pads them)."""
+        return self.images(spec, source)[:2]
+
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         source, target = tensors[self.operand], tensors[self.target]
         (_, _, *size), (_, _, *strides) = layout_3d(source)
         images, channels, image_stride, channel_stride = self.images(spec, source)
+        target_channels = self.target_images(spec, source)[1]
         position_stride = flat_row_stride(size, strides)
-        block_p, block_c = self.blocks((images, channels, *size))
+        block_p, block_c = self.blocks((images, target_channels, *size))
         positions, element = math.prod(size), source.element_size()
         position_unit = stride_unit((positions, image_stride, channel_stride), element)
-        channel_unit = stride_unit((channels,), element)
-        args = (source, target, channels // channel_unit, *size, positions // position_unit,
-                image_stride // position_unit, channel_stride // position_unit, *strides, position_stride or 0)
+        channel_unit = stride_unit((channels, target_channels), element)
+        args = (source, target, images, channels // channel_unit, target_channels // channel_unit, *size,
+                positions // position_unit, image_stride // position_unit, channel_stride // position_unit, *strides,
+                position_stride or 0)
         meta = dict(FLAT=position_stride is not None, BLOCK_P=block_p, BLOCK_C=block_c,
                     INDEX_DTYPE=numerics["INDEX_DTYPE"], POSITION_UNIT=position_unit, CHANNEL_UNIT=channel_unit,
                     num_warps=4)
@@ -109,18 +123,45 @@ class ChannelsLastCopy(MemoryPass):
         return self._grid(spec, tensors[self.operand])
 
     def _grid(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, int]:
-        images, channels, _, _ = self.images(spec, source)
+        images, channels = self.target_images(spec, source)
         size = self.kernel.operand_shapes(spec)[self.operand][2:]
         block_p, block_c = self.blocks((images, channels, *size))
         return images * tiles(math.prod(size), block_p), tiles(channels, block_c)
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
-        images, channels, _, _ = self.images(spec, None)
+        images, channels = self.target_images(spec, None)
         return images * math.prod(self.kernel.operand_shapes(spec)[self.operand][2:]), channels, 1
 
     def moved_bytes(self, spec: ConvSpec, element_bytes: int) -> int:
-        """What the copy reads and writes: the operand twice."""
-        return 2 * math.prod(self.kernel.operand_shapes(spec)[self.operand]) * element_bytes
+        """What the copy reads and writes: the operand, and the target."""
+        positions = math.prod(self.kernel.operand_shapes(spec)[self.operand][2:])
+        return (math.prod(self.images(spec, None)[:2]) + math.prod(self.target_images(spec, None))) * (
+            positions * element_bytes)
+
+
+class PaddedChannelsCopy(ChannelsLastCopy):
+    """Copies one operand of a pass that pads channels (tconv.configs.padded_channels) into
+    a channels-last buffer shaped as the padded problem's operand; the images and channels
+    the operand lacks are zeros (a 150-channel input: rows of 160, the last 10 zero)."""
+
+    def __init__(self, kernel: Descriptor, operand: str):
+        super().__init__(kernel, operand)
+        self.name = f"{kernel.name}_{operand}_padded_copy"
+
+    def __repr__(self) -> str:
+        return f"PaddedChannelsCopy({self.kernel.name}, {self.operand!r})"
+
+    def padded_shape(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, ...]:
+        """The padded problem's operand shape (without `source`, for 16-bit elements: those pad most)."""
+        padded = channel_padded(self.kernel.name, spec, 2 if source is None else source.element_size())
+        return self.kernel.operand_shapes(padded)[self.operand]
+
+    def target_images(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, int]:
+        return self.padded_shape(spec, source)[:2]
+
+    def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
+        source = tensors[self.operand]
+        return {self.target: dense_channels_last(source, self.padded_shape(spec, source))}
 
 
 class WeightColumnsCopy(ChannelsLastCopy):
@@ -188,6 +229,11 @@ def copy_of(kernel: Descriptor, operand: str) -> ChannelsLastCopy:
     return _copies.setdefault((kernel.name, operand), ChannelsLastCopy(kernel, operand))
 
 
+def padded_copy_of(kernel: Descriptor, operand: str) -> PaddedChannelsCopy:
+    """The one zero-padded channels-last copy descriptor of `kernel`'s `operand`."""
+    return _copies.setdefault((kernel.name, operand + " padded"), PaddedChannelsCopy(kernel, operand))
+
+
 def weight_copy_of(kernel: Descriptor) -> WeightColumnsCopy:
     """The one weight-columns copy descriptor of `kernel`."""
     return _copies.setdefault((kernel.name, "weight columns"), WeightColumnsCopy(kernel))
@@ -198,7 +244,9 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
     """The copies a pass of `kernel` on `family` makes before it launches: one per channels-first
     operand of `kernel.channels_last_operands` when copying those pays on the family's
     roofline (tconv.configs.copies_pay), else none; an elementwise pass copies channels-first
-    activations when tconv.configs.elementwise_copy_pays, and its weight when copies_weight."""
+    activations when tconv.configs.elementwise_copy_pays, and its weight when copies_weight.
+    A pass that pads channels (tconv.configs.padded_channels) copies every operand the padding
+    reaches zero-padded, whatever its layout, and its other channels-first operands as above."""
     dtype = next(t.dtype for t in operands.values() if isinstance(t, torch.Tensor))
     if spec.elementwise_lanes:  # elementwise loops gather per element, without tl.dot
         # with channels-first activations the loop's tile runs along positions, and takes one
@@ -210,6 +258,12 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
         else:
             activations = ()
         return activations + ((weight_copy_of(kernel),) if copies_weight(kernel, spec, operands.get("weight")) else ())
+    padded = padded_channels(kernel.name, spec, dtype, family)
+    if padded is not None:  # every operand the padding reaches; the others as below (the pass is compute-bound)
+        shapes, padded_shapes = kernel.operand_shapes(spec), kernel.operand_shapes(padded)
+        return tuple(padded_copy_of(kernel, operand) if padded_shapes[operand] != shapes[operand] else copy_of(kernel, operand)
+                     for operand in kernel.channels_last_operands
+                     if padded_shapes[operand] != shapes[operand] or channels_first(operands.get(operand)))
     copied = tuple(operand for operand in kernel.channels_last_operands if channels_first(operands.get(operand)))
     if not copied or not copies_pay(kernel.name, spec, dtype, family, copied):
         return ()

@@ -173,16 +173,21 @@ class Wgrad(Descriptor):
         # GROUP_OUT constexprs). Packed thin columns and small groups'
         # (output, input channel) rows gather one element at a time whatever the strides: no
         # units (SD's 4-channel layers, sm_90: 397 -> 414 and 89 -> 106 loop instructions with them).
+        # Zero-padded copies (tconv.configs.padded_channels) hold more channels than are stored:
+        # those wrap the loads (and set the units: a padded copy's are 1).
         dense, rows = not spec.elementwise_lanes, self.extents(spec)[0]
+        loaded_rows, loaded_columns = ((grad_output.shape[1] // spec.groups, input.shape[1] // spec.groups) if dense
+                                       else (rows, 0))
         gathers = spec.packed_channels or spec.elementwise_lanes > 1
-        in_unit = 1 if gathers else tensor_unit(input, (spec.in_channels_per_group,) if dense else ())
-        grad_unit = 1 if gathers else tensor_unit(grad_output, (rows, row_stride or 0))
+        in_unit = 1 if gathers else tensor_unit(input, (loaded_columns,) if dense else ())
+        grad_unit = 1 if gathers else tensor_unit(grad_output, (loaded_rows, row_stride or 0))
         args = (
             input, grad_output, workspace,
             batch, *in_size, *divided_strides(in_strides, in_unit),
             *out_size, *divided_strides(grad_strides, grad_unit), (row_stride or 0) // grad_unit,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
             spec.in_channels_per_group // (in_unit if dense else 1), rows // grad_unit,
+            loaded_columns // in_unit, loaded_rows // grad_unit,
             rows_per_split, workspace.shape[1], self.split_stride(spec, False),
         )
         meta = dict(
@@ -194,6 +199,7 @@ class Wgrad(Descriptor):
             MAGIC=magic_dimensions(batch, out_size),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
             TAP_RUN=tap_run(spec, config), IN_UNIT=in_unit, GRAD_UNIT=grad_unit,
+            PADDED=dense and (loaded_rows, loaded_columns) != (rows, spec.in_channels_per_group),
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
