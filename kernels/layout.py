@@ -26,7 +26,7 @@ def channels_last_copy_kernel(
     images, channels, target_channels, depth, height, width, positions,
     stride_n, stride_c, stride_d, stride_h, stride_w, position_stride,
     FLAT: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, INDEX_DTYPE: tl.constexpr,
-    POSITION_UNIT: tl.constexpr, CHANNEL_UNIT: tl.constexpr,
+    POSITION_UNIT: tl.constexpr, CHANNEL_UNIT: tl.constexpr, PADDED: tl.constexpr,
 ):
     """FLAT: (d, h, w) flatten into one position of stride `position_stride`, so a tile's
     positions are one strided run: unit stride in NCHW, where loads are vector-wide when
@@ -36,7 +36,11 @@ def channels_last_copy_kernel(
     tconv.descriptors.units.stride_unit): multiplied back by constants, 14 x 14 positions
     load 64 bits and 24 channels store 128."""
     positions, stride_n, stride_c = positions * POSITION_UNIT, stride_n * POSITION_UNIT, stride_c * POSITION_UNIT
-    channels, target_channels = channels * CHANNEL_UNIT, target_channels * CHANNEL_UNIT
+    channels = channels * CHANNEL_UNIT
+    if PADDED:  # the target has more images or channels, zeros
+        target_channels = target_channels * CHANNEL_UNIT
+    else:
+        target_channels = channels
     position_tiles = tl.cdiv(positions, BLOCK_P)
     n = tl.program_id(0) // position_tiles  # one scalar division per program
     p = (tl.program_id(0) % position_tiles) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -48,8 +52,10 @@ def channels_last_copy_kernel(
         position_offset = (d.to(INDEX_DTYPE) * stride_d + h.to(INDEX_DTYPE) * stride_h
                            + w.to(INDEX_DTYPE) * stride_w)
     mask = (p < positions)[:, None] & (c < target_channels)[None, :]
-    source_channels = tl.where(n < images, channels, 0)  # (padded images and channels: zeros)
-    tile = tl.load(source_ptr + n.to(INDEX_DTYPE) * stride_n + position_offset[:, None]
-                   + (c.to(INDEX_DTYPE) * stride_c)[None, :], mask=mask & (c < source_channels)[None, :], other=0.0)
+    source = source_ptr + n.to(INDEX_DTYPE) * stride_n + position_offset[:, None] + (c.to(INDEX_DTYPE) * stride_c)[None, :]
+    if PADDED:  # (the image test as a vector along positions, constant along them)
+        tile = tl.load(source, mask=mask & ((p * 0 + n) < images)[:, None] & (c < channels)[None, :], other=0.0)
+    else:
+        tile = tl.load(source, mask=mask)
     target_row = n.to(INDEX_DTYPE) * positions + p.to(INDEX_DTYPE)
     tl.store(target_ptr + target_row[:, None] * target_channels + c.to(INDEX_DTYPE)[None, :], tile, mask=mask)

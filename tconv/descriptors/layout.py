@@ -102,7 +102,7 @@ class ChannelsLastCopy(MemoryPass):
         source, target = tensors[self.operand], tensors[self.target]
         (_, _, *size), (_, _, *strides) = layout_3d(source)
         images, channels, image_stride, channel_stride = self.images(spec, source)
-        target_channels = self.target_images(spec, source)[1]
+        target_images, target_channels = self.target_images(spec, source)
         position_stride = flat_row_stride(size, strides)
         block_p, block_c = self.blocks((images, target_channels, *size))
         positions, element = math.prod(size), source.element_size()
@@ -113,6 +113,7 @@ class ChannelsLastCopy(MemoryPass):
                 position_stride or 0)
         meta = dict(FLAT=position_stride is not None, BLOCK_P=block_p, BLOCK_C=block_c,
                     INDEX_DTYPE=numerics["INDEX_DTYPE"], POSITION_UNIT=position_unit, CHANNEL_UNIT=channel_unit,
+                    PADDED=(target_images, target_channels) != (images, channels),
                     num_warps=4)
         return args, meta
 
