@@ -134,10 +134,8 @@ class ChannelsLastCopy(MemoryPass):
         return images * math.prod(self.kernel.operand_shapes(spec)[self.operand][2:]), channels, 1
 
     def moved_bytes(self, spec: ConvSpec, element_bytes: int) -> int:
-        """What the copy reads and writes: the operand, and the target."""
-        positions = math.prod(self.kernel.operand_shapes(spec)[self.operand][2:])
-        return (math.prod(self.images(spec, None)[:2]) + math.prod(self.target_images(spec, None))) * (
-            positions * element_bytes)
+        """What the copy reads and writes: the operand twice."""
+        return 2 * math.prod(self.kernel.operand_shapes(spec)[self.operand]) * element_bytes
 
 
 class PaddedChannelsCopy(ChannelsLastCopy):
@@ -152,17 +150,22 @@ class PaddedChannelsCopy(ChannelsLastCopy):
     def __repr__(self) -> str:
         return f"PaddedChannelsCopy({self.kernel.name}, {self.operand!r})"
 
-    def padded_shape(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, ...]:
-        """The padded problem's operand shape (without `source`, for 16-bit elements: those pad most)."""
-        padded = channel_padded(self.kernel.name, spec, 2 if source is None else source.element_size())
-        return self.kernel.operand_shapes(padded)[self.operand]
+    def padded_shape(self, spec: ConvSpec, element_size: int) -> tuple[int, ...]:
+        """The padded problem's operand shape for elements of `element_size` bytes."""
+        return self.kernel.operand_shapes(channel_padded(self.kernel.name, spec, element_size))[self.operand]
 
     def target_images(self, spec: ConvSpec, source: torch.Tensor | None) -> tuple[int, int]:
-        return self.padded_shape(spec, source)[:2]
+        """(Without `source`, for 16-bit elements: those pad most.)"""
+        return self.padded_shape(spec, 2 if source is None else source.element_size())[:2]
 
     def allocate(self, spec: ConvSpec, tensors: Mapping, config: KernelConfig) -> dict:
         source = tensors[self.operand]
-        return {self.target: dense_channels_last(source, self.padded_shape(spec, source))}
+        return {self.target: dense_channels_last(source, self.padded_shape(spec, source.element_size()))}
+
+    def moved_bytes(self, spec: ConvSpec, element_bytes: int) -> int:
+        """What the copy reads and writes: the operand, and its padded target."""
+        return (math.prod(self.kernel.operand_shapes(spec)[self.operand])
+                + math.prod(self.padded_shape(spec, element_bytes))) * element_bytes
 
 
 class WeightColumnsCopy(ChannelsLastCopy):
