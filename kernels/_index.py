@@ -164,6 +164,22 @@ def load_and_dot(
 
 
 @triton.jit
+def load_and_dot_chunks(
+    acc, a_pointers, b_pointers, row_mask, a_chunk, b_chunk,
+    K_CHUNKS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+):
+    """A K step over K_CHUNKS whole channel blocks of one tap (kernels' K_CHUNKS): 48
+    channels as three 16-wide blocks, whose A and B tiles sit a_chunk and b_chunk elements
+    after the previous block's. The tap's row mask and pointers serve every block, so
+    the step's fixed cost is paid once per tap rather than once per block."""
+    for chunk in tl.static_range(K_CHUNKS):
+        a = tl.load(a_pointers + chunk * a_chunk, mask=row_mask[:, None], other=0.0)
+        b = tl.load(b_pointers + chunk * b_chunk)
+        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+    return acc
+
+
+@triton.jit
 def store_output(
     output_ptr, acc, bias_ptr, out_channels, row_mask, col_mask,
     n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,

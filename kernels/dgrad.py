@@ -40,7 +40,9 @@ per tile, so a step's gather is a scalar delta and a shift per row. EVEN_K (chan
 multiple of BLOCK_K) drops the channel masks; a 1x1 kernel (at most one tap per phase)
 keeps the plain GEMM loop. TAP_STEPS (exactly BLOCK_K channels a group: every step a new
 tap) drops the channel counter and carries the tap's weight offset, input delta and bit
-from step to step (kernels/_index.py tap_moves), as 1-d loops do.
+from step to step (kernels/_index.py tap_moves), as 1-d loops do. K_CHUNKS > 1 makes a
+step K_CHUNKS whole channel blocks of one tap, a tl.dot each (chunked steps, as in
+kernels/fprop.py: 96 channels as 3 x 32).
 """
 
 import triton
@@ -50,6 +52,7 @@ from ._index import (
     elementwise_pairs,
     in_elements,
     load_and_dot,
+    load_and_dot_chunks,
     next_step,
     split_rows,
     store_output,
@@ -111,12 +114,13 @@ def conv_dgrad_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
-    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, PADDED: tl.constexpr,
+    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, K_CHUNKS: tl.constexpr, PADDED: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
+    STEP_K: tl.constexpr = BLOCK_K * K_CHUNKS  # a tap's channels a K step takes (chunked steps, as in kernels/fprop.py)
     # Tap offsets carried across steps (tap_moves) where a step always moves a tap or moves
     # along w alone (1-d); else rebuilt from the counters each step.
     CARRIED: tl.constexpr = TAP_STEPS or KERNEL_D * KERNEL_H == 1
@@ -207,7 +211,7 @@ def conv_dgrad_kernel(
                        + (out_channels % GROUP_OUT).to(INDEX_DTYPE) * weight_stride_o)
 
     step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
-    channel_blocks = tl.cdiv(step_channels, BLOCK_K)
+    channel_blocks = tl.cdiv(step_channels, STEP_K)
     num_steps = taps_d * taps_h * taps_w * channel_blocks
     if pid_m * BLOCK_M >= num_rows:
         num_steps = 0
@@ -234,7 +238,7 @@ def conv_dgrad_kernel(
         if TAPS == 1:
             # A 1x1 kernel at stride 1 is a plain GEMM loop: no counters (they stop
             # Triton from pipelining the loads there).
-            channel_start = step * BLOCK_K
+            channel_start = step * STEP_K
             tap_offset = 0  # the only tap; said statically so the weight's alignment stays known
         elif not CARRIED:
             # Several channel blocks a tap in 2-d and 3-d: rebuilt from the counters, which
@@ -287,11 +291,16 @@ def conv_dgrad_kernel(
                 weight_rows = (group * in_channels_per_group + channel).to(INDEX_DTYPE) * weight_stride_c + tap_offset
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_rows[:, None] + weight_col_base[None, :]
-            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group,
-                               weight_col_in_range, EVEN_K, INPUT_PRECISION, UPCAST_DOT)
+            if K_CHUNKS > 1:
+                acc = load_and_dot_chunks(acc, a_pointers, b_pointers, row_mask, tl.cast(BLOCK_K * in_stride_c, INDEX_DTYPE),
+                                          tl.cast(BLOCK_K * weight_stride_c, INDEX_DTYPE), K_CHUNKS, INPUT_PRECISION,
+                                          UPCAST_DOT)
+            else:
+                acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group,
+                                   weight_col_in_range, EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
             channel_start, td, th, tw, next_tap, next_h, next_d = next_step(
-                channel_start, td, th, tw, BLOCK_K, step_channels, taps_h, taps_w, KERNEL_D, KERNEL_H, KERNEL_W, TAP_STEPS)
+                channel_start, td, th, tw, STEP_K, step_channels, taps_h, taps_w, KERNEL_D, KERNEL_H, KERNEL_W, TAP_STEPS)
             if CARRIED:
                 tap_offset += tap_move(next_tap, next_h, next_d, *weight_moves, KERNEL_D, KERNEL_H)
                 if TAP_BITS:

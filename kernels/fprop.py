@@ -50,6 +50,11 @@ RGB patch's rows 48-long runs instead of one-element gathers. A[m, (kd, kh, k)] 
 One channel block a tap (TAP_STEPS: a group of exactly BLOCK_K channels) moves to the next
 tap every step, without a channel counter; the tap's weight offset and input delta are
 then carried from step to step (kernels/_index.py tap_moves), as in 1-d loops.
+
+Chunked steps (K_CHUNKS > 1, tconv.descriptors.base.k_chunks): a K step takes K_CHUNKS
+whole BLOCK_K-wide channel blocks of one tap (96 channels as 3 x 32, where no power-of-two
+BLOCK_K spans them without padding), one tl.dot each, sharing the tap's row mask,
+pointers and counters: the step is BLOCK_K x K_CHUNKS wide.
 """
 
 import triton
@@ -59,6 +64,7 @@ from ._index import (
     elementwise_pairs,
     in_elements,
     load_and_dot,
+    load_and_dot_chunks,
     mma,
     next_step,
     padded_index,
@@ -229,13 +235,15 @@ def conv_fprop_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
-    TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
+    K_CHUNKS: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
+    STEP_K: tl.constexpr = BLOCK_K * K_CHUNKS  # a tap's channels a K step takes (chunked steps)
     # Tap offsets carried across steps (tap_moves) where a step always moves a tap or moves
     # along w alone (1-d); else rebuilt from the counters each step (kernels/dgrad.py).
     CARRIED: tl.constexpr = TAP_STEPS or KERNEL_D * KERNEL_H == 1
@@ -308,7 +316,7 @@ def conv_fprop_kernel(
         b_tile = weight_ptr + weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
 
     step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
-    channel_blocks = tl.cdiv(step_channels, BLOCK_K)
+    channel_blocks = tl.cdiv(step_channels, STEP_K)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     if PACKED_CHANNELS:
         # Thin groups: K steps over the packed (tap, channel) pairs.
@@ -385,7 +393,7 @@ def conv_fprop_kernel(
         if TAPS == 1:
             # Kept apart: a 1x1 loop is a plain GEMM loop, and carried counters there
             # stop Triton from pipelining its loads.
-            channel_start = step * BLOCK_K
+            channel_start = step * STEP_K
             tap_offset = 0
         elif not CARRIED:  # (as in kernels/dgrad.py: SD's 320-channel 3x3, sm_80: 225 against 230)
             tap_offset = kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w
@@ -427,11 +435,16 @@ def conv_fprop_kernel(
             else:
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None]
-            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
-                               EVEN_K, INPUT_PRECISION, UPCAST_DOT)
+            if K_CHUNKS > 1:
+                acc = load_and_dot_chunks(acc, a_pointers, b_pointers, row_mask, tl.cast(BLOCK_K * in_stride_c, INDEX_DTYPE),
+                                          tl.cast(BLOCK_K * weight_stride_c, INDEX_DTYPE), K_CHUNKS, INPUT_PRECISION,
+                                          UPCAST_DOT)
+            else:
+                acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group,
+                                   col_in_range, EVEN_K, INPUT_PRECISION, UPCAST_DOT)
         if TAPS > 1:
             channel_start, kd, kh, kw, next_tap, next_h, next_d = next_step(
-                channel_start, kd, kh, kw, BLOCK_K, step_channels, KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H, KERNEL_W,
+                channel_start, kd, kh, kw, STEP_K, step_channels, KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H, KERNEL_W,
                 TAP_STEPS)
             if CARRIED:
                 tap_offset += tap_move(next_tap, next_h, next_d, *weight_moves, KERNEL_D, KERNEL_H)

@@ -213,10 +213,12 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
 
 
 def tiles_per_step(function, constexprs: dict) -> int:
-    """Output tiles one main-loop iteration multiplies: the kernel's TAP_RUN (wgrad), else 1."""
+    """BLOCK_M x BLOCK_N x BLOCK_K products one main-loop iteration multiplies: the
+    kernel's TAP_RUN (wgrad's output tiles) or K_CHUNKS (fprop's and dgrad's channel blocks
+    a step), else 1."""
     names = function.arg_names
-    return next((value for key, value in constexprs.items()
-                 if names[key[0] if isinstance(key, tuple) else key] == "TAP_RUN"), 1)
+    values = {names[key[0] if isinstance(key, tuple) else key]: value for key, value in constexprs.items()}
+    return values.get("TAP_RUN", 1) * values.get("K_CHUNKS", 1)
 
 
 def constexprs_precision(constexprs: dict) -> str:

@@ -255,6 +255,72 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     _launch._chosen.clear()
 
 
+CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K): 3, 5 or 6 whole blocks a tap, not folded
+    (2, 96, 3, dict(padding=1), 32),
+    (2, 96, 3, dict(stride=2, padding=1), 16),
+    (1, 96, 5, dict(padding=4, dilation=2, groups=2), 16),
+    (2, 80, 3, dict(padding=2, dilation=2), 16),
+    (3, 48, 3, dict(stride=(1, 2, 2), padding=1, groups=1, dilation=(1, 1, 2)), 16),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dims, channels, kernel, kwargs, block_k", CHUNKED_CASES,
+                         ids=lambda value: str(value).replace(" ", ""))
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, transposed, dtype, monkeypatch):
+    """A tap's channels in 3, 5 or 6 whole BLOCK_K blocks take one K step of that many
+    tl.dots (K_CHUNKS, descriptors.base.k_chunks), the blocks' tiles at constant offsets
+    from the tap's: forward and both gradients against torch in float64 (stride phases,
+    dilation, groups, 1-3 d), with the forward and input-gradient kernels' BLOCK_K set, and
+    both ran chunked loops."""
+    import dataclasses
+
+    from tconv import _launch
+
+    launched = set()
+    original_go, original_config = _launch._go, _launch.heuristic_config
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if meta.get("K_CHUNKS", 1) > 1:
+            launched.add(getattr(function, "function", function).__name__)
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    def with_block_k(kernel, spec, *args, **kwargs):
+        config = original_config(kernel, spec, *args, **kwargs)
+        dense = kernel.name in ("fprop", "dgrad") and not spec.elementwise_lanes
+        return dataclasses.replace(config, block_k=block_k, num_stages=2) if dense else config
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    monkeypatch.setattr(_launch, "heuristic_config", with_block_k)
+    groups = kwargs.get("groups", 1)
+    input = torch.randn(2, channels, *(6,) * dims, dtype=torch.float64)
+    weight = torch.randn(channels, channels // groups, *(kernel,) * dims, dtype=torch.float64) / 4
+    check_forward_and_gradients(f"conv_transpose{dims}d" if transposed else f"conv{dims}d", input, weight, kwargs, dtype)
+    assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
+    _launch._passes.clear()
+    _launch._chosen.clear()
+
+
+def test_chunks_only_where_they_apply():
+    """Chunked steps take 3, 5, 6 or 7 whole blocks a tap, at most 128 channels, with tiles
+    every family's shared memory holds, and never a 1x1 kernel's single tap."""
+    from tconv.configs import KernelConfig
+    from tconv.descriptors.base import k_chunks
+
+    tile = KernelConfig(128, 32, 32, num_stages=3)
+    assert k_chunks(96, 9, tile, 2) == 3 and k_chunks(48, 27, KernelConfig(128, 64, 16), 2) == 3
+    assert k_chunks(112, 7, KernelConfig(64, 64, 16), 2) == 7
+    assert k_chunks(96, 1, tile, 2) == 1  # one tap: the loop would run one step
+    assert k_chunks(64, 9, tile, 2) == 1 and k_chunks(128, 9, tile, 2) == 1  # powers of two: a wider BLOCK_K
+    assert k_chunks(100, 9, tile, 2) == 1  # not whole blocks
+    assert k_chunks(192, 9, KernelConfig(64, 64, 64), 2) == 1  # wider than 128 channels
+    assert k_chunks(96, 9, KernelConfig(256, 128, 32, num_stages=3), 2) == 1  # 221 KB of tiles
+    assert k_chunks(96, 9, KernelConfig(64, 32, 32, num_stages=2), 4) == 3 and k_chunks(96, 9, tile, 4) == 1  # fp32: 180 KB
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("dims, kernel, kwargs", [
     (2, (7, 7), dict(stride=2, padding=3)),

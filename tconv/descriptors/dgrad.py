@@ -12,7 +12,18 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
-from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tap_bits_limit, tile_meta, tiles
+from .base import (
+    Descriptor,
+    conv_output,
+    group_meta,
+    in_3d,
+    k_chunks,
+    launch_options,
+    layout_3d,
+    tap_bits_limit,
+    tile_meta,
+    tiles,
+)
 from .units import divided_strides, tensor_unit
 
 
@@ -83,6 +94,8 @@ class Dgrad(Descriptor):
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, (weight_columns,) if dense else ())  # (a padded copy's: 1)
         out_unit = tensor_unit(output)
+        chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
+                                                              config, input.element_size())
         args = (
             input, weight, bias, output, phases,
             batch, *in_size, *divided_strides(in_strides, in_unit),
@@ -96,7 +109,8 @@ class Dgrad(Descriptor):
                     GROUP_M=config.group_m,
                     TAP_BITS=math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
-                    TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k,
+                    TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k * chunks,
+                    K_CHUNKS=chunks,
                     PADDED=weight_columns != columns,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
                     IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,

@@ -10,7 +10,18 @@ import torch
 from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
-from .base import Descriptor, conv_output, group_meta, in_3d, launch_options, layout_3d, tap_bits_limit, tile_meta, tiles
+from .base import (
+    Descriptor,
+    conv_output,
+    group_meta,
+    in_3d,
+    k_chunks,
+    launch_options,
+    layout_3d,
+    tap_bits_limit,
+    tile_meta,
+    tiles,
+)
 from .units import divided_strides, row_strides, tensor_unit, thin_runs_aligned
 
 
@@ -52,6 +63,8 @@ class Fprop(Descriptor):
         # leaves no tap past the end), so the main loop (a folded width's, packed steps') masks
         # rows by their range alone.
         unpadded = not any(spec.pad_before + spec.pad_after)
+        dense_taps = not (spec.elementwise_lanes or folded or self.packed_channels(spec))
+        chunks = k_chunks(reduction, self.loop_taps(spec), config, input.element_size()) if dense_taps else 1
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
@@ -71,11 +84,12 @@ class Fprop(Descriptor):
                 spec, config, input.element_size(), packed=bool(self.packed_channels(spec)))),
             UNPADDED=unpadded,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
-            # One channel block per tap (the loop drops its channel counter), where a thread
+            # One K step per tap (the loop drops its channel counter), where a thread
             # loads at most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps)
             # spilled 2.6 KB without its counter, 0 with it.
-            TAP_STEPS=(not spec.elementwise_lanes and reduction == config.block_k
-                       and config.block_m * config.block_k <= 64 * 32 * config.num_warps),
+            TAP_STEPS=(not spec.elementwise_lanes and reduction == config.block_k * chunks
+                       and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps),
+            K_CHUNKS=chunks,
             PACKED_CHANNELS=self.packed_channels(spec), FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
             IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
