@@ -460,7 +460,10 @@ LONG_TAP_LOOP = {"accumulator": 128, "taps": 16}
 #: sm_90 input-gradient tiles of 128 fp32 accumulator registers a thread (128x256 with 8 warps)
 #: are left out for loops over one kernel row (1-d, 1xk), whose tap offsets are carried
 #: (kernels/dgrad.py, CARRIED): a 1-d k7 and k3 d3 layer at 512 and 256 channels took 255
-#: registers and spilled 248-256 bytes there, 128x128x64 with 8 warps 208 and none.
+#: registers and spilled 248-256 bytes there, 128x128x64 with 8 warps 208 and none. Also
+#: for every 1-d layer, whose output torch keeps channels-first (no 3-d memory format), so
+#: the epilogue stores element by element: a pointwise (k1) conv1d's at 256 <-> 512
+#: channels spilled 112-128 bytes (255 registers), where the 2-d 1x1 took 222-236 and none.
 CARRIED_DGRAD_ACCUMULATOR_SM90 = 128
 #: Share of tensor peak the gathered main loops reach, per family and kernel. sm_90:
 #: measured on an H100 (tconv bench, ResNet-50 at batch 64, fp16, CUDA-graph replay of every
@@ -761,7 +764,7 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
                 and descriptor.loop_taps(spec) > LONG_TAP_LOOP["taps"]):
             continue
         if (descriptor.name == "dgrad" and family == "sm_90" and accumulator >= CARRIED_DGRAD_ACCUMULATOR_SM90
-                and math.prod(spec.kernel_size[:-1]) == 1 < spec.kernel_size[-1]):
+                and (spec.dims == 1 or math.prod(spec.kernel_size[:-1]) == 1 < spec.kernel_size[-1])):
             continue
         if gathered and (block_k * element > GATHERED_LIMITS["k_step_bytes"] or block_m > GATHERED_LIMITS["block_m"]
                          or accumulator > GATHERED_LIMITS["accumulator"]):
