@@ -255,28 +255,29 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     _launch._chosen.clear()
 
 
-CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K): 3, 5 or 6 whole blocks a tap, not folded
-    (2, 96, 3, dict(padding=1), 32),
-    (2, 96, 3, dict(stride=2, padding=1), 16),
-    (1, 96, 5, dict(padding=4, dilation=2, groups=2), 16),
-    (2, 80, 3, dict(padding=2, dilation=2), 16),
-    (3, 48, 3, dict(stride=(1, 2, 2), padding=1, groups=1, dilation=(1, 1, 2)), 16),
+CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 3, 5 or 6 whole blocks a tap
+    (2, 96, 3, dict(padding=1), 32, "channels_last"),
+    (2, 96, 3, dict(stride=2, padding=1), 16, "contiguous"),
+    (1, 96, 5, dict(padding=4, dilation=2, groups=2), 16, "channels_last"),
+    (2, 80, 3, dict(padding=2, dilation=2), 16, "contiguous"),
+    (3, 48, 3, dict(stride=(1, 2, 2), padding=1, groups=1, dilation=(1, 1, 2)), 16, "channels_last"),
 ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
-@pytest.mark.parametrize("dims, channels, kernel, kwargs, block_k", CHUNKED_CASES,
+@pytest.mark.parametrize("dims, channels, kernel, kwargs, block_k, layout", CHUNKED_CASES,
                          ids=lambda value: str(value).replace(" ", ""))
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
-def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, transposed, dtype, monkeypatch):
+def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transposed, dtype, monkeypatch):
     """A tap's channels in 3, 5 or 6 whole BLOCK_K blocks take one K step of that many
     tl.dots (K_CHUNKS, descriptors.base.k_chunks), the blocks' tiles at constant offsets
     from the tap's: forward and both gradients against torch in float64 (stride phases,
-    dilation, groups, 1-3 d), with the forward and input-gradient kernels' BLOCK_K set, and
-    both ran chunked loops."""
+    dilation, groups, 1-3 d, channels-last and gathered channels-first inputs), with the
+    forward and input-gradient kernels' BLOCK_K set, and both ran chunked loops."""
     import dataclasses
 
     from tconv import _launch
+    from tconv.descriptors.base import in_layout
 
     launched = set()
     original_go, original_config = _launch._go, _launch.heuristic_config
@@ -296,7 +297,7 @@ def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, transposed, dt
     monkeypatch.setattr(_launch, "_go", record)
     monkeypatch.setattr(_launch, "heuristic_config", with_block_k)
     groups = kwargs.get("groups", 1)
-    input = torch.randn(2, channels, *(6,) * dims, dtype=torch.float64)
+    input = in_layout(torch.randn(2, channels, *(6,) * dims, dtype=torch.float64), layout)
     weight = torch.randn(channels, channels // groups, *(kernel,) * dims, dtype=torch.float64) / 4
     check_forward_and_gradients(f"conv_transpose{dims}d" if transposed else f"conv{dims}d", input, weight, kwargs, dtype)
     assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
