@@ -196,10 +196,12 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
     loop = main_loop(sass)
     if (loop is None or not loop.tensor_core_instructions) and kernel_name != GEMM.name:
         # A K loop of constant trip count may be unrolled whole: its steps are read from
-        # the straight-line code, a step issuing what the plain GEMM's at this tile does.
+        # the straight-line code, a step issuing what the plain GEMM's at this tile does
+        # (times the tiles it multiplies: a chunked step's blocks).
         reference = reference_loop(dtype, config, arch) if tensor_core_instructions(sass) > 1 else None
         if reference is not None and reference.loop is not None:
-            loop = unrolled_loop(sass, reference.loop.tensor_core_instructions) or loop
+            per_step = reference.loop.tensor_core_instructions * tiles_per_step(function, constexprs)
+            loop = unrolled_loop(sass, per_step) or loop
     share = None
     if loop is not None and loop.tensor_core_instructions:
         share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs),

@@ -35,6 +35,10 @@ class KernelConfig:
     tap_run (wgrad only): the most taps along w one program may take (descriptors/wgrad.py,
     tap_run); config_space sets it per dtype and family to the most the tile's registers and
     shared memory hold.
+    k_step (fprop and dgrad): the widest K step, in channels of one tap, that chunked steps
+    may take at this tile (descriptors.base.k_chunks); config_space sets it per dtype and
+    family to what the family's shared memory holds (with_k_step); 0: BLOCK_K-wide steps only.
+    Derived from the other fields and the family, so it is not printed.
     """
 
     block_m: int
@@ -45,6 +49,7 @@ class KernelConfig:
     num_stages: int = 3
     split_k: int = 0
     tap_run: int = 1
+    k_step: int = 0
 
     __hash__ = cached_field_hash  # configs key the launchers' memos on every call
     __getstate__ = state_without_hash
@@ -164,7 +169,10 @@ def config_space(kernel, family: str, elementwise: bool = False, dtype: torch.dt
     configs = (KernelConfig(**dict(zip(names, values))) for values in itertools.product(*axes.values()))
     fitting = (c for c in configs if _fits_registers(c, elementwise and kernel.name != "wgrad", dtype)
                and shared_bytes(c, dtype) <= SHARED_LIMIT[family])
-    return tuple(c if elementwise else with_tap_run(kernel, c, dtype, family) for c in fitting)
+    if elementwise:
+        return tuple(fitting)
+    return tuple(with_k_step(with_tap_run(kernel, c, dtype, family), dtype, family)
+                 if kernel.name in ("fprop", "dgrad") else with_tap_run(kernel, c, dtype, family) for c in fitting)
 
 
 def with_tap_run(kernel, config: KernelConfig, dtype: torch.dtype, family: str) -> KernelConfig:
@@ -175,6 +183,19 @@ def with_tap_run(kernel, config: KernelConfig, dtype: torch.dtype, family: str) 
         if shared_bytes(longer, dtype) <= SHARED_LIMIT[family]:
             return longer
     return config
+
+
+#: Widest chunked K step (kernels' K_CHUNKS x BLOCK_K), in channels.
+CHUNKED_STEP_LIMIT = 256
+
+
+def with_k_step(config: KernelConfig, dtype: torch.dtype, family: str) -> KernelConfig:
+    """The config with the widest chunked K step (descriptors.base.k_chunks) whose pipelined
+    tiles the family's shared memory holds at its tile and stages, a multiple of BLOCK_K of
+    at most CHUNKED_STEP_LIMIT channels; unchanged where that is less than three blocks."""
+    fits = SHARED_LIMIT[family] // (config.num_stages * (config.block_m + config.block_n) * dtype.itemsize)
+    step = min(CHUNKED_STEP_LIMIT, fits) // config.block_k * config.block_k
+    return dataclasses.replace(config, k_step=step) if step >= 3 * config.block_k else config
 
 
 # ------------------------------------------------------------------------ pruning

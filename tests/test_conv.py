@@ -306,20 +306,25 @@ def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transp
 
 
 def test_chunks_only_where_they_apply():
-    """Chunked steps take 3, 5, 6 or 7 whole blocks a tap, at most 128 channels, with tiles
-    every family's shared memory holds, and never a 1x1 kernel's single tap."""
-    from tconv.configs import KernelConfig
+    """Chunked steps take 3, 5, 6 or 7 whole blocks a tap, never a 1x1 kernel's single tap,
+    and at most the config's k_step: what its family's shared memory holds at its tile and
+    stages (configs.with_k_step), 256 channels at most."""
+    from tconv.configs import KernelConfig, with_k_step
     from tconv.descriptors.base import k_chunks
 
-    tile = KernelConfig(128, 32, 32, num_stages=3)
-    assert k_chunks(96, 9, tile, 2) == 3 and k_chunks(48, 27, KernelConfig(128, 64, 16), 2) == 3
-    assert k_chunks(112, 7, KernelConfig(64, 64, 16), 2) == 7
-    assert k_chunks(96, 1, tile, 2) == 1  # one tap: the loop would run one step
-    assert k_chunks(64, 9, tile, 2) == 1 and k_chunks(128, 9, tile, 2) == 1  # powers of two: a wider BLOCK_K
-    assert k_chunks(100, 9, tile, 2) == 1  # not whole blocks
-    assert k_chunks(192, 9, KernelConfig(64, 64, 64), 2) == 1  # wider than 128 channels
-    assert k_chunks(96, 9, KernelConfig(256, 128, 32, num_stages=3), 2) == 1  # 221 KB of tiles
-    assert k_chunks(96, 9, KernelConfig(64, 32, 32, num_stages=2), 4) == 3 and k_chunks(96, 9, tile, 4) == 1  # fp32: 180 KB
+    fp16 = {family: with_k_step(KernelConfig(128, 32, 32, num_stages=3), torch.float16, family)
+            for family in ("sm_90", "sm_80", "fallback")}
+    assert [config.k_step for config in fp16.values()] == [224, 160, 96]  # 227, 163, 99 KB over 3 x 160 x 2 bytes
+    tile = fp16["fallback"]
+    assert k_chunks(96, 9, tile) == 3 and k_chunks(96, 1, tile) == 1  # one tap: the loop would run one step
+    assert k_chunks(160, 9, tile) == 1 and k_chunks(160, 9, fp16["sm_80"]) == 5  # the family's shared memory
+    assert k_chunks(224, 9, fp16["sm_90"]) == 7 and k_chunks(224, 9, fp16["sm_80"]) == 1
+    assert k_chunks(64, 9, tile) == 1 and k_chunks(128, 9, fp16["sm_90"]) == 1  # powers of two: a wider BLOCK_K
+    assert k_chunks(100, 9, tile) == 1  # not whole blocks
+    assert k_chunks(96, 9, KernelConfig(128, 32, 32)) == 1  # no k_step: BLOCK_K-wide steps
+    fp32 = with_k_step(KernelConfig(128, 32, 32, num_stages=3), torch.float32, "fallback")
+    assert fp32.k_step == 0 and k_chunks(96, 9, fp32) == 1  # 99 KB hold 48 channels: under three blocks
+    assert with_k_step(KernelConfig(64, 64, 16, num_stages=3), torch.float16, "sm_90").k_step == 256  # the limit
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)

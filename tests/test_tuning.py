@@ -88,8 +88,9 @@ def test_register_rule_bounds_the_accumulator_per_thread():
             half = config_space(kernel, family, False, torch.float16)
             for dtype in (torch.float32, torch.float64):
                 wide = config_space(kernel, family, False, dtype)
-                half_tiles = {replace(c, tap_run=1) for c in half}  # (tap runs are shorter where B is wider)
-                wide_tiles = {replace(c, tap_run=1) for c in wide}
+                # (tap runs and chunked K steps are shorter where the elements are wider)
+                half_tiles = {replace(c, tap_run=1, k_step=0) for c in half}
+                wide_tiles = {replace(c, tap_run=1, k_step=0) for c in wide}
                 assert wide_tiles <= half_tiles, (kernel, family, dtype)
                 assert wide_tiles < half_tiles or family == "fallback", (kernel, family, dtype)  # fallback: small tiles only
                 for c in wide:

@@ -19,7 +19,7 @@ import torch
 import triton.language as tl
 from triton.runtime.jit import JITFunction
 
-from ..configs import SHARED_LIMIT, KernelConfig
+from ..configs import KernelConfig
 from ..spec import ConvSpec
 
 #: CUDA's limit on grid axes 1 and 2.
@@ -247,26 +247,18 @@ def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int, pack
     return 64 if packed or wide else 32
 
 
-#: Widest chunked K step (kernels' K_CHUNKS x BLOCK_K), in channels.
-CHUNKED_STEP_LIMIT = 128
-
-
-def k_chunks(channels: int, taps: int, config: KernelConfig, element_size: int) -> int:
+def k_chunks(channels: int, taps: int, config: KernelConfig) -> int:
     """Channel blocks one K step of a tap-major loop takes (kernels/fprop.py K_CHUNKS): all
     of a tap's `channels` when they are 3, 5, 6 or 7 whole BLOCK_K-wide blocks (96 = 3 x 32,
-    48 = 3 x 16; no power-of-two K step spans them unpadded), the step at most
-    CHUNKED_STEP_LIMIT wide and its pipelined tiles within every family's shared memory
-    (SHARED_LIMIT's least, so any GPU the launch meets holds them); else 1. Each block of
-    such a step otherwise pays the step's fixed cost (counters, row mask, pointers) alone:
-    96->96 3x3 forward, sm_90, 128x32x32: 102 loop instructions per 4 HGMMA. A single tap
-    (1x1) keeps one block a step: its loop would run one step, which the compiler unrolls
-    whole."""
+    48 = 3 x 16; no power-of-two K step spans them unpadded) and at most the config's k_step
+    (what its family's shared memory holds: configs.with_k_step); else 1. Each block of such
+    a step otherwise pays the step's fixed cost (counters, row mask, pointers) alone: 96->96
+    3x3 forward, sm_90, 128x32x32: 102 loop instructions per 4 HGMMA. A single tap (1x1)
+    keeps one block a step: its loop would run one step, which the compiler unrolls whole."""
     chunks = channels // config.block_k
     if taps == 1 or channels % config.block_k or chunks < 3 or chunks & (chunks - 1) == 0:
         return 1
-    step = chunks * config.block_k
-    shared = config.num_stages * (config.block_m + config.block_n) * step * element_size
-    return chunks if step <= CHUNKED_STEP_LIMIT and shared <= min(SHARED_LIMIT.values()) else 1
+    return chunks if channels <= config.k_step else 1
 
 
 def group_meta(spec: ConvSpec) -> dict:

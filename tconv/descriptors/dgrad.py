@@ -95,7 +95,7 @@ class Dgrad(Descriptor):
         weight_unit = tensor_unit(weight, (weight_columns,) if dense else ())  # (a padded copy's: 1)
         out_unit = tensor_unit(output)
         chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
-                                                              config, input.element_size())
+                                                              config)
         args = (
             input, weight, bias, output, phases,
             batch, *in_size, *divided_strides(in_strides, in_unit),

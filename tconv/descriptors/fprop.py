@@ -64,7 +64,7 @@ class Fprop(Descriptor):
         # rows by their range alone.
         unpadded = not any(spec.pad_before + spec.pad_after)
         dense_taps = not (spec.elementwise_lanes or folded or self.packed_channels(spec))
-        chunks = k_chunks(reduction, self.loop_taps(spec), config, input.element_size()) if dense_taps else 1
+        chunks = k_chunks(reduction, self.loop_taps(spec), config) if dense_taps else 1
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
