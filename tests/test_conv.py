@@ -255,21 +255,21 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     _launch._chosen.clear()
 
 
-CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 3, 5 or 6 whole blocks a tap
+CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 3 or 5 whole blocks a tap
     (2, 96, 3, dict(padding=1), 32, "channels_last"),
-    (2, 96, 3, dict(stride=2, padding=1), 16, "contiguous"),
+    (2, 96, 3, dict(stride=2, padding=1, groups=2), 16, "contiguous"),
     (1, 96, 5, dict(padding=4, dilation=2, groups=2), 16, "channels_last"),
     (2, 80, 3, dict(padding=2, dilation=2), 16, "contiguous"),
     (3, 48, 3, dict(stride=(1, 2, 2), padding=1, groups=1, dilation=(1, 1, 2)), 16, "channels_last"),
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("dims, channels, kernel, kwargs, block_k, layout", CHUNKED_CASES,
                          ids=lambda value: str(value).replace(" ", ""))
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
 def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transposed, dtype, monkeypatch):
-    """A tap's channels in 3, 5 or 6 whole BLOCK_K blocks take one K step of that many
+    """A tap's channels in 3 or 5 whole BLOCK_K blocks take one K step of that many
     tl.dots (K_CHUNKS, descriptors.base.k_chunks), the blocks' tiles at constant offsets
     from the tap's: forward and both gradients against torch in float64 (stride phases,
     dilation, groups, 1-3 d, channels-last and gathered channels-first inputs), with the
@@ -306,9 +306,9 @@ def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transp
 
 
 def test_chunks_only_where_they_apply():
-    """Chunked steps take 3, 5, 6 or 7 whole blocks a tap, never a 1x1 kernel's single tap,
-    and at most the config's k_step: what its family's shared memory holds at its tile and
-    stages (configs.with_k_step), 256 channels at most."""
+    """Chunked steps take 3 or 5 whole blocks a tap, never a 1x1 kernel's single tap, and at
+    most the config's k_step: what its family's shared memory holds at its tile and stages
+    for 16-bit operands (configs.with_k_step), 256 channels at most."""
     from tconv.configs import KernelConfig, with_k_step
     from tconv.descriptors.base import k_chunks
 
@@ -318,12 +318,13 @@ def test_chunks_only_where_they_apply():
     tile = fp16["fallback"]
     assert k_chunks(96, 9, tile) == 3 and k_chunks(96, 1, tile) == 1  # one tap: the loop would run one step
     assert k_chunks(160, 9, tile) == 1 and k_chunks(160, 9, fp16["sm_80"]) == 5  # the family's shared memory
-    assert k_chunks(224, 9, fp16["sm_90"]) == 7 and k_chunks(224, 9, fp16["sm_80"]) == 1
+    assert k_chunks(224, 9, fp16["sm_90"]) == 1 and k_chunks(192, 9, fp16["sm_90"]) == 1  # 7 or 6 blocks
+    assert k_chunks(192, 9, with_k_step(KernelConfig(64, 64, 64), torch.float16, "sm_90")) == 3
     assert k_chunks(64, 9, tile) == 1 and k_chunks(128, 9, fp16["sm_90"]) == 1  # powers of two: a wider BLOCK_K
     assert k_chunks(100, 9, tile) == 1  # not whole blocks
     assert k_chunks(96, 9, KernelConfig(128, 32, 32)) == 1  # no k_step: BLOCK_K-wide steps
-    fp32 = with_k_step(KernelConfig(128, 32, 32, num_stages=3), torch.float32, "fallback")
-    assert fp32.k_step == 0 and k_chunks(96, 9, fp32) == 1  # 99 KB hold 48 channels: under three blocks
+    for dtype in (torch.float32, torch.float64):  # 16-bit operands only
+        assert with_k_step(KernelConfig(64, 32, 32, num_stages=2), dtype, "sm_90").k_step == 0
     assert with_k_step(KernelConfig(64, 64, 16, num_stages=3), torch.float16, "sm_90").k_step == 256  # the limit
 
 

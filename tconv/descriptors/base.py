@@ -249,14 +249,16 @@ def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int, pack
 
 def k_chunks(channels: int, taps: int, config: KernelConfig) -> int:
     """Channel blocks one K step of a tap-major loop takes (kernels/fprop.py K_CHUNKS): all
-    of a tap's `channels` when they are 3, 5, 6 or 7 whole BLOCK_K-wide blocks (96 = 3 x 32,
-    48 = 3 x 16; no power-of-two K step spans them unpadded) and at most the config's k_step
-    (what its family's shared memory holds: configs.with_k_step); else 1. Each block of such
-    a step otherwise pays the step's fixed cost (counters, row mask, pointers) alone: 96->96
-    3x3 forward, sm_90, 128x32x32: 102 loop instructions per 4 HGMMA. A single tap (1x1)
+    of a tap's `channels` when they are 3 or 5 whole BLOCK_K-wide blocks (96 = 3 x 32,
+    48 = 3 x 16, 160 = 5 x 32; no power-of-two K step spans them unpadded) and at most the
+    config's k_step (what its family's shared memory holds for 16-bit operands:
+    configs.with_k_step); else 1. Each block of such a step otherwise pays the step's fixed
+    cost (counters, row mask, pointers) alone: 96->96 3x3 forward, sm_90, 128x32x32: 102
+    loop instructions per 4 HGMMA. Six blocks spilled (sm_80, a 192-channel input gradient
+    at 64x32x32 written channels-first: 120 bytes), so do seven not. A single tap (1x1)
     keeps one block a step: its loop would run one step, which the compiler unrolls whole."""
     chunks = channels // config.block_k
-    if taps == 1 or channels % config.block_k or chunks < 3 or chunks & (chunks - 1) == 0:
+    if taps == 1 or channels % config.block_k or chunks not in (3, 5):
         return 1
     return chunks if channels <= config.k_step else 1
 
