@@ -254,9 +254,10 @@ def k_chunks(channels: int, taps: int, config: KernelConfig) -> int:
     config's k_step (what its family's shared memory holds for 16-bit operands:
     configs.with_k_step); else 1. Each block of such a step otherwise pays the step's fixed
     cost (counters, row mask, pointers) alone: 96->96 3x3 forward, sm_90, 128x32x32: 102
-    loop instructions per 4 HGMMA. Six blocks spilled (sm_80, a 192-channel input gradient
-    at 64x32x32 written channels-first: 120 bytes), so do seven not. A single tap (1x1)
-    keeps one block a step: its loop would run one step, which the compiler unrolls whole."""
+    loop instructions per 4 HGMMA. Six and seven blocks keep one a step: six spilled 120
+    bytes (sm_80, a 192-channel input gradient at 64x32x32 written channels-first). A single
+    tap (1x1) keeps one block a step: its loop would run one step, which the compiler
+    unrolls whole."""
     chunks = channels // config.block_k
     if taps == 1 or channels % config.block_k or chunks not in (3, 5):
         return 1
