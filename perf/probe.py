@@ -57,14 +57,15 @@ def candidates(kernel: str, spec: ConvSpec, dtype: torch.dtype, family: str) -> 
     """The heuristic's config first, then TILES x STAGES where the pruned space holds them
     (wgrad's split as the heuristic's, its tap run as the heuristic's or 1)."""
     heuristic = heuristic_config(kernel, spec, dtype, family, "channels_last")
-    space = set(prune(kernel, spec, dtype, family))
+    # (the space's own config of each tile: its chunked K step, k_step, depends on the tile)
+    space = {dataclasses.replace(c, k_step=0): c for c in prune(kernel, spec, dtype, family)}
     chosen = [heuristic]
     for block_m, block_n, block_k, warps in TILES:
         for stages in STAGES:
             for tap_run in dict.fromkeys((heuristic.tap_run, 1)):
-                config = dataclasses.replace(heuristic, block_m=block_m, block_n=block_n, block_k=block_k,
-                                             num_warps=warps, num_stages=stages, tap_run=tap_run)
-                if config in space and config not in chosen:
+                config = space.get(dataclasses.replace(heuristic, block_m=block_m, block_n=block_n, block_k=block_k,
+                                                       num_warps=warps, num_stages=stages, tap_run=tap_run, k_step=0))
+                if config is not None and config not in chosen:
                     chosen.append(config)
     return chosen
 

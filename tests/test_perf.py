@@ -287,6 +287,8 @@ def test_probe_times_the_heuristic_and_a_gemm_of_the_pass_work(pass_name):
         configs = probe.candidates(kernel, kernel_spec, torch.float16, "sm_90")
         assert configs[0] == heuristic_config(kernel, kernel_spec, torch.float16, "sm_90")
         assert set(configs[1:]) <= set(prune(kernel, kernel_spec, torch.float16, "sm_90"))
+        if "3x3" in layer.name and pass_name != "wgrad":  # the probe's other tiles fit these layers' spaces
+            assert len(configs) > 1, (layer.name, configs)
         assert probe.gemm_spec(m, n, k).useful_macs == m * n * k
 
 
