@@ -147,34 +147,33 @@ def tap_move(next_tap, next_h, next_d, move_w, move_h, move_d, KERNEL_D: tl.cons
 
 @triton.jit
 def load_and_dot(
-    acc, a_pointers, b_pointers, row_mask, channel, channels_in_group, col_in_range,
-    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
+    acc, a_pointers, b_pointers, row_mask, channel, channels_in_group, col_in_range, a_stride_c, b_stride_c,
+    EVEN_K: tl.constexpr, K_CHUNKS: tl.constexpr, BLOCK_K: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
 ):
     """One implicit-GEMM K step: A [BLOCK_M, BLOCK_K] masked by rows (and channels), B
     [BLOCK_K, BLOCK_N] masked by channels and columns; whole channel blocks (EVEN_K, columns
-    wrapped in range by the caller) mask the rows only."""
-    if EVEN_K:
+    wrapped in range by the caller) mask the rows only.
+    K_CHUNKS > 1 (chunked steps, always whole blocks): the step takes K_CHUNKS channel
+    blocks of one tap, 48 channels as three 16-wide blocks, each block's A and B tiles
+    BLOCK_K channels (a_stride_c, b_stride_c apart per channel) after the previous one's.
+    The tap's row mask and pointers serve every block, so the step's fixed cost is paid
+    once per tap rather than once per block."""
+    if K_CHUNKS > 1:
+        a_chunk = tl.cast(BLOCK_K * a_stride_c, INDEX_DTYPE)
+        b_chunk = tl.cast(BLOCK_K * b_stride_c, INDEX_DTYPE)
+        for chunk in tl.static_range(K_CHUNKS):
+            a = tl.load(a_pointers + chunk * a_chunk, mask=row_mask[:, None], other=0.0)
+            b = tl.load(b_pointers + chunk * b_chunk)
+            acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
+    elif EVEN_K:
         a = tl.load(a_pointers, mask=row_mask[:, None], other=0.0)
         b = tl.load(b_pointers)
+        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
     else:
         channel_mask = channel < channels_in_group
         a = tl.load(a_pointers, mask=row_mask[:, None] & channel_mask[None, :], other=0.0)
         b = tl.load(b_pointers, mask=channel_mask[:, None] & col_in_range[None, :], other=0.0)
-    return mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
-
-
-@triton.jit
-def load_and_dot_chunks(
-    acc, a_pointers, b_pointers, row_mask, a_chunk, b_chunk,
-    K_CHUNKS: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
-):
-    """A K step over K_CHUNKS whole channel blocks of one tap (kernels' K_CHUNKS): 48
-    channels as three 16-wide blocks, whose A and B tiles sit a_chunk and b_chunk elements
-    after the previous block's. The tap's row mask and pointers serve every block, so
-    the step's fixed cost is paid once per tap rather than once per block."""
-    for chunk in tl.static_range(K_CHUNKS):
-        a = tl.load(a_pointers + chunk * a_chunk, mask=row_mask[:, None], other=0.0)
-        b = tl.load(b_pointers + chunk * b_chunk)
         acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
     return acc
 

@@ -64,7 +64,6 @@ from ._index import (
     elementwise_pairs,
     in_elements,
     load_and_dot,
-    load_and_dot_chunks,
     mma,
     next_step,
     padded_index,
@@ -435,13 +434,9 @@ def conv_fprop_kernel(
             else:
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None]
-            if K_CHUNKS > 1:
-                acc = load_and_dot_chunks(acc, a_pointers, b_pointers, row_mask, tl.cast(BLOCK_K * in_stride_c, INDEX_DTYPE),
-                                          tl.cast(BLOCK_K * weight_stride_c, INDEX_DTYPE), K_CHUNKS, INPUT_PRECISION,
-                                          UPCAST_DOT)
-            else:
-                acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group,
-                                   col_in_range, EVEN_K, INPUT_PRECISION, UPCAST_DOT)
+            acc = load_and_dot(acc, a_pointers, b_pointers, row_mask, channel, in_channels_per_group, col_in_range,
+                               in_stride_c, weight_stride_c, EVEN_K, K_CHUNKS, BLOCK_K, INDEX_DTYPE, INPUT_PRECISION,
+                               UPCAST_DOT)
         if TAPS > 1:
             channel_start, kd, kh, kw, next_tap, next_h, next_d = next_step(
                 channel_start, kd, kh, kw, STEP_K, step_channels, KERNEL_H, KERNEL_W, KERNEL_D, KERNEL_H, KERNEL_W,
