@@ -31,11 +31,17 @@ tconv/descriptors/wgrad.py), cheapest first:
                position's line and column in the step (hence its w index, w check and
                offset from the step's first line) are the same every step: computed once
                per tile, a step adds one scalar and checks h per position.
+    BATCH_STEPS otherwise, when BLOCK_K divides the batch: positions run image-fastest
+               (flat m = ((od * out_height + oh) * out_width + ow) * batch + n, the same
+               sum in another order), so a step is BLOCK_K images at one output position,
+               whose coordinates, tap indices and padding checks are scalars (packed
+               thin columns: [BLOCK_N] vectors, once per step); each image's offset in A
+               and B is computed once per tile.
     MAGIC      otherwise positions are split with multiply-high by a magic number
                (exact while num_rows * size < 2**32), else with `//`; its bits 1, 2, 4
-               say which of out_width, out_height, out_depth.
+               say which of out_width, out_height, out_depth (8: the batch, BATCH_STEPS).
     GRAD_FLAT  grad_output's (n, d, h, w) strides flatten into one row stride: A's
-               pointers then advance like a plain GEMM's, whatever the mode.
+               pointers then advance like a plain GEMM's, in every mode but BATCH_STEPS.
 Output/input channel tiles past the edge wrap around with `%` (their partials are never
 stored), so no channel masks are evaluated in the loop; zeros padding checks bounds with
 one unsigned compare per dimension.
@@ -231,6 +237,62 @@ def _load_step(
 
 
 @triton.jit
+def _batch_step(
+    row_start, positions, a_tile, b_tile, batch, magic_n,
+    in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+    out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+    stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, dilation_w,
+    MAGIC: tl.constexpr, BOUNDS: tl.constexpr, BLOCK_K: tl.constexpr, TAP_RUN: tl.constexpr,
+    PADDING_MODE: tl.constexpr, PACKED: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+):
+    """_load_step's tiles for BATCH_STEPS: the step is BLOCK_K images at one output position
+    (positions run image-fastest), so the position, its tap's input index and whether that
+    is padding are scalars; a_tile and b_tile hold each image's offset (computed once per
+    tile) and a step adds one scalar to each (PACKED: a vector over B's columns). Steps are
+    always whole (BLOCK_K divides the batch), and a tap in the padding masks B's rows with
+    one compare against 0 (PACKED: a column mask)."""
+    spot, n0 = _divmod(row_start, batch, magic_n, (MAGIC & 8) != 0)
+    line, ow = _divmod(spot, out_width, magic_w, (MAGIC & 1) != 0)
+    od, oh = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
+    in_w, valid_w = _tap_index(ow, stride_w, off_w, in_width, (BOUNDS & 1) != 0, PADDING_MODE)
+    in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PADDING_MODE)
+    in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
+    a = tl.load(a_tile + (n0.to(INDEX_DTYPE) * grad_stride_n + od.to(INDEX_DTYPE) * grad_stride_d
+                          + oh.to(INDEX_DTYPE) * grad_stride_h + ow.to(INDEX_DTYPE) * grad_stride_w))
+    input_offset = (n0.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
+                    + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w)
+    line_valid = valid_h & valid_d
+    if PACKED:
+        # (tap, channel) columns: off_d, off_h, off_w are per column, so are the input index,
+        # its check and its offset ([BLOCK_N] vectors, once per step), the same for every row.
+        b_pointers = b_tile + input_offset[None, :]
+        if PADDING_MODE == PAD_ZEROS and BOUNDS != 0:
+            b = tl.load(b_pointers, mask=(line_valid & valid_w)[None, :], other=0.0)
+        else:
+            b = tl.load(b_pointers)
+    else:
+        b_pointers = b_tile + input_offset
+        if PADDING_MODE == PAD_ZEROS and BOUNDS != 0:
+            b = tl.load(b_pointers, mask=(positions < tl.where(line_valid & valid_w, BLOCK_K, 0))[:, None], other=0.0)
+        else:
+            b = tl.load(b_pointers)
+    b1 = b
+    b2 = b
+    for run in tl.static_range(1, TAP_RUN):  # (zeros padding, dense) the run's next taps: w index + dilation
+        pointers = b_pointers + tl.cast(run * dilation_w, INDEX_DTYPE) * in_stride_w
+        if BOUNDS != 0:
+            valid = line_valid & ((in_w + run * dilation_w).to(tl.uint32) < in_width)
+            tile = tl.load(pointers, mask=(positions < tl.where(valid, BLOCK_K, 0))[:, None], other=0.0)
+        else:
+            tile = tl.load(pointers)
+        if run == 1:
+            b1 = tile
+        else:
+            b2 = tile
+    return a, b, b1, b2
+
+
+@triton.jit
 def _next_tap(b_pointers, in_w, line_mask, step, dilation_w, in_width, in_stride_w, MASK_ROWS: tl.constexpr,
               BOUNDS: tl.constexpr, INDEX_DTYPE: tl.constexpr):
     """B at the tap `step` places further along w: the same positions and channels, the w
@@ -286,8 +348,8 @@ def conv_wgrad_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, BIAS_GRAD: tl.constexpr, ELEMENTWISE: tl.constexpr,
     GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr, PACKED_DENSE: tl.constexpr,
-    ROW_STEPS: tl.constexpr, LINE_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
-    GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr, PADDED: tl.constexpr,
+    ROW_STEPS: tl.constexpr, LINE_STEPS: tl.constexpr, BATCH_STEPS: tl.constexpr, MAGIC: tl.constexpr,
+    BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr, PADDED: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
     IN_UNIT: tl.constexpr, GRAD_UNIT: tl.constexpr,
@@ -393,11 +455,16 @@ def conv_wgrad_kernel(
         line_offset = line_h.to(INDEX_DTYPE) * in_stride_h + line_w.to(INDEX_DTYPE) * in_stride_w
     else:
         line_h, line_w, line_offset = positions, positions, positions
+    magic_n = _magic(batch, (MAGIC & 8) != 0)
+    b_tile = input_ptr
     if GRAD_FLAT:
         # Flat position m of grad_output sits at m * grad_stride_row: A is a GEMM operand,
         # its pointers advanced by BLOCK_K rows per step.
         a_pointers = grad_output_ptr + grad_col[:, None] + (
             first_row.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
+    elif BATCH_STEPS:  # each image's offset in the step's tiles (B's at the program's tap channels)
+        a_pointers = grad_output_ptr + grad_col[:, None] + (positions.to(INDEX_DTYPE) * grad_stride_n)[None, :]
+        b_tile = input_ptr + (positions.to(INDEX_DTYPE) * in_stride_n)[:, None] + input_col[None, :]
     else:
         a_pointers = grad_output_ptr
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
@@ -406,34 +473,44 @@ def conv_wgrad_kernel(
     bias_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
     elementwise_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
     for row_start in range(first_row, last_whole, BLOCK_K):
-        a, b, b1, b2 = _load_step(
-            row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
-            in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
-            out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
-            line_h, line_w, line_offset, False, ROW_STEPS, LINE_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
-            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
-        )
+        if BATCH_STEPS:
+            a, b, b1, b2 = _batch_step(
+                row_start, positions, a_pointers, b_tile, batch, magic_n,
+                in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+                out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+                stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, dilation_w,
+                MAGIC, BOUNDS, BLOCK_K, TAP_RUN, PADDING_MODE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
+            )
+        else:
+            a, b, b1, b2 = _load_step(
+                row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
+                in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+                out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+                stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
+                line_h, line_w, line_offset, False, ROW_STEPS, LINE_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
+                PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
+            )
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
         acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
             acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
             INPUT_PRECISION, UPCAST_DOT)
-    if last_whole < last_row:
-        if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
-            a_pointers = grad_output_ptr + grad_col[:, None] + (
-                last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
-        a, b, b1, b2 = _load_step(
-            last_whole, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
-            in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
-            out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-            stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
-            line_h, line_w, line_offset, True, False, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
-            PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
-        )
-        acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
-            acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
-            INPUT_PRECISION, UPCAST_DOT)
+    if not BATCH_STEPS:  # (BLOCK_K divides the batch: every split is whole steps)
+        if last_whole < last_row:
+            if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
+                a_pointers = grad_output_ptr + grad_col[:, None] + (
+                    last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
+            a, b, b1, b2 = _load_step(
+                last_whole, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
+                in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+                out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+                stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
+                line_h, line_w, line_offset, True, False, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
+                PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
+            )
+            acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
+                acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
+                INPUT_PRECISION, UPCAST_DOT)
 
     # Partial results in weight order [o, c, tap] of this split's workspace row.
     split_base = workspace_ptr + split.to(INDEX_DTYPE) * split_stride

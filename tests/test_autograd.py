@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import tconv
-from tconv import ops
+from tconv import _launch, ops
 from tconv.functional import convolution
 from tconv.testing import CONV_CASES, CONV_TRANSPOSE_CASES, PADDING_MODE_CASES, ConvCase, assert_close
 
@@ -353,3 +353,56 @@ def test_wgrad_line_steps_match_torch(input_shape, weight_shape, kwargs, dtype):
     config = heuristic_config("wgrad", spec, dtype)
     assert out_size[2] % config.block_k != 0 and line_steps(spec, config, out_size, False, True), config
     _assert_weight_and_bias_grads(input, weight, bias, kwargs)
+
+
+BATCH_STEP_LAYERS = [  # (input shape, weight shape, convolution's arguments, channels-last): batch 32
+    ((32, 16, 5, 6), (24, 16, 3, 3), dict(padding=1), True),  # taps in the padding on every side, runs of 3
+    ((32, 16, 7, 7), (24, 16, 4, 4), dict(stride=2, padding=1), False),  # runs of 2, strided
+    ((32, 16, 6, 5), (24, 16, 3, 5), dict(padding=(2, 4), dilation=2), True),  # one tap a program
+    ((32, 16, 3, 4, 5), (24, 16, 3, 3, 3), dict(padding=1), True),  # planes whose d tap is padding
+    ((32, 16, 20), (24, 16, 3), dict(padding=1), False),
+    ((32, 32, 5, 5), (32, 16, 3, 3), dict(padding=1, groups=2), True),
+    ((32, 16, 5, 6), (24, 16, 3, 3), dict(padding=1, padding_mode="reflect"), True),
+    ((32, 16, 4, 6), (24, 16, 3, 3), dict(stride=2, padding=1, padding_mode="circular"), False),
+    ((32, 3, 9, 9), (16, 3, 3, 3), dict(stride=2, padding=1), True),  # thin: (tap, channel) columns
+    ((32, 3, 8, 8), (16, 3, 4, 4), dict(stride=4), True),  # a patch embedding's dense runs
+    ((32, 2, 20), (16, 2, 7), dict(padding=3), False),
+    ((32, 8, 6, 6), (64, 2, 3, 3), dict(padding=1, groups=4), True),  # thin groups
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs,channels_last", BATCH_STEP_LAYERS)
+def test_wgrad_batch_steps_match_torch(input_shape, weight_shape, kwargs, channels_last, dtype):
+    """Weight gradients whose K steps are BLOCK_K images at one output position (descriptors/
+    wgrad.py, batch_steps: positions image-fastest, so a step's coordinates and padding checks
+    are scalars; thin layers' columns: a vector over the columns), at a 64-wide tile (two
+    positions a thread, as the mode asks for dense layers): weight and
+    bias gradients match float64 torch in every padding mode, with channels-last operands
+    and gathered channels-first ones, in one split and in two."""
+    from tconv.configs import descriptor_of, heuristic_config
+    from tconv.descriptors.base import make_operands
+    from tconv.descriptors.wgrad import batch_steps
+
+    dims = len(input_shape) - 2
+    mode = kwargs.get("padding_mode", "zeros")
+    stride, padding, dilation, groups = (kwargs.get(k, d) for k, d in (("stride", 1), ("padding", 0), ("dilation", 1),
+                                                                        ("groups", 1)))
+    input = torch.empty(input_shape, dtype=dtype)
+    spec = dataclasses.replace(_layer_spec(input, torch.empty(weight_shape, dtype=dtype), kwargs), padding_mode=mode)
+    layout = "channels_last" if channels_last else "contiguous"
+    config = dataclasses.replace(heuristic_config("wgrad", spec, dtype, layout=layout), block_n=64, num_warps=4)
+    assert batch_steps(spec, config, input_shape[0], input.element_size(), False, False), config
+    descriptor = descriptor_of("wgrad")
+    for splits in (1, 2):
+        operands = make_operands(descriptor, spec, dtype, layout, torch.device("cpu"))
+        split = dataclasses.replace(config, split_k=splits)
+        assert descriptor.split(spec, split)[0] == splits
+        result = _launch.run(descriptor, spec, split, {**operands, "bias_grad": True})
+        first, second = (operands[name].double() for name in ("input", "grad_output"))
+        if mode != "zeros":  # torch's modules pad first, then convolve unpadded
+            first, padding = F.pad(first, [p for p in reversed(spec.pad_before) for _ in range(2)], mode=mode), 0
+        expected = getattr(torch.nn.grad, f"conv{dims}d_weight")(first, weight_shape, second, stride, padding,
+                                                                dilation, groups)
+        assert_close(result["grad_weight"], expected, dtype, f"grad_weight ({splits} splits)")
+        assert_close(result["grad_bias"], second.sum([0, *range(2, dims + 2)]), dtype, f"grad_bias ({splits} splits)")

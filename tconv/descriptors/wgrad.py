@@ -24,15 +24,17 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def magic_dimensions(batch: int, out_size) -> int:
-    """The kernel's MAGIC bits (1: width, 2: height, 4: depth): output dimensions longer
-    than 1 whose divisions of flat positions may use multiply-high by ceil(2**32 / size),
-    exact while every dividend x satisfies x * size < 2**32 (x < batch x positions)."""
+def magic_dimensions(batch: int, out_size, batch_steps: bool = False) -> int:
+    """The kernel's MAGIC bits (1: width, 2: height, 4: depth, 8: batch, for BATCH_STEPS):
+    output dimensions longer than 1 whose divisions of flat positions may use multiply-high
+    by ceil(2**32 / size), exact while every dividend x satisfies x * size < 2**32 (x <
+    batch x positions)."""
     out_depth, out_height, out_width = out_size
     rows = batch * out_depth * out_height * out_width
-    if rows * max(out_size) >= 2**32:
+    if rows * max(*out_size, batch if batch_steps else 1) >= 2**32:
         return 0
-    return sum(bit for bit, size in ((1, out_width), (2, out_height), (4, out_depth)) if size > 1)
+    sizes = ((1, out_width), (2, out_height), (4, out_depth), (8, batch if batch_steps else 1))
+    return sum(bit for bit, size in sizes if size > 1)
 
 
 def line_steps(spec: ConvSpec, config: KernelConfig, out_size, row_steps: bool, grad_flat: bool) -> bool:
@@ -43,6 +45,26 @@ def line_steps(spec: ConvSpec, config: KernelConfig, out_size, row_steps: bool, 
     _, out_height, out_width = out_size
     return (not row_steps and grad_flat and spec.padding_mode == "zeros" and not spec.packed_channels
             and config.block_k % out_width == 0 and (out_height * out_width) % config.block_k == 0)
+
+
+def batch_steps(spec: ConvSpec, config: KernelConfig, batch: int, element_size: int, row_steps: bool,
+                line_steps: bool) -> bool:
+    """The kernel's BATCH_STEPS: where neither ROW_STEPS nor LINE_STEPS applies, K steps
+    walk positions image-fastest when BLOCK_K images make whole steps (batch a multiple of
+    BLOCK_K), so a step is one output position of BLOCK_K images: its coordinates, tap
+    indices and padding checks are scalars instead of a split of every position (ResNet-50's
+    7x7 3x3 weight gradient at batch 64, 128x128x64 on sm_80: 237 -> 189 loop instructions
+    per 64 HMMA, the GEMM's 185). Its scalars cost about 30 instructions a step, what
+    splitting two positions does: dense layers take it only where each thread gathers at
+    least two positions of B a step (32 bytes; Inception's 48-channel 5x5 at 64x16x32, one
+    position a thread: 76 -> 92). Thin layers' packed columns gather element by element,
+    each column at its own tap, so theirs always pays (a column's tap index, check and
+    offset are computed once a step: ResNet-50's RGB stem, 189 -> 103 on sm_80). Not where
+    the output has one position (nothing to split) nor for elementwise layers."""
+    threads = 32 * config.num_warps
+    gathered = config.block_k * config.block_n * element_size / threads
+    return (not row_steps and not line_steps and not spec.elementwise_lanes and batch % config.block_k == 0
+            and math.prod(spec.out_size) > 1 and (gathered >= 32 or bool(spec.packed_channels)))
 
 
 def padded_dimensions(spec: ConvSpec, in_size, out_size) -> int:
@@ -168,6 +190,8 @@ class Wgrad(Descriptor):
         _, rows_per_split = self.split(spec, config)
         row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
         row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
+        lines = line_steps(spec, config, out_size, row_steps, row_stride is not None)
+        images = batch_steps(spec, config, batch, input.element_size(), row_steps, lines)  # image-fastest steps
         # Row strides and channel counts in units, one per tensor; the rows (output channels, or a
         # depthwise layer's channels) go with grad_output (elementwise group sizes are the GROUP_IN,
         # GROUP_OUT constexprs). Packed thin columns and small groups'
@@ -195,9 +219,8 @@ class Wgrad(Descriptor):
             BIAS_GRAD=bias_grad, ELEMENTWISE=spec.elementwise_lanes > 0, **group_meta(spec),
             PACKED_CHANNELS=spec.packed_channels,
             PACKED_DENSE=packed_dense(spec, in_strides, padded_dimensions(spec, in_size, out_size)),
-            ROW_STEPS=row_steps, LINE_STEPS=line_steps(spec, config, out_size, row_steps, row_stride is not None),
-            MAGIC=magic_dimensions(batch, out_size),
-            BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None,
+            ROW_STEPS=row_steps, LINE_STEPS=lines, BATCH_STEPS=images, MAGIC=magic_dimensions(batch, out_size, images),
+            BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None and not images,
             TAP_RUN=tap_run(spec, config), IN_UNIT=in_unit, GRAD_UNIT=grad_unit,
             PADDED=dense and (loaded_rows, loaded_columns) != (rows, spec.in_channels_per_group),
             **tile_meta(config), **numerics, **launch_options(config),
