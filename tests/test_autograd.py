@@ -392,7 +392,8 @@ def test_wgrad_batch_steps_match_torch(input_shape, weight_shape, kwargs, channe
     spec = dataclasses.replace(_layer_spec(input, torch.empty(weight_shape, dtype=dtype), kwargs), padding_mode=mode)
     layout = "channels_last" if channels_last else "contiguous"
     config = dataclasses.replace(heuristic_config("wgrad", spec, dtype, layout=layout), block_n=64, num_warps=4)
-    assert batch_steps(spec, config, input_shape[0], input.element_size(), False, False), config
+    assert all(batch_steps(spec, config, input_shape[0], input.element_size(), False, False, runs)
+               for runs in (False, True)), config  # (whether packed columns load as dense runs)
     descriptor = descriptor_of("wgrad")
     for splits in (1, 2):
         operands = make_operands(descriptor, spec, dtype, layout, torch.device("cpu"))

@@ -48,23 +48,26 @@ def line_steps(spec: ConvSpec, config: KernelConfig, out_size, row_steps: bool, 
 
 
 def batch_steps(spec: ConvSpec, config: KernelConfig, batch: int, element_size: int, row_steps: bool,
-                line_steps: bool) -> bool:
+                line_steps: bool, dense_runs: bool) -> bool:
     """The kernel's BATCH_STEPS: where neither ROW_STEPS nor LINE_STEPS applies, K steps
     walk positions image-fastest when BLOCK_K images make whole steps (batch a multiple of
     BLOCK_K), so a step is one output position of BLOCK_K images: its coordinates, tap
     indices and padding checks are scalars instead of a split of every position (ResNet-50's
     7x7 3x3 weight gradient at batch 64, 128x128x64 on sm_80: 237 -> 189 loop instructions
     per 64 HMMA, the GEMM's 185). Its scalars cost about 30 instructions a step, what
-    splitting two positions does: dense layers take it only where each thread gathers at
-    least two positions of B a step (32 bytes; Inception's 48-channel 5x5 at 64x16x32, one
-    position a thread: 76 -> 92). Thin layers' packed columns gather element by element,
-    each column at its own tap, so theirs always pays (a column's tap index, check and
-    offset are computed once a step: ResNet-50's RGB stem, 189 -> 103 on sm_80). Not where
-    the output has one position (nothing to split) nor for elementwise layers."""
+    splitting two positions does, so it is taken only where a thread gathers at least that
+    much of B a step: two positions' vectors (32 bytes) where rows load along channels or
+    dense runs (Inception's 48-channel 5x5 at 64x16x32, one a thread: 76 -> 92; a TF32
+    ViT-B/16 patch's runs at 64x32x16: 88 -> 95), four elements where thin layers' packed
+    columns gather one at a time, each at its own tap (a column's tap index, check and
+    offset are then one vector a step: ResNet-50's RGB stem, 189 -> 103 on sm_80; a TF32
+    Swin patch's two elements: 80 -> 82). Not where the output has one position (nothing
+    to split) nor for elementwise layers."""
     threads = 32 * config.num_warps
-    gathered = config.block_k * config.block_n * element_size / threads
-    return (not row_steps and not line_steps and not spec.elementwise_lanes and batch % config.block_k == 0
-            and math.prod(spec.out_size) > 1 and (gathered >= 32 or bool(spec.packed_channels)))
+    elements = config.block_k * config.block_n / threads  # of B, a thread's a step
+    pays = elements >= 4 if spec.packed_channels and not dense_runs else elements * element_size >= 32
+    return (pays and not row_steps and not line_steps and not spec.elementwise_lanes and batch % config.block_k == 0
+            and math.prod(spec.out_size) > 1)
 
 
 def padded_dimensions(spec: ConvSpec, in_size, out_size) -> int:
@@ -191,7 +194,8 @@ class Wgrad(Descriptor):
         row_stride = flat_row_stride((batch, *out_size), (grad_strides[0], *grad_strides[2:]))
         row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
         lines = line_steps(spec, config, out_size, row_steps, row_stride is not None)
-        images = batch_steps(spec, config, batch, input.element_size(), row_steps, lines)  # image-fastest steps
+        runs = packed_dense(spec, in_strides, padded_dimensions(spec, in_size, out_size))
+        images = batch_steps(spec, config, batch, input.element_size(), row_steps, lines, runs)  # image-fastest steps
         # Row strides and channel counts in units, one per tensor; the rows (output channels, or a
         # depthwise layer's channels) go with grad_output (elementwise group sizes are the GROUP_IN,
         # GROUP_OUT constexprs). Packed thin columns and small groups'
@@ -218,7 +222,7 @@ class Wgrad(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             BIAS_GRAD=bias_grad, ELEMENTWISE=spec.elementwise_lanes > 0, **group_meta(spec),
             PACKED_CHANNELS=spec.packed_channels,
-            PACKED_DENSE=packed_dense(spec, in_strides, padded_dimensions(spec, in_size, out_size)),
+            PACKED_DENSE=runs,
             ROW_STEPS=row_steps, LINE_STEPS=lines, BATCH_STEPS=images, MAGIC=magic_dimensions(batch, out_size, images),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None and not images,
             TAP_RUN=tap_run(spec, config), IN_UNIT=in_unit, GRAD_UNIT=grad_unit,
