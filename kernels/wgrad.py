@@ -266,16 +266,14 @@ def _batch_step(
         # (tap, channel) columns: off_d, off_h, off_w are per column, so are the input index,
         # its check and its offset ([BLOCK_N] vectors, once per step), the same for every row.
         b_pointers = b_tile + input_offset[None, :]
-        if PADDING_MODE == PAD_ZEROS and BOUNDS != 0:
-            b = tl.load(b_pointers, mask=(line_valid & valid_w)[None, :], other=0.0)
-        else:
-            b = tl.load(b_pointers)
+        b_mask = (line_valid & valid_w)[None, :]
     else:
         b_pointers = b_tile + input_offset
-        if PADDING_MODE == PAD_ZEROS and BOUNDS != 0:
-            b = tl.load(b_pointers, mask=(positions < tl.where(line_valid & valid_w, BLOCK_K, 0))[:, None], other=0.0)
-        else:
-            b = tl.load(b_pointers)
+        b_mask = (positions < tl.where(line_valid & valid_w, BLOCK_K, 0))[:, None]
+    if PADDING_MODE == PAD_ZEROS and BOUNDS != 0:
+        b = tl.load(b_pointers, mask=b_mask, other=0.0)
+    else:
+        b = tl.load(b_pointers)
     b1 = b
     b2 = b
     for run in tl.static_range(1, TAP_RUN):  # (zeros padding, dense) the run's next taps: w index + dilation

@@ -171,8 +171,8 @@ def config_space(kernel, family: str, elementwise: bool = False, dtype: torch.dt
                and shared_bytes(c, dtype) <= SHARED_LIMIT[family])
     if elementwise:
         return tuple(fitting)
-    return tuple(with_k_step(with_tap_run(kernel, c, dtype, family), dtype, family)
-                 if kernel.name in ("fprop", "dgrad") else with_tap_run(kernel, c, dtype, family) for c in fitting)
+    configs = (with_tap_run(kernel, c, dtype, family) for c in fitting)
+    return tuple(with_k_step(c, dtype, family) if kernel.name in ("fprop", "dgrad") else c for c in configs)
 
 
 def with_tap_run(kernel, config: KernelConfig, dtype: torch.dtype, family: str) -> KernelConfig:
@@ -197,7 +197,7 @@ def with_k_step(config: KernelConfig, dtype: torch.dtype, family: str) -> Kernel
     forwards of 96 channels spilled 12-20 bytes)."""
     if dtype.itemsize > 2:
         return config
-    fits = SHARED_LIMIT[family] // (config.num_stages * (config.block_m + config.block_n) * dtype.itemsize)
+    fits = SHARED_LIMIT[family] * config.block_k // shared_bytes(config, dtype)  # channels of K
     step = min(CHUNKED_STEP_LIMIT, fits) // config.block_k * config.block_k
     return dataclasses.replace(config, k_step=step) if step >= 3 * config.block_k else config
 
