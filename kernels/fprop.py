@@ -233,7 +233,7 @@ def conv_fprop_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
+    BASE_FIRST: tl.constexpr, ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
     TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
     K_CHUNKS: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
@@ -311,8 +311,12 @@ def conv_fprop_kernel(
 
     channels = tl.arange(0, BLOCK_K)
     if TAP_BITS:
-        a_tile = input_ptr + input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
-        b_tile = weight_ptr + weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
+        if BASE_FIRST:
+            a_offsets = input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
+            b_offsets = weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
+        else:
+            a_tile = input_ptr + input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
+            b_tile = weight_ptr + weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
 
     step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
     channel_blocks = tl.cdiv(step_channels, STEP_K)
@@ -425,12 +429,17 @@ def conv_fprop_kernel(
         else:
             channel = channel_start + channels
             if TAP_BITS:
-                # Tile pointers built once, moved by one scalar per step. (The base pointer moved
-                # first, then the tile's offsets added, saved sm_80 9 of 123 instructions per 16
-                # HMMA on SD-UNet's stride-2 320-channel layer but cost sm_90's ResNet-50 3x3
-                # 21 of 103 per 4 HGMMA, and 3-d loops on sm_80 4.)
-                a_pointers = a_tile + (tap_delta + channel_start * in_stride_c).to(INDEX_DTYPE)
-                b_pointers = b_tile + (channel_start * weight_stride_c + tap_offset).to(INDEX_DTYPE)
+                # Tile pointers built once, moved by one scalar per step; or (BASE_FIRST: small
+                # 16-bit tiles with a channel counter, the host's rule) the base pointers moved
+                # by it and offset tiles built once added: SD-UNet's stride-2 320-channel layer,
+                # sm_80, 123 -> 114 instructions per 16 HMMA, where sm_90's ResNet-50 3x3 tiles
+                # would lose 21 of 103 per 4 HGMMA.
+                if BASE_FIRST:
+                    a_pointers = (input_ptr + (tap_delta + channel_start * in_stride_c).to(INDEX_DTYPE)) + a_offsets
+                    b_pointers = (weight_ptr + (channel_start * weight_stride_c + tap_offset).to(INDEX_DTYPE)) + b_offsets
+                else:
+                    a_pointers = a_tile + (tap_delta + channel_start * in_stride_c).to(INDEX_DTYPE)
+                    b_pointers = b_tile + (channel_start * weight_stride_c + tap_offset).to(INDEX_DTYPE)
             else:
                 a_pointers = input_ptr + row_offset[:, None] + (channel * in_stride_c)[None, :]
                 b_pointers = weight_ptr + weight_col_base[None, :] + (channel * weight_stride_c + tap_offset)[:, None]

@@ -305,6 +305,52 @@ def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transp
     _launch._chosen.clear()
 
 
+BASE_FIRST_CASES = [  # (dims, in/out channels, kernel, kwargs): 2-4 blocks of 16 channels a tap, none folded
+    (2, 64, 3, dict(padding=1)),
+    (2, 40, 3, dict(stride=2, padding=2, dilation=2, groups=2)),
+    (1, 64, 5, dict(stride=2, padding=3)),
+    (3, 32, 3, dict(padding=1, stride=(1, 2, 1))),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dims, channels, kernel, kwargs", BASE_FIRST_CASES, ids=lambda value: str(value).replace(" ", ""))
+def test_forward_moves_base_pointers_first(dims, channels, kernel, kwargs, dtype, monkeypatch):
+    """Small forward tiles of 16-bit channels-last operands with a channel counter move the
+    base pointers by the step's scalar and add offset tiles built once (BASE_FIRST): forward
+    and both gradients against torch in float64, with the forward kernel's tile set to
+    32x32x16 and such a loop run."""
+    import dataclasses
+
+    from tconv import _launch
+    from tconv.descriptors.base import in_layout
+
+    launched = set()
+    original_go, original_config = _launch._go, _launch.heuristic_config
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if meta.get("BASE_FIRST"):
+            launched.add(getattr(function, "function", function).__name__)
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    def small_tile(kernel, spec, *args, **kwargs):
+        config = original_config(kernel, spec, *args, **kwargs)
+        dense = kernel.name == "fprop" and not spec.elementwise_lanes
+        return dataclasses.replace(config, block_m=32, block_n=32, block_k=16, num_stages=2) if dense else config
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    monkeypatch.setattr(_launch, "heuristic_config", small_tile)
+    groups = kwargs.get("groups", 1)
+    input = in_layout(torch.randn(2, channels, *(7,) * dims, dtype=torch.float64), "channels_last")
+    weight = torch.randn(channels, channels // groups, *(kernel,) * dims, dtype=torch.float64) / 4
+    check_forward_and_gradients(f"conv{dims}d", input, weight, kwargs, dtype)
+    assert launched == {"conv_fprop_kernel"}, launched
+    _launch._passes.clear()
+    _launch._chosen.clear()
+
+
 def test_chunks_only_where_they_apply():
     """Chunked steps take 3 or 5 whole blocks a tap, never a 1x1 kernel's single tap, and at
     most the config's k_step: what its family's shared memory holds at its tile and stages

@@ -68,6 +68,11 @@ class Fprop(Descriptor):
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
+        # One K step per tap (the loop drops its channel counter), where a thread loads at
+        # most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps) spilled 2.6 KB
+        # without its counter, 0 with it.
+        tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
+                     and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
         args = (
             input, weight, bias, output,
             batch, *in_size, *divided_strides(in_strides, in_unit),
@@ -84,12 +89,14 @@ class Fprop(Descriptor):
                 spec, config, input.element_size(), packed=bool(self.packed_channels(spec)))),
             UNPADDED=unpadded,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
-            # One K step per tap (the loop drops its channel counter), where a thread
-            # loads at most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps)
-            # spilled 2.6 KB without its counter, 0 with it.
-            TAP_STEPS=(not spec.elementwise_lanes and reduction == config.block_k * chunks
-                       and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps),
+            TAP_STEPS=tap_steps,
             K_CHUNKS=chunks,
+            # Base pointers moved first (kernels/fprop.py) where a thread loads at most 16
+            # elements of 16-bit channels-last A a step with a channel counter: over ten suites
+            # 6 loops 1-20 instructions shorter (3-d 320 channels, sm_80: 134 -> 114), 2 two
+            # longer; larger tiles, tap steps, TF32 and gathered channels-first loops lengthened.
+            BASE_FIRST=(self.loop_taps(spec) > 1 and not tap_steps and input.element_size() == 2 and in_strides[1] == 1
+                        and config.block_m * config.block_k * chunks <= 16 * 32 * config.num_warps),
             PACKED_CHANNELS=self.packed_channels(spec), FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
             IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
