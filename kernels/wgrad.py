@@ -113,11 +113,7 @@ def _tap_index(out_index, stride, offset, size, CHECK: tl.constexpr, PADDING_MOD
 
 @triton.jit
 def _load_step(
-    row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
-    in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
-    out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-    stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
-    dilation_w, line_h, line_w, line_offset, MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr,
+    row_start, last_row, a_pointers, geometry, MASK_ROWS: tl.constexpr, ROW_STEPS: tl.constexpr,
     LINE_STEPS: tl.constexpr, MAGIC: tl.constexpr, BOUNDS: tl.constexpr,
     BLOCK_K: tl.constexpr, TAP_RUN: tl.constexpr, KERNEL_W: tl.constexpr,
     GRAD_FLAT: tl.constexpr, PADDING_MODE: tl.constexpr, ELEMENTWISE: tl.constexpr, PACKED: tl.constexpr,
@@ -127,10 +123,16 @@ def _load_step(
     tap and (TAP_RUN > 1) at the next taps along w, which differ from it only in the w index:
     (A, B, B at tap + 1, B at tap + 2), the unused ones repeating B. MASK_ROWS only for the
     last, partial step of a split (the loop runs whole steps: no position mask in it).
+    geometry: what every step takes besides its start (the kernel's step_geometry).
     PACKED: B's columns are (tap, channel) pairs, so the tap offsets are per column
     ([BLOCK_N] vectors) and B's indices [BLOCK_K, BLOCK_N] (never with ROW_STEPS or LINE_STEPS).
     LINE_STEPS: line_h, line_w and line_offset are each position's h index (times the
     stride), w index and input offset relative to the step's first line (per tile)."""
+    (positions, grad_output_ptr, grad_col, input_ptr, input_col,
+     in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+     out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+     stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
+     dilation_w, line_h, line_w, line_offset) = geometry
     if LINE_STEPS:
         # The step is whole lines of one plane: (n, od, first oh) are scalars.
         line, _ = _divmod(row_start, out_width, magic_w, (MAGIC & 1) != 0)
@@ -465,6 +467,13 @@ def conv_wgrad_kernel(
         b_tile = input_ptr + (positions.to(INDEX_DTYPE) * in_stride_n)[:, None] + input_col[None, :]
     else:
         a_pointers = grad_output_ptr
+    # What a step of the whole-step loop and the split's partial last step both take
+    # besides their start (_load_step unpacks it).
+    step_geometry = (positions, grad_output_ptr, grad_col, input_ptr, input_col,
+                     in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
+                     out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
+                     stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
+                     dilation_w, line_h, line_w, line_offset)
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
     acc1 = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE) if TAP_RUN > 1 else acc  # the run's next taps
     acc2 = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE) if TAP_RUN > 2 else acc
@@ -480,14 +489,9 @@ def conv_wgrad_kernel(
                 MAGIC, BOUNDS, BLOCK_K, TAP_RUN, PADDING_MODE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
             )
         else:
-            a, b, b1, b2 = _load_step(
-                row_start, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
-                in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
-                out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-                stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
-                line_h, line_w, line_offset, False, ROW_STEPS, LINE_STEPS, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
-                PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
-            )
+            a, b, b1, b2 = _load_step(row_start, last_row, a_pointers, step_geometry, False, ROW_STEPS, LINE_STEPS,
+                                      MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
+                                      PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
         acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
@@ -498,14 +502,9 @@ def conv_wgrad_kernel(
             if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
                 a_pointers = grad_output_ptr + grad_col[:, None] + (
                     last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
-            a, b, b1, b2 = _load_step(
-                last_whole, last_row, positions, a_pointers, grad_output_ptr, grad_col, input_ptr, input_col,
-                in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
-                out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
-                stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d, dilation_w,
-                line_h, line_w, line_offset, True, False, False, MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT,
-                PADDING_MODE, ELEMENTWISE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
-            )
+            a, b, b1, b2 = _load_step(last_whole, last_row, a_pointers, step_geometry, True, False, False,
+                                      MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
+                                      PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
             acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
                 acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
                 INPUT_PRECISION, UPCAST_DOT)
