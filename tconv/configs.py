@@ -666,6 +666,38 @@ def weight_copy_pays(spec: ConvSpec) -> bool:
     return spec.useful_macs >= WEIGHT_COPY_MIN_MACS
 
 
+#: Families whose tensor cores take float32 (TF32) operands K-major only: sm_90's wgmma (its
+#: 16-bit operands may be either way round).
+TF32_K_MAJOR_FAMILIES = ("sm_90",)
+#: What a K-major weight saves a TF32 input-gradient loop on sm_90, in units of its tensor-core
+#: time at peak (static model: issue-bound share 0.69 -> 0.84 on 3x3 layers, 1/0.69 - 1/0.84,
+#: 185 -> 153 instructions per 8 HGMMA on ResNet-50's at 14x14; 1x1 layers 0.81 -> 1.0).
+K_MAJOR_WEIGHT_SAVING = 0.25
+
+
+def k_major_weight(kernel, spec: ConvSpec, dtype: torch.dtype, family: str, copied: bool) -> bool:
+    """Whether a dense input-gradient pass (the kernel of a transposed convolution's forward
+    too) reads its weight [A, B, *kernel] K-major, stored [B, *kernel, A] (descriptors/layout.py,
+    WeightColumnsCopy): float32 on a TF32_K_MAJOR_FAMILIES family with TF32 allowed
+    (torch.backends.cudnn.allow_tf32, as the kernels' precision). Its K is A, the forward's
+    output channels, which torch's layouts keep apart (channels-last: B innermost), so wgmma's
+    K-major tiles were gathered by 32-bit asynchronous copies. Where the weight is copied
+    anyway (`copied`: a channels-first weight the pass copies) the copy only changes order;
+    otherwise the pass must be large enough that K_MAJOR_WEIGHT_SAVING of its tensor-core time
+    repays the launch and the weight's bytes. A's count must be a multiple of 16, so that
+    the copy's rows stay 16-byte aligned as the launch specialisation sees them."""
+    descriptor = descriptor_of(kernel)
+    if (descriptor.name != "dgrad" or spec.elementwise_lanes or family not in TF32_K_MAJOR_FAMILIES
+            or dtype != torch.float32 or not torch.backends.cudnn.allow_tf32 or spec.in_channels_per_group % 16):
+        return False
+    if copied:
+        return True
+    gpu = GPUS[FAMILY_GPU[family]]
+    compute, _ = roofline_seconds(spec, dtype, family)
+    weight_bytes = math.prod(descriptor.operand_shapes(spec)["weight"]) * 4
+    return compute * K_MAJOR_WEIGHT_SAVING > EXTRA_LAUNCH_SECONDS + 2 * weight_bytes / (gpu.bandwidth_tbs * 1e12)
+
+
 #: Largest rows and columns (channels a side) for which the heuristic takes a 2-warp tile,
 #: unless the layer is small: its 64x64 output tiles make at most SMALL_LAYER_WAVES waves
 #: (there the tile is sized for waves, and 2 warps double each warp's work per step).

@@ -422,3 +422,70 @@ def test_passes_on_zero_padded_channel_copies(name, dtype, monkeypatch):
     padded = {copy.split("_")[0] for copy in launched if copy.endswith("_padded_copy")}
     assert padded == {"fprop", "dgrad", "wgrad"}, launched
     _forget()
+
+
+# ------------------------------------------------- TF32 input gradients: the weight K-major
+def test_tf32_input_gradients_read_their_weight_k_major_on_sm_90(monkeypatch):
+    """sm_90's tensor cores take float32 (TF32) operands K-major only, and a dense input
+    gradient's K is its weight's dim 0: a large enough pass copies a channels-last weight
+    K-major, and a channels-first one it copies anyway goes K-major instead of channels-last.
+    Not on sm_80 (its loads are 128-bit either way), not for 16-bit operands, without TF32,
+    for small passes, for channel counts 16 does not divide, nor for a weight already K-major."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+
+    def copies(layer, dtype=torch.float32, family="sm_90", layout="channels_last", k_major=False):
+        kernel, spec = pass_specs(layer_spec(layer))["dgrad"]
+        descriptor = configs.descriptor_of(kernel)
+        operands = make_operands(descriptor, spec, dtype, layout, "meta", random=False)
+        if k_major:  # [B, *kernel, A] storage
+            weight = operands["weight"]
+            dims = weight.dim()
+            stored = torch.empty((weight.shape[1], *weight.shape[2:], weight.shape[0]), dtype=dtype, device="meta")
+            operands["weight"] = stored.permute(dims - 1, 0, *range(1, dims - 1))
+        return [copy.name for copy in layout_module.channels_last_copies(descriptor, spec, operands, family)]
+
+    large = Layer("3x3", 64, 256, (14, 14), 256, (3, 3), 1, 1)
+    assert copies(large) == ["dgrad_weight_columns_copy"]
+    assert copies(large, layout="contiguous") == ["dgrad_input_copy", "dgrad_weight_columns_copy"]
+    assert copies(large, family="sm_80") == [] and copies(large, dtype=torch.float16) == []
+    assert copies(large, family="sm_80", layout="contiguous") == ["dgrad_input_copy", "dgrad_weight_copy"]
+    assert copies(large, k_major=True) == []
+    assert copies(Layer("small", 1, 64, (8, 8), 64, (3, 3), 1, 1)) == []
+    assert copies(Layer("24 channels", 64, 64, (56, 56), 24, (3, 3), 1, 1)) == []
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert copies(large) == []
+
+
+K_MAJOR_CASES = {
+    "conv2d_strided_groups": (tconv.conv2d, F.conv2d, (2, 32, 9, 8), (32, 16, 3, 3), dict(stride=2, padding=1, groups=2)),
+    "conv1d_dilated": (tconv.conv1d, F.conv1d, (2, 16, 21), (32, 16, 5), dict(padding=4, dilation=2)),
+    "conv3d": (tconv.conv3d, F.conv3d, (1, 16, 5, 6, 5), (16, 16, 3, 3, 3), dict(padding=1)),
+    "conv_transpose2d": (tconv.conv_transpose2d, F.conv_transpose2d, (2, 32, 6, 7), (32, 16, 4, 4),
+                         dict(stride=2, padding=1)),
+}
+
+
+@pytest.mark.parametrize("weight_layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("name", list(K_MAJOR_CASES))
+def test_k_major_weight_copy(name, weight_layout, monkeypatch):
+    """Forward and both gradients against torch in float64 with every dense input-gradient
+    kernel (a transposed convolution's forward too) reading its weight through the K-major
+    copy (1-3 d, stride phases, dilation, groups), from contiguous and channels-last weights."""
+    k_major = lambda kernel, spec, *args: configs.descriptor_of(kernel).name == "dgrad"  # noqa: E731
+    monkeypatch.setattr(layout_module, "k_major_weight", k_major)
+    ours, theirs, input_shape, weight_shape, kwargs = K_MAJOR_CASES[name]
+    input = in_layout(torch.randn(input_shape, dtype=torch.float64), "channels_last")
+    weight = torch.randn(weight_shape, dtype=torch.float64)
+    if weight_layout == "channels_last" and weight.dim() in CL:
+        weight = weight.to(memory_format=CL[weight.dim()])
+    ours_input, ours_weight = input.clone().requires_grad_(), weight.clone().requires_grad_()
+    input, weight = input.requires_grad_(), weight.requires_grad_()
+    names = _launched(monkeypatch)
+    actual, expected = ours(ours_input, ours_weight, **kwargs), theirs(input, weight, **kwargs)
+    assert_close(actual, expected, torch.float64)
+    grad = in_layout(torch.randn_like(expected), "channels_last")
+    for got, want, what in zip(torch.autograd.grad(actual, (ours_input, ours_weight), grad),
+                               torch.autograd.grad(expected, (input, weight), grad), ("grad_input", "grad_weight")):
+        assert_close(got, want, torch.float64, what)
+    assert "dgrad_weight_columns_copy" in names, names
+    _launch._passes.clear()

@@ -138,8 +138,9 @@ class Descriptor:
 
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """How an elementwise launch's weight [A, B, *kernel] is stored so that its columns
-        read consecutive elements: "flat" ([*kernel, A, B]), "transposed" ([B, *kernel, A]),
-        or None (kept as given); descriptors/layout.py makes the copy."""
+        read consecutive elements (a dense one's, where tconv.configs.k_major_weight: its K
+        steps): "flat" ([*kernel, A, B]), "transposed" ([B, *kernel, A]), or None (kept as
+        given); descriptors/layout.py makes the copy."""
         return None
 
     def check_grid(self, spec: ConvSpec, config: KernelConfig) -> None:

@@ -119,8 +119,10 @@ class Dgrad(Descriptor):
 
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """Column (output channel j, lane l) reads weight[input channel of (j, l), j's place in
-        its group]: lanes are consecutive input channels, so [out/group, *kernel, in] storage."""
-        return "transposed" if spec.elementwise_lanes else None
+        its group]: lanes are consecutive input channels, so [out/group, *kernel, in] storage.
+        A dense loop's K is the weight's dim 0 (`in`): the same storage makes its B tiles
+        K-major (tconv.configs.k_major_weight)."""
+        return "transposed"
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:
         columns = spec.out_channels * spec.elementwise_lanes if spec.elementwise_lanes else spec.out_channels_per_group

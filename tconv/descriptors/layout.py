@@ -23,7 +23,9 @@ apart (9 elements for a 3x3), so each is a one-element load. When the columns ca
 contiguous (Descriptor.weight_columns) and the pass is large enough to repay a launch
 (tconv.configs.weight_copy_pays), the pass first copies the weight, which is small, so
 that consecutive columns are consecutive elements (WeightColumnsCopy): the per-tap weight
-loads are then vector-wide.
+loads are then vector-wide. The same copy stores a dense input gradient's weight K-major
+for TF32 on sm_90 (tconv.configs.k_major_weight), whose tensor cores take float32 operands
+K-major only: its loop then loads the weight 128 bits at a time, not 32.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ from collections.abc import Mapping
 import torch
 import triton
 
-from ..configs import KernelConfig, channel_padded, copies_pay, elementwise_copy_pays, padded_channels, weight_copy_pays
+from ..configs import (
+    KernelConfig,
+    channel_padded,
+    copies_pay,
+    elementwise_copy_pays,
+    k_major_weight,
+    padded_channels,
+    weight_copy_pays,
+)
 from ..kernels import layout
 from ..spec import ConvSpec
 from .base import PACKED, Descriptor, MemoryPass, layout_3d, tiles
@@ -250,7 +260,9 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
     roofline (tconv.configs.copies_pay), else none; an elementwise pass copies channels-first
     activations when tconv.configs.elementwise_copy_pays, and its weight when copies_weight.
     A pass that pads channels (tconv.configs.padded_channels) copies every operand the padding
-    reaches zero-padded, whatever its layout, and its other channels-first operands as above."""
+    reaches zero-padded, whatever its layout, and its other channels-first operands as above.
+    A dense pass whose weight goes K-major (tconv.configs.k_major_weight) copies it so
+    (WeightColumnsCopy), or reads it in place where it is stored so already."""
     dtype = next(t.dtype for t in operands.values() if isinstance(t, torch.Tensor))
     if spec.elementwise_lanes:  # elementwise loops gather per element, without tl.dot
         # with channels-first activations the loop's tile runs along positions, and takes one
@@ -269,8 +281,14 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
                      for operand in kernel.channels_last_operands
                      if padded_shapes[operand] != shapes[operand] or channels_first(operands.get(operand)))
     copied = tuple(operand for operand in kernel.channels_last_operands if channels_first(operands.get(operand)))
-    if not copied or not copies_pay(kernel.name, spec, dtype, family, copied):
-        return ()
+    if copied and not copies_pay(kernel.name, spec, dtype, family, copied):
+        copied = ()
+    weight = operands.get("weight")
+    if isinstance(weight, torch.Tensor):
+        in_place = weight.stride(0) == 1  # stored K-major already
+        if k_major_weight(kernel.name, spec, dtype, family, "weight" in copied or in_place):
+            others = tuple(copy_of(kernel, operand) for operand in copied if operand != "weight")
+            return others if in_place else others + (weight_copy_of(kernel),)
     return tuple(copy_of(kernel, operand) for operand in copied)
 
 
