@@ -205,6 +205,34 @@ def check_forward_and_gradients(name: str, input: torch.Tensor, weight: torch.Te
         assert_close(got, want, dtype, what)
 
 
+def launches_with(monkeypatch, flag: str, kernels: tuple[str, ...], least: int = 1, **fields) -> set[str]:
+    """The kernel functions later launched with meta-parameter `flag` at `least` or more (a
+    set filled as they run; True counts 1), with the heuristic's dense configs of `kernels`
+    changed by `fields`; the launcher's memos are emptied (the caller empties them again)."""
+    import dataclasses
+
+    from tconv import _launch
+
+    launched = set()
+    original_go, original_config = _launch._go, _launch.heuristic_config
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if meta.get(flag, 0) >= least:
+            launched.add(getattr(function, "function", function).__name__)
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    def changed(kernel, spec, *args, **kwargs):
+        config = original_config(kernel, spec, *args, **kwargs)
+        dense = kernel.name in kernels and not spec.elementwise_lanes
+        return dataclasses.replace(config, **fields) if dense else config
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    monkeypatch.setattr(_launch, "heuristic_config", changed)
+    return launched
+
+
 TAP_STEP_CASES = [  # (dims, in/out channels, kernel, kwargs): 32 channels per group, one K step per tap
     (1, 32, 5, dict(stride=2, padding=3, dilation=2)),
     (2, 32, 3, dict(stride=2, padding=1)),
@@ -224,27 +252,9 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     every step (also across stride phases whose tap counts differ, dilated taps and
     groups). Forward and both gradients against torch in float64, with the forward and
     input-gradient kernels' BLOCK_K set to the 32 channels of a group, and both ran such a loop."""
-    import dataclasses
-
     from tconv import _launch
 
-    launched = set()
-    original_go, original_config = _launch._go, _launch.heuristic_config
-
-    def record(function, grid, template, slots, meta, tensors, device):
-        if meta.get("TAP_STEPS"):
-            launched.add(getattr(function, "function", function).__name__)
-        return original_go(function, grid, template, slots, meta, tensors, device)
-
-    def block_k_of_a_group(kernel, spec, *args, **kwargs):
-        config = original_config(kernel, spec, *args, **kwargs)
-        dense = kernel.name in ("fprop", "dgrad") and not spec.elementwise_lanes
-        return dataclasses.replace(config, block_k=32) if dense else config
-
-    _launch._passes.clear()
-    _launch._chosen.clear()
-    monkeypatch.setattr(_launch, "_go", record)
-    monkeypatch.setattr(_launch, "heuristic_config", block_k_of_a_group)
+    launched = launches_with(monkeypatch, "TAP_STEPS", ("fprop", "dgrad"), block_k=32)
     kernel = kernel if isinstance(kernel, tuple) else (kernel,) * dims
     groups = kwargs.get("groups", 1)
     input = torch.randn(2, channels, *(7,) * dims, dtype=torch.float64)
@@ -274,28 +284,10 @@ def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transp
     from the tap's: forward and both gradients against torch in float64 (stride phases,
     dilation, groups, 1-3 d, channels-last and gathered channels-first inputs), with the
     forward and input-gradient kernels' BLOCK_K set, and both ran chunked loops."""
-    import dataclasses
-
     from tconv import _launch
     from tconv.descriptors.base import in_layout
 
-    launched = set()
-    original_go, original_config = _launch._go, _launch.heuristic_config
-
-    def record(function, grid, template, slots, meta, tensors, device):
-        if meta.get("K_CHUNKS", 1) > 1:
-            launched.add(getattr(function, "function", function).__name__)
-        return original_go(function, grid, template, slots, meta, tensors, device)
-
-    def with_block_k(kernel, spec, *args, **kwargs):
-        config = original_config(kernel, spec, *args, **kwargs)
-        dense = kernel.name in ("fprop", "dgrad") and not spec.elementwise_lanes
-        return dataclasses.replace(config, block_k=block_k, num_stages=2) if dense else config
-
-    _launch._passes.clear()
-    _launch._chosen.clear()
-    monkeypatch.setattr(_launch, "_go", record)
-    monkeypatch.setattr(_launch, "heuristic_config", with_block_k)
+    launched = launches_with(monkeypatch, "K_CHUNKS", ("fprop", "dgrad"), least=2, block_k=block_k, num_stages=2)
     groups = kwargs.get("groups", 1)
     input = in_layout(torch.randn(2, channels, *(6,) * dims, dtype=torch.float64), layout)
     weight = torch.randn(channels, channels // groups, *(kernel,) * dims, dtype=torch.float64) / 4
@@ -320,28 +312,10 @@ def test_forward_moves_base_pointers_first(dims, channels, kernel, kwargs, dtype
     base pointers by the step's scalar and add offset tiles built once (BASE_FIRST): forward
     and both gradients against torch in float64, with the forward kernel's tile set to
     32x32x16 and such a loop run."""
-    import dataclasses
-
     from tconv import _launch
     from tconv.descriptors.base import in_layout
 
-    launched = set()
-    original_go, original_config = _launch._go, _launch.heuristic_config
-
-    def record(function, grid, template, slots, meta, tensors, device):
-        if meta.get("BASE_FIRST"):
-            launched.add(getattr(function, "function", function).__name__)
-        return original_go(function, grid, template, slots, meta, tensors, device)
-
-    def small_tile(kernel, spec, *args, **kwargs):
-        config = original_config(kernel, spec, *args, **kwargs)
-        dense = kernel.name == "fprop" and not spec.elementwise_lanes
-        return dataclasses.replace(config, block_m=32, block_n=32, block_k=16, num_stages=2) if dense else config
-
-    _launch._passes.clear()
-    _launch._chosen.clear()
-    monkeypatch.setattr(_launch, "_go", record)
-    monkeypatch.setattr(_launch, "heuristic_config", small_tile)
+    launched = launches_with(monkeypatch, "BASE_FIRST", ("fprop",), block_m=32, block_n=32, block_k=16, num_stages=2)
     groups = kwargs.get("groups", 1)
     input = in_layout(torch.randn(2, channels, *(7,) * dims, dtype=torch.float64), "channels_last")
     weight = torch.randn(channels, channels // groups, *(kernel,) * dims, dtype=torch.float64) / 4
