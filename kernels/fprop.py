@@ -311,7 +311,7 @@ def conv_fprop_kernel(
 
     channels = tl.arange(0, BLOCK_K)
     if TAP_BITS:
-        if BASE_FIRST:
+        if BASE_FIRST:  # (the other branch keeps its own sum: input_ptr + a_offsets compiled longer)
             a_offsets = input_rows[:, None] + (channels * in_stride_c).to(INDEX_DTYPE)[None, :]
             b_offsets = weight_col_base[None, :] + (channels * weight_stride_c).to(INDEX_DTYPE)[:, None]
         else:

@@ -694,7 +694,7 @@ def k_major_weight(kernel, spec: ConvSpec, dtype: torch.dtype, family: str, copi
         return True
     gpu = GPUS[FAMILY_GPU[family]]
     compute, _ = roofline_seconds(spec, dtype, family)
-    weight_bytes = math.prod(descriptor.operand_shapes(spec)["weight"]) * 4
+    weight_bytes = math.prod(descriptor.operand_shapes(spec)["weight"]) * dtype.itemsize
     return compute * K_MAJOR_WEIGHT_SAVING > EXTRA_LAUNCH_SECONDS + 2 * weight_bytes / (gpu.bandwidth_tbs * 1e12)
 
 
