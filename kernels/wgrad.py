@@ -30,7 +30,9 @@ tconv/descriptors/wgrad.py), cheapest first:
                (n, od) plane, so its plane and first line are scalars, and each
                position's line and column in the step (hence its w index, w check and
                offset from the step's first line) are the same every step: computed once
-               per tile, a step adds one scalar and checks h per position.
+               per tile, a step adds one scalar and checks h per position. LINE_STEPS 2:
+               BLOCK_K is the whole plane, so the h checks are the tile's too and a step
+               checks only its plane's d.
     BATCH_STEPS otherwise, when BLOCK_K divides the batch: positions run image-fastest
                (flat m = ((od * out_height + oh) * out_width + ow) * batch + n, the same
                sum in another order), so a step is BLOCK_K images at one output position,
@@ -141,16 +143,23 @@ def _load_step(
         in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PADDING_MODE)
         in_h0 = oh0 * stride_h + off_h
         image = n
-        if (BOUNDS & 4) != 0:
-            # A plane whose d tap is padding: its h index is made negative (scalar select),
-            # so the per-position h compare rejects it too.
-            in_h0 = tl.where(valid_d, in_h0, -1 - BLOCK_K * stride_h)
-        in_h = in_h0 + line_h
-        in_w = line_w
-        if (BOUNDS & 6) != 0:
-            line_mask = in_h.to(tl.uint32) < in_height
+        if LINE_STEPS == 2:
+            # The step is the whole plane (oh0 is 0): its positions' h indices and checks are
+            # the same every step (hoisted out of the loop when compiled), and the plane's d
+            # is checked once, broadcast to its positions.
+            in_h0 = off_h
+            in_h = in_h0 + line_h
+            line_mask = (in_h.to(tl.uint32) < in_height) if (BOUNDS & 2) != 0 else in_h == in_h
+            if (BOUNDS & 4) != 0:
+                line_mask = line_mask & (tl.broadcast_to(in_d, [BLOCK_K]).to(tl.uint32) < in_depth)
         else:
-            line_mask = in_h == in_h
+            if (BOUNDS & 4) != 0:
+                # A plane whose d tap is padding: its h index is made negative (scalar
+                # select), so the per-position h compare rejects it too.
+                in_h0 = tl.where(valid_d, in_h0, -1 - BLOCK_K * stride_h)
+            in_h = in_h0 + line_h
+            line_mask = (in_h.to(tl.uint32) < in_height) if (BOUNDS & 6) != 0 else in_h == in_h
+        in_w = line_w
         if (BOUNDS & 1) != 0:
             input_mask = line_mask & (in_w.to(tl.uint32) < in_width)
         else:

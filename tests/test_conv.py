@@ -325,6 +325,40 @@ def test_forward_moves_base_pointers_first(dims, channels, kernel, kwargs, dtype
     _launch._chosen.clear()
 
 
+PLANE_STEP_CASES = [  # (input shape, kernel, kwargs, layout, output plane): one whole output plane a K step
+    ((2, 16, 8, 8), 3, dict(padding=1), "channels_last", 64),  # an image a step: h and w checked, no d
+    ((3, 16, 5, 4, 4), 3, dict(padding=1), "channels_last", 16),  # planes whose d tap is padding
+    ((2, 16, 9, 8, 8), 3, dict(stride=2, padding=1), "channels_last", 16),
+    ((2, 16, 4, 8), (3, 5), dict(padding=(2, 4), dilation=2), "channels_last", 32),  # taps past both ends
+    ((2, 32, 4, 4), 3, dict(padding=1, groups=2), "channels_last", 16),
+    ((2, 16, 6, 6), 3, dict(), "channels_last", 16),  # every tap inside: nothing checked
+    ((1, 16, 4, 8), 3, dict(padding=1), "contiguous", 32),  # one image: grad_output flat, the input gathered
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("input_shape, kernel, kwargs, layout, plane", PLANE_STEP_CASES,
+                         ids=lambda value: str(value).replace(" ", ""))
+def test_weight_gradient_steps_of_whole_planes(input_shape, kernel, kwargs, layout, plane, dtype, monkeypatch):
+    """A weight-gradient K step that is one whole (n, d) output plane (LINE_STEPS 2,
+    descriptors/wgrad.py line_steps) checks its positions' h and w once per tile and its
+    plane's d once a step: forward and both gradients against torch in float64 (3-d planes
+    whose d tap is padding, stride, dilation, groups, tap runs in float16), with the weight
+    gradient's BLOCK_K set to the plane and such a loop run."""
+    from tconv import _launch
+    from tconv.descriptors.base import in_layout
+
+    launched = launches_with(monkeypatch, "LINE_STEPS", ("wgrad",), least=2, block_k=plane)
+    dims = len(input_shape) - 2
+    kernel = kernel if isinstance(kernel, tuple) else (kernel,) * dims
+    input = in_layout(torch.randn(input_shape, dtype=torch.float64), layout)
+    weight = torch.randn(24, input_shape[1] // kwargs.get("groups", 1), *kernel, dtype=torch.float64) / 4
+    check_forward_and_gradients(f"conv{dims}d", input, weight, kwargs, dtype)
+    assert launched == {"conv_wgrad_kernel"}, launched
+    _launch._passes.clear()
+    _launch._chosen.clear()
+
+
 def test_chunks_only_where_they_apply():
     """Chunked steps take 3 or 5 whole blocks a tap, never a 1x1 kernel's single tap, and at
     most the config's k_step: what its family's shared memory holds at its tile and stages
