@@ -53,8 +53,8 @@ then carried from step to step (kernels/_index.py tap_moves), as in 1-d loops.
 
 Chunked steps (K_CHUNKS > 1, tconv.descriptors.base.k_chunks): a K step takes K_CHUNKS
 whole BLOCK_K-wide channel blocks of one tap (96 channels as 3 x 32, where no power-of-two
-BLOCK_K spans them without padding), one tl.dot each, sharing the tap's row mask,
-pointers and counters: the step is BLOCK_K x K_CHUNKS wide.
+BLOCK_K spans them without padding; 128 as 2 x 64 in channels-last loops), one tl.dot each,
+sharing the tap's row mask, pointers and counters: the step is BLOCK_K x K_CHUNKS wide.
 """
 
 import triton

@@ -192,14 +192,14 @@ CHUNKED_STEP_LIMIT = 256
 def with_k_step(config: KernelConfig, dtype: torch.dtype, family: str) -> KernelConfig:
     """The config with the widest chunked K step (descriptors.base.k_chunks) whose pipelined
     tiles the family's shared memory holds at its tile and stages, a multiple of BLOCK_K of
-    at most CHUNKED_STEP_LIMIT channels; unchanged where that is less than three blocks, and
+    at most CHUNKED_STEP_LIMIT channels; unchanged where that is less than two blocks, and
     for 32- and 64-bit operands, whose fragments take twice the registers (sm_80 TF32 chunked
     forwards of 96 channels spilled 12-20 bytes)."""
     if dtype.itemsize > 2:
         return config
     fits = SHARED_LIMIT[family] * config.block_k // shared_bytes(config, dtype)  # channels of K
     step = min(CHUNKED_STEP_LIMIT, fits) // config.block_k * config.block_k
-    return dataclasses.replace(config, k_step=step) if step >= 3 * config.block_k else config
+    return dataclasses.replace(config, k_step=step) if step >= 2 * config.block_k else config
 
 
 # ------------------------------------------------------------------------ pruning

@@ -265,8 +265,11 @@ def test_one_channel_block_per_tap(dims, channels, kernel, kwargs, transposed, d
     _launch._chosen.clear()
 
 
-CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 3 or 5 whole blocks a tap
+CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 2, 3 or 5 whole blocks a tap
     (2, 96, 3, dict(padding=1), 32, "channels_last"),
+    (2, 64, 3, dict(stride=2, padding=2, dilation=2), 32, "channels_last"),  # two blocks: channels-last only
+    (3, 64, 3, dict(padding=1, groups=2), 16, "channels_last"),
+    (1, 64, 3, dict(padding=1), 32, "channels_last"),
     (2, 96, 3, dict(stride=2, padding=1, groups=2), 16, "contiguous"),
     (1, 96, 5, dict(padding=4, dilation=2, groups=2), 16, "channels_last"),
     (2, 80, 3, dict(padding=2, dilation=2), 16, "contiguous"),
@@ -279,7 +282,7 @@ CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 3
                          ids=lambda value: str(value).replace(" ", ""))
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
 def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transposed, dtype, monkeypatch):
-    """A tap's channels in 3 or 5 whole BLOCK_K blocks take one K step of that many
+    """A tap's channels in 2 (channels-last), 3 or 5 whole BLOCK_K blocks take one K step of that many
     tl.dots (K_CHUNKS, descriptors.base.k_chunks), the blocks' tiles at constant offsets
     from the tap's: forward and both gradients against torch in float64 (stride phases,
     dilation, groups, 1-3 d, channels-last and gathered channels-first inputs), with the
@@ -292,7 +295,11 @@ def test_chunked_k_steps(dims, channels, kernel, kwargs, block_k, layout, transp
     input = in_layout(torch.randn(2, channels, *(6,) * dims, dtype=torch.float64), layout)
     weight = torch.randn(channels, channels // groups, *(kernel,) * dims, dtype=torch.float64) / 4
     check_forward_and_gradients(f"conv_transpose{dims}d" if transposed else f"conv{dims}d", input, weight, kwargs, dtype)
-    assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
+    if channels // groups == 2 * block_k:  # two blocks: only the pass reading the channels-last input (the
+        # gradient pass gathers the channels-first grad_output the check passes)
+        assert ("conv_dgrad_kernel" if transposed else "conv_fprop_kernel") in launched, launched
+    else:
+        assert {"conv_fprop_kernel", "conv_dgrad_kernel"} <= launched, launched
     _launch._passes.clear()
     _launch._chosen.clear()
 
@@ -360,9 +367,10 @@ def test_weight_gradient_steps_of_whole_planes(input_shape, kernel, kwargs, layo
 
 
 def test_chunks_only_where_they_apply():
-    """Chunked steps take 3 or 5 whole blocks a tap, never a 1x1 kernel's single tap, and at
-    most the config's k_step: what its family's shared memory holds at its tile and stages
-    for 16-bit operands (configs.with_k_step), 256 channels at most."""
+    """Chunked steps take 3 or 5 whole blocks a tap, or 2 where the caller allows
+    (two_blocks), never a 1x1 kernel's single tap, and at most the config's k_step: what
+    its family's shared memory holds at its tile and stages for 16-bit operands
+    (configs.with_k_step), 256 channels at most."""
     from tconv.configs import KernelConfig, with_k_step
     from tconv.descriptors.base import k_chunks
 
@@ -374,7 +382,10 @@ def test_chunks_only_where_they_apply():
     assert k_chunks(160, 9, tile) == 1 and k_chunks(160, 9, fp16["sm_80"]) == 5  # the family's shared memory
     assert k_chunks(224, 9, fp16["sm_90"]) == 1 and k_chunks(192, 9, fp16["sm_90"]) == 1  # 7 or 6 blocks
     assert k_chunks(192, 9, with_k_step(KernelConfig(64, 64, 64), torch.float16, "sm_90")) == 3
-    assert k_chunks(64, 9, tile) == 1 and k_chunks(128, 9, fp16["sm_90"]) == 1  # powers of two: a wider BLOCK_K
+    assert k_chunks(64, 9, tile) == 1 and k_chunks(64, 9, tile, two_blocks=True) == 2  # where the caller allows
+    assert k_chunks(128, 9, fp16["sm_90"], two_blocks=True) == 1  # four blocks: a wider BLOCK_K
+    two = with_k_step(KernelConfig(128, 64, 64, num_stages=3), torch.float16, "sm_80")  # 163 KB over 3 x 192 x 2 bytes
+    assert two.k_step == 128 and k_chunks(128, 27, two, two_blocks=True) == 2  # two blocks fit, not three
     assert k_chunks(100, 9, tile) == 1  # not whole blocks
     assert k_chunks(96, 9, KernelConfig(128, 32, 32)) == 1  # no k_step: BLOCK_K-wide steps
     for dtype in (torch.float32, torch.float64):  # 16-bit operands only

@@ -248,7 +248,7 @@ def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int, pack
     return 64 if packed or wide else 32
 
 
-def k_chunks(channels: int, taps: int, config: KernelConfig) -> int:
+def k_chunks(channels: int, taps: int, config: KernelConfig, two_blocks: bool = False) -> int:
     """Channel blocks one K step of a tap-major loop takes (kernels/fprop.py K_CHUNKS): all
     of a tap's `channels` when they are 3 or 5 whole BLOCK_K-wide blocks (96 = 3 x 32,
     48 = 3 x 16, 160 = 5 x 32; no power-of-two K step spans them unpadded) and at most the
@@ -258,9 +258,14 @@ def k_chunks(channels: int, taps: int, config: KernelConfig) -> int:
     loop instructions per 4 HGMMA. Six and seven blocks keep one a step: six spilled 120
     bytes (sm_80, a 192-channel input gradient at 64x32x32 written channels-first). A single
     tap (1x1) keeps one block a step: its loop would run one step, which the compiler
-    unrolls whole."""
+    unrolls whole. Two blocks (128 = 2 x 64) where the caller allows (two_blocks: A loads
+    along channels): the step's fixed cost is then shared by two tl.dots rather than taken
+    by a wider BLOCK_K, whose larger fragments spilled (3D U-Net's 128->64 3x3x3 forward,
+    sm_80, 128x64: 239 instructions per 64 HMMA; 128-deep BLOCK_K 387 per 128 and 24
+    bytes spilled; two 64-wide blocks 312 per 128). Gathered channels-first A lost: 64x64x32
+    sm_80 loops of 16-bit loads went from 150-173 instructions per 16 HMMA to 337-413 per 32."""
     chunks = channels // config.block_k
-    if taps == 1 or channels % config.block_k or chunks not in (3, 5):
+    if taps == 1 or channels % config.block_k or chunks not in ((2, 3, 5) if two_blocks else (3, 5)):
         return 1
     return chunks if channels <= config.k_step else 1
 

@@ -94,8 +94,13 @@ class Dgrad(Descriptor):
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, (weight_columns,) if dense else ())  # (a padded copy's: 1)
         out_unit = tensor_unit(output)
+        # Two-block steps where A loads along channels, and in 3-d where a thread loads at most
+        # 64 of A's elements a step (3D U-Net's 3x3x3 input gradients at 128x64 and 256x32 with
+        # 4 warps, sm_90: 8-24 bytes spilled, with or without the tap counter).
+        elements = config.block_m * config.block_k * 2 // (32 * config.num_warps)
+        two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or elements <= 64)
         chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
-                                                              config)
+                                                              config, two_blocks)
         args = (
             input, weight, bias, output, phases,
             batch, *in_size, *divided_strides(in_strides, in_unit),

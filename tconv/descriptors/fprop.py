@@ -64,7 +64,10 @@ class Fprop(Descriptor):
         # rows by their range alone.
         unpadded = not any(spec.pad_before + spec.pad_after)
         dense_taps = not (spec.elementwise_lanes or folded or self.packed_channels(spec))
-        chunks = k_chunks(reduction, self.loop_taps(spec), config) if dense_taps else 1
+        # Two-block steps where A loads along channels, and in 3-d where the output is
+        # channels-last too (3D U-Net's 128-channel forwards written channels-first spilled 16-24 bytes).
+        two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or out_strides[1] == 1)
+        chunks = k_chunks(reduction, self.loop_taps(spec), config, two_blocks) if dense_taps else 1
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
         out_unit = tensor_unit(output, (columns,) if dense else ())
