@@ -223,3 +223,48 @@ def sum_lanes(acc, pid_n, columns, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     acc = tl.sum(tl.reshape(acc, (BLOCK_M, BLOCK_N // LANES, LANES)), axis=2)
     out_channel = pid_n * (BLOCK_N // LANES) + tl.arange(0, BLOCK_N // LANES)
     return acc, out_channel, out_channel < columns // LANES
+
+
+@triton.jit
+def staged_weight(weight_ptr, stage_ptr, pair_weight, col_in_range, program,
+                  weight_stride_d, weight_stride_h, weight_stride_w, first_taps, tap_steps, phase_taps,
+                  KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
+                  STAGE_TAPS: tl.constexpr, BLOCK_N: tl.constexpr, INDEX_DTYPE: tl.constexpr):
+    """An elementwise program's weight columns, every tap its loop takes, copied into its own
+    block of the stage, [KERNEL_D, KERNEL_H, KERNEL_W, BLOCK_N]: its pointer. Column j of tap
+    t, read at weight_ptr + pair_weight[j] + t's offset (a whole kernel apart from the next
+    column in torch's layout: one-element loads), is then at block + t * BLOCK_N + j, so the
+    main loop's per-tap weight loads are vector-wide. The loop takes, per dimension (d, h,
+    w), phase_taps taps from first_taps, tap_steps apart (a forward: all of them; an input
+    gradient's phase: kernels/dgrad.py); STAGE_TAPS is the taps rounded up to a power of
+    two. The barrier makes the block's stores visible to the program's other threads
+    before its loop reads them; no other program reads them."""
+    TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
+    taps = tl.arange(0, STAGE_TAPS)
+    kd = taps // (KERNEL_H * KERNEL_W)
+    kh = taps // KERNEL_W % KERNEL_H
+    kw = taps % KERNEL_W
+    tap_in_range = taps < TAPS
+    taken = (tap_in_range & phase_tap(kd, first_taps[0], tap_steps[0], phase_taps[0])
+             & phase_tap(kh, first_taps[1], tap_steps[1], phase_taps[1])
+             & phase_tap(kw, first_taps[2], tap_steps[2], phase_taps[2]))
+    tap_offsets = (kd * weight_stride_d + kh * weight_stride_h + kw * weight_stride_w).to(INDEX_DTYPE)
+    columns = tl.load(weight_ptr + tap_offsets[:, None] + pair_weight[None, :],
+                      mask=taken[:, None] & col_in_range[None, :], other=0.0)
+    block = stage_ptr + program.to(INDEX_DTYPE) * (TAPS * BLOCK_N)
+    tl.store(block + (taps * BLOCK_N)[:, None] + tl.arange(0, BLOCK_N)[None, :], columns, mask=tap_in_range[:, None])
+    tl.debug_barrier()
+    return block
+
+
+@triton.jit
+def phase_tap(k, first, step, count):
+    """Whether kernel index k is one of a loop's taps along a dimension: first + i * step, i < count."""
+    offset = k - first
+    return (offset >= 0) & (offset % step == 0) & (offset < step * count)
+
+
+@triton.jit
+def staged_strides(KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The (d, h, w) tap strides of a staged block (staged_weight): constants."""
+    return KERNEL_H * KERNEL_W * BLOCK_N, KERNEL_W * BLOCK_N, BLOCK_N

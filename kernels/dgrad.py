@@ -54,6 +54,8 @@ from ._index import (
     load_and_dot,
     next_step,
     split_rows,
+    staged_strides,
+    staged_weight,
     store_output,
     sum_lanes,
     swizzle_tile,
@@ -96,7 +98,7 @@ def valid_taps(
 @triton.jit
 def conv_dgrad_kernel(
     # pointers
-    input_ptr, weight_ptr, bias_ptr, output_ptr, phases_ptr,
+    input_ptr, weight_ptr, bias_ptr, output_ptr, phases_ptr, stage_ptr,
     # input sizes and strides
     batch, in_depth, in_height, in_width,
     in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
@@ -114,6 +116,7 @@ def conv_dgrad_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
     TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, K_CHUNKS: tl.constexpr, PADDED: tl.constexpr,
+    STAGE_TAPS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
@@ -208,6 +211,15 @@ def conv_dgrad_kernel(
         pair_input = input_channel.to(INDEX_DTYPE) * in_stride_c
         pair_weight = (input_channel.to(INDEX_DTYPE) * weight_stride_c
                        + (out_channels % GROUP_OUT).to(INDEX_DTYPE) * weight_stride_o)
+        if STAGE_TAPS:  # the columns' weights staged, consecutive (kernels/_index.py staged_weight)
+            weight_ptr = staged_weight(weight_ptr, stage_ptr, pair_weight, col_in_range,
+                                       tl.program_id(0) + tl.program_id(2) * tl.num_programs(0),
+                                       weight_stride_d, weight_stride_h, weight_stride_w,
+                                       (first_tap_d, first_tap_h, first_tap_w), (tap_step_d, tap_step_h, tap_step_w),
+                                       (taps_d, taps_h, taps_w), KERNEL_D, KERNEL_H, KERNEL_W, STAGE_TAPS, BLOCK_N,
+                                       INDEX_DTYPE)
+            pair_weight = tl.arange(0, BLOCK_N).to(INDEX_DTYPE)
+            weight_stride_d, weight_stride_h, weight_stride_w = staged_strides(KERNEL_H, KERNEL_W, BLOCK_N)
 
     step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
     channel_blocks = tl.cdiv(step_channels, STEP_K)

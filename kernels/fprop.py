@@ -68,6 +68,8 @@ from ._index import (
     next_step,
     padded_index,
     split_rows,
+    staged_strides,
+    staged_weight,
     store_output,
     sum_lanes,
     swizzle_tile,
@@ -216,7 +218,7 @@ def dense_folded_step(
 @triton.jit
 def conv_fprop_kernel(
     # pointers
-    input_ptr, weight_ptr, bias_ptr, output_ptr,
+    input_ptr, weight_ptr, bias_ptr, output_ptr, stage_ptr,
     # input sizes and strides
     batch, in_depth, in_height, in_width,
     in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w,
@@ -235,7 +237,7 @@ def conv_fprop_kernel(
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     BASE_FIRST: tl.constexpr, ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
     TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
-    K_CHUNKS: tl.constexpr, PACKED_CHANNELS: tl.constexpr,
+    K_CHUNKS: tl.constexpr, PACKED_CHANNELS: tl.constexpr, STAGE_TAPS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
@@ -301,6 +303,13 @@ def conv_fprop_kernel(
             cols, col_in_range, ELEMENTWISE_LANES, GROUP_IN, GROUP_OUT)
         pair_input = input_channel.to(INDEX_DTYPE) * in_stride_c
         pair_weight = out_channels.to(INDEX_DTYPE) * weight_stride_o + lane.to(INDEX_DTYPE) * weight_stride_c
+        if STAGE_TAPS:  # the columns' weights staged, consecutive (kernels/_index.py staged_weight)
+            weight_ptr = staged_weight(weight_ptr, stage_ptr, pair_weight, col_in_range, tl.program_id(0),
+                                       weight_stride_d, weight_stride_h, weight_stride_w, (0, 0, 0), (1, 1, 1),
+                                       (KERNEL_D, KERNEL_H, KERNEL_W), KERNEL_D, KERNEL_H, KERNEL_W, STAGE_TAPS,
+                                       BLOCK_N, INDEX_DTYPE)
+            pair_weight = tl.arange(0, BLOCK_N).to(INDEX_DTYPE)
+            weight_stride_d, weight_stride_h, weight_stride_w = staged_strides(KERNEL_H, KERNEL_W, BLOCK_N)
     if EVEN_K or FOLD_DENSE:
         # Whole channel blocks and column tiles (or a dense folded width's steps): columns past
         # the edge only exist in the last tile, wrap onto real channels (never stored), so the

@@ -42,7 +42,7 @@ from tconv.arguments import arch_list, dtype_list, layout_list, pass_list, posit
 from tconv.configs import FAMILY_GPU, config_space, descriptor_of, heuristic_config
 from tconv.descriptors import PASS_KERNELS
 from tconv.descriptors.base import make_operands
-from tconv.descriptors.layout import channels_last_copies
+from tconv.descriptors.layout import channels_last_copies, stage_elements
 from tconv.plan import executed_macs
 from tconv.spec import pass_specs
 from tconv.testing import TOLERANCE
@@ -137,6 +137,10 @@ def static_rows(rows: Rows, layers: list[Layer], passes, dtypes, archs, workers:
                 for gpu in STATIC_GPUS:  # the layout copies this GPU's family makes: their bytes, and time at peak
                     copies = channels_last_copies(descriptor_of(kernel), kernel_spec, operands, GPU_FAMILY[gpu])
                     extra = sum(copy.moved_bytes(kernel_spec, ELEMENT_BYTES[name]) for copy in copies)
+                    # a staged weight (written once, read once): what torch's weight layout costs the pass
+                    config = heuristic_config(kernel, kernel_spec, dtype, GPU_FAMILY[gpu], rows.layout)
+                    extra += 2 * ELEMENT_BYTES[name] * stage_elements(descriptor_of(kernel), kernel_spec, operands,
+                                                                      config, copies)
                     bound = roofline_us(flops, traffic, GPUS[gpu], name)
                     rows.add(layer, pass_name, kernel, name, gpu, "roofline_us", round(bound, 3))
                     rows.add(layer, pass_name, kernel, name, gpu, "layout_bytes", extra)

@@ -51,6 +51,7 @@ from .sass import (
     narrowest_global_access,
     tensor_core_instructions,
     unrolled_loop,
+    unrolled_taps,
 )
 from .spec import ConvSpec, forward_spec
 
@@ -202,6 +203,10 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
         if reference is not None and reference.loop is not None:
             per_step = reference.loop.tensor_core_instructions * tiles_per_step(function, constexprs)
             loop = unrolled_loop(sass, per_step) or loop
+    if loop is None and not tensor_core_instructions(sass):  # an elementwise kernel's taps, unrolled whole
+        values = named_constexprs(function, constexprs)
+        if values.get("ELEMENTWISE_LANES"):
+            loop = unrolled_taps(sass, values["KERNEL_D"] * values["KERNEL_H"] * values["KERNEL_W"])
     share = None
     if loop is not None and loop.tensor_core_instructions:
         share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs),
@@ -218,9 +223,14 @@ def tiles_per_step(function, constexprs: dict) -> int:
     """BLOCK_M x BLOCK_N x BLOCK_K products one main-loop iteration multiplies: the
     kernel's TAP_RUN (wgrad's output tiles) or K_CHUNKS (fprop's and dgrad's channel blocks
     a step), else 1."""
-    names = function.arg_names
-    values = {names[key[0] if isinstance(key, tuple) else key]: value for key, value in constexprs.items()}
+    values = named_constexprs(function, constexprs)
     return values.get("TAP_RUN", 1) * values.get("K_CHUNKS", 1)
+
+
+def named_constexprs(function, constexprs: dict) -> dict:
+    """A compile's constants by argument name (ASTSource keys them by argument index)."""
+    names = function.arg_names
+    return {names[key[0] if isinstance(key, tuple) else key]: value for key, value in constexprs.items()}
 
 
 def constexprs_precision(constexprs: dict) -> str:

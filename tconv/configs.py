@@ -613,9 +613,10 @@ EXTRA_LAUNCH_SECONDS = 2e-6
 #: at their heuristic tile (64 positions x 32 columns, 4 warps: one tap, 2,048 multiply-
 #: adds), as `tconv bench --suite mobilenet_v2_dw` compiles them for sm_90 (sm_80 within 2%)
 #: on the 144-channel 3x3 at 56x56 and 28x28: (channels-first activations, 17 one-element
-#: loads per step; channels-last ones, two 128-bit loads, with the weight in torch's layout,
-#: 8 one-element loads; the same with the weight copied, WEIGHT_COPY_MIN_MACS, one load).
-ELEMENTWISE_STEP_INSTRUCTIONS = {"fprop": (163, 94, 76), "dgrad": (181, 98, 81)}
+#: loads per step; channels-last ones, two 128-bit loads, and the weight's 128-bit load,
+#: copied, WEIGHT_COPY_MIN_MACS, or staged, descriptors/layout.py weight_stage; with the
+#: weight read in torch's layout, 8 one-element loads, it was 94 / 98).
+ELEMENTWISE_STEP_INSTRUCTIONS = {"fprop": (163, 76), "dgrad": (181, 81)}
 ELEMENTWISE_STEP_WARP_MACS = 2048 / 4
 #: Dense 16-bit tensor-core multiply-adds per clock per SM, which with the GPU's tensor peak
 #: gives its SM-clocks per second (4 warp instructions issue per SM-clock).
@@ -641,10 +642,10 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     gpu = GPUS[FAMILY_GPU[family]]
     element = torch.empty((), dtype=dtype).element_size()
     warp_issue_rate = 4 * gpu.tensor_tflops["float16"] * 1e12 / (2 * TENSOR_MACS_PER_CLOCK[family])
-    gathered, channels_last, weight_copied = ELEMENTWISE_STEP_INSTRUCTIONS[descriptor.name]
-    launches = 1
-    if weight_copy_pays(spec):  # the channels-last loop then copies its weight too
-        channels_last, launches = weight_copied, 2
+    # The channels-last loop's weight loads are vector-wide, copied (a launch more) or staged
+    # by each program (descriptors/layout.py weight_stage).
+    gathered, channels_last = ELEMENTWISE_STEP_INSTRUCTIONS[descriptor.name]
+    launches = 2 if weight_copy_pays(spec) else 1
     warp_steps = gemm_macs(spec) / ELEMENTWISE_STEP_WARP_MACS
     _, memory = roofline_seconds(spec, dtype, family)
     activations = math.prod(descriptor.operand_shapes(spec)["input"]) * element

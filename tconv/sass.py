@@ -159,6 +159,38 @@ def unrolled_loop(sass: str, tensor_core_per_step: int) -> LoopReport | None:
     )
 
 
+def unrolled_taps(sass: str, taps: int) -> LoopReport | None:
+    """The main loop of an elementwise kernel (no tensor cores) whose tap loop the compiler
+    unrolled whole (a constant trip count: a depthwise 3x3 forward with its weight staged,
+    kernels/_index.py staged_weight). The steps' code follows the stage's barrier when the
+    kernel has one, each loading a taps-th of the loads there; per step it counts
+    the instructions and loads from the first step's first load to the last step's, divided
+    by the steps between them (taps - 1), as unrolled_loop does. None with fewer than three
+    taps or fewer loads than taps there."""
+    opcodes = [_opcode(text) for _, text in _instructions(sass)]
+    if taps < 3:
+        return None
+    # The stage's barrier: the first after a global store (an epilogue's, converting the
+    # output's layout through shared memory, comes before the output's stores).
+    stored = next((i for i, op in enumerate(opcodes) if op.startswith("STG")), len(opcodes))
+    stage = next((i for i, op in enumerate(opcodes[stored:], stored) if op.startswith("BAR.SYNC")), None)
+    after = opcodes[stage + 1:] if stage is not None else opcodes
+    loads = [i for i, op in enumerate(after) if _load_bits(op) is not None]
+    if len(loads) < taps:
+        return None
+    between = taps - 1
+    span = after[loads[0]:loads[len(loads) - len(loads) // taps]]
+    widths = _load_widths(span)
+    return LoopReport(
+        instructions=round(len(span) / between),
+        tensor_core_instructions=0,
+        global_loads=tuple((bits, max(1, round(count / between))) for bits, count in sorted(widths.items(), reverse=True)),
+        async_copies=round(sum(op.startswith(("LDGSTS", "UTMALDG")) for op in span) / between),
+        tma_loads=0,
+        unrolled=True,
+    )
+
+
 def peak_macs_per_clock(arch: int, dtype: str, precision: str = "tf32") -> int:
     """Dense tensor-core multiply-adds per clock per SM for `dtype` operands."""
     if dtype in ("float16", "bfloat16"):

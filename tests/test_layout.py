@@ -2,9 +2,12 @@
 copy where the roofline says it pays (tconv.configs.copies_pay, tconv/descriptors/layout.py)
 and gather them in place elsewhere; outputs keep torch's memory format either way."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
 from tconv.perf.suites import Layer, layer_spec
 
 import tconv
@@ -234,13 +237,42 @@ def test_large_elementwise_passes_copy_their_weight():
     assert not copied(small, "fprop") and not copied(small, "dgrad")
 
 
+def test_small_elementwise_passes_stage_their_weight():
+    """Below WEIGHT_COPY_MIN_MACS, a depthwise pass on channels-last activations stages its
+    weight: a block of taps x BLOCK_N elements per program; channels-first activations that
+    are gathered, not copied, read it in place, and so does a pass past the gate (copied)
+    and a dense one."""
+    def staged(layer, pass_name, layout="channels_last"):
+        kernel, spec = pass_specs(layer_spec(layer))[pass_name]
+        descriptor = configs.descriptor_of(kernel)
+        operands = make_operands(descriptor, spec, torch.float16, layout, "meta", random=False)
+        copies = layout_module.channels_last_copies(descriptor, spec, operands, "sm_90")
+        config = configs.heuristic_config(kernel, spec, torch.float16, "sm_90", layout)
+        elements = layout_module.stage_elements(descriptor, spec, operands, config, copies)
+        assert elements in (0, math.prod(descriptor.grid(spec, config)) * math.prod(spec.kernel_size) * config.block_n)
+        return elements > 0
+
+    small = Layer("dw batch 1", 1, 144, (56, 56), 144, (3, 3), 1, 1, 1, 144)
+    strided = Layer("dw s2 batch 1", 1, 144, (56, 56), 144, (5, 5), 2, 2, 1, 144)
+    assert staged(small, "fprop") and staged(small, "dgrad") and staged(strided, "dgrad")
+    assert not staged(small, "fprop", "contiguous") and not staged(small, "wgrad")
+    assert not staged(Layer("dw", 64, 144, (56, 56), 144, (3, 3), 1, 1, 1, 144), "fprop")  # copied
+    assert not staged(Layer("3x3", 1, 64, (56, 56), 64, (3, 3), 1, 1), "fprop")
+
+
 @pytest.fixture
-def weight_copies(monkeypatch):
-    """Every elementwise pass copies its weight where it can (the tests' problems are small)."""
-    monkeypatch.setattr(configs, "WEIGHT_COPY_MIN_MACS", 0)
+def forgetting():
+    """Chosen configs and memoised passes forgotten before and after the test (which changes
+    what they depend on)."""
     _forget()
     yield
     _forget()
+
+
+@pytest.fixture
+def weight_copies(monkeypatch, forgetting):
+    """Every elementwise pass copies its weight where it can (the tests' problems are small)."""
+    monkeypatch.setattr(configs, "WEIGHT_COPY_MIN_MACS", 0)
 
 
 ELEMENTWISE_CASES = {
@@ -256,13 +288,32 @@ ELEMENTWISE_CASES = {
 }
 
 
+def _staged_taps(monkeypatch) -> dict[str, set[int]]:
+    """Every conv kernel launch's STAGE_TAPS (descriptors/layout.py weight_stage), by kernel function."""
+    staged: dict[str, set[int]] = {}
+    original = _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if "STAGE_TAPS" in meta:
+            staged.setdefault(getattr(function, "function", function).__name__, set()).add(meta["STAGE_TAPS"])
+        return original(function, grid, template, slots, meta, tensors, device)
+
+    monkeypatch.setattr(_launch, "_go", record)
+    return staged
+
+
+@pytest.mark.parametrize("mode", ["copied", "staged"])
 @pytest.mark.parametrize("weight_layout", ["contiguous", "channels_last", "sliced", "columns"])
 @pytest.mark.parametrize("name", list(ELEMENTWISE_CASES))
-def test_elementwise_weight_copy(name, weight_layout, weight_copies, monkeypatch):
-    """Forward and both gradients against torch in float64 with the weight read through its
-    columns copy (channels-innermost activations), from any weight strides (a channels_last
-    weight with 4 per group, whose channels do not flatten into one stride, is copied as
-    runs of 4); a weight already stored that way is read in place."""
+def test_elementwise_weight_columns(name, weight_layout, mode, forgetting, monkeypatch):
+    """Forward and both gradients against torch in float64 with the weight's columns read
+    consecutive (channels-innermost activations), from any weight strides: through the
+    columns copy ("copied": the size gate lowered; a channels_last weight with 4 per group,
+    whose channels do not flatten into one stride, is copied as runs of 4), or, below the
+    gate (the tests' problems are small), staged by each program (weight_stage); a weight
+    already stored that way is read in place."""
+    if mode == "copied":
+        monkeypatch.setattr(configs, "WEIGHT_COPY_MIN_MACS", 0)
     ours, theirs, input_shape, weight_shape, kwargs, forward_copies = ELEMENTWISE_CASES[name]
     input = in_layout(torch.randn(input_shape, dtype=torch.float64), "channels_last")
     weight = torch.randn(weight_shape, dtype=torch.float64)
@@ -277,7 +328,7 @@ def test_elementwise_weight_copy(name, weight_layout, weight_copies, monkeypatch
     assert weight.shape == weight_shape
     ours_input, ours_weight = input.clone().requires_grad_(), weight.clone().requires_grad_()
     input, weight = input.requires_grad_(), weight.requires_grad_()
-    names = _launched(monkeypatch)
+    names, staged = _launched(monkeypatch), _staged_taps(monkeypatch)
     actual, expected = ours(ours_input, ours_weight, **kwargs), theirs(input, weight, **kwargs)
     assert_close(actual, expected, torch.float64)
     grad = in_layout(torch.randn_like(expected), "channels_last")  # channels innermost, as the input (1-d too)
@@ -285,8 +336,15 @@ def test_elementwise_weight_copy(name, weight_layout, weight_copies, monkeypatch
                                torch.autograd.grad(expected, (input, weight), grad), ("grad_input", "grad_weight")):
         assert_close(got, want, torch.float64, what)
     forward, backward = ("dgrad", "fprop") if "transposed" in name else ("fprop", "dgrad")
-    assert (f"{forward}_weight_columns_copy" in names) == (forward_copies and weight_layout != "columns")
-    assert f"{backward}_weight_columns_copy" in names or (weight_layout == "columns" and weight_shape[1] == 1)
+    scattered = {forward: forward_copies and weight_layout != "columns",
+                 backward: not (weight_layout == "columns" and weight_shape[1] == 1)}
+    for kernel, columns_scattered in scattered.items():
+        taps = staged[f"conv_{kernel}_kernel"] - {0}
+        if mode == "copied":
+            assert (f"{kernel}_weight_columns_copy" in names) == columns_scattered and not taps, (kernel, names, taps)
+        else:
+            assert f"{kernel}_weight_columns_copy" not in names, (kernel, names)
+            assert taps == ({triton.next_power_of_2(math.prod(weight_shape[2:]))} if columns_scattered else set()), kernel
 
 
 # ------------------------------------------------- row strides in units of their alignment

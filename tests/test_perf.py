@@ -252,22 +252,25 @@ def test_report_of_one_layout_has_no_layout_column(tmp_path):
     assert os.path.getsize(tmp_path / "issue_bound_share_float16.png") > 1000
 
 
-def test_traffic_counts_a_depthwise_forward_by_hand():
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_traffic_counts_a_depthwise_forward_by_hand(layout):
     """perf.traffic counts what the kernels load: a 3x3 depthwise forward (zeros padding 1)
     reads each channel's input once per valid tap, (3n - 2) per dimension of size n, and
-    the weight (9 taps) and bias once per row tile and channel."""
+    the weight (9 taps) and bias once per row tile and channel; channels-last activations
+    (the weight staged, descriptors/layout.py weight_stage) read the weight twice and store
+    it once more, per row tile."""
     from tconv.perf.traffic import counted_layer, pass_traffic
 
     layer = Layer("dw", 4, 80, (40, 9), 80, (3, 3), 1, 1, 1, 80)
     counted = counted_layer(layer)
     assert (counted.batch, counted.in_channels, counted.groups, counted.in_size) == (1, 32, 32, (32, 9))
     kernel, spec = pass_specs(layer_spec(counted))["fprop"]
-    config = heuristic_config(kernel, spec, torch.float16, INTERPRETER_FAMILY, "contiguous")
-    row_tiles, channels = math.ceil(32 * 9 / config.block_m), 32
-    expected = 2 * (channels * (3 * 32 - 2) * (3 * 9 - 2) + row_tiles * channels * (9 + 1))
-    traffic = pass_traffic(counted, torch.float16, "contiguous")
+    config = heuristic_config(kernel, spec, torch.float16, INTERPRETER_FAMILY, layout)
+    row_tiles, channels, staged = math.ceil(32 * 9 / config.block_m), 32, layout == "channels_last"
+    expected = 2 * (channels * (3 * 32 - 2) * (3 * 9 - 2) + row_tiles * channels * (9 * (1 + staged) + 1))
+    traffic = pass_traffic(counted, torch.float16, layout)
     assert traffic["fprop"].loaded == expected
-    assert traffic["fprop"].stored == 2 * channels * 32 * 9
+    assert traffic["fprop"].stored == 2 * (channels * 32 * 9 + staged * row_tiles * channels * 9)
     assert set(traffic) == {"fprop", "dgrad", "wgrad"} and traffic["wgrad"].loaded > traffic["fprop"].loaded
 
 

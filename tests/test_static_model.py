@@ -67,6 +67,40 @@ def test_sass_reads_a_k_loop_unrolled_whole():
     assert sass.unrolled_loop(UNROLLED_SNIPPET, 3) is None  # 2 steps
 
 
+STAGED_TAPS_SNIPPET = """
+        /*0100*/                   LDG.E.U16 R2, desc[UR4][R4.64] ;
+        /*0110*/                   STG.E.64 desc[UR4][R6.64], R2 ;
+        /*0120*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;""" + "".join(
+    f"""
+        /*{0x130 + 0x40 * step:04x}*/                   LDG.E.128 R8, desc[UR4][R10.64] ;
+        /*{0x140 + 0x40 * step:04x}*/                   LDG.E.128 R12, desc[UR4][R14.64+0x40] ;
+        /*{0x150 + 0x40 * step:04x}*/                   FFMA R16, R8, R12, R16 ;
+        /*{0x160 + 0x40 * step:04x}*/                   FFMA R17, R9, R13, R17 ;""" for step in range(4)
+) + """
+        /*0330*/                   STG.E.128 desc[UR4][R18.64], R16 ;
+        /*0340*/                   EXIT ;
+        /*0350*/                   BRA 0x350;
+"""
+
+
+def test_sass_reads_elementwise_taps_unrolled_whole():
+    """An elementwise kernel whose tap loop is unrolled whole (no loop holds a load): the
+    steps follow the weight stage's barrier (the first after a global store; the stage's
+    one-element loads are not the loop's), counted from the first step's first global load
+    to the last step's over taps - 1 steps; an epilogue's barrier (before the output's
+    stores) does not end the steps."""
+    assert sass.main_loop(STAGED_TAPS_SNIPPET) is None
+    loop = sass.unrolled_taps(STAGED_TAPS_SNIPPET, 4)
+    assert loop.unrolled and loop.tensor_core_instructions == 0
+    assert loop.instructions == 4 and dict(loop.global_loads) == {128: 2} and loop.load_bits == 128
+    no_stage = STAGED_TAPS_SNIPPET.replace("BAR.SYNC.DEFER_BLOCKING 0x0", "NOP")
+    assert sass.unrolled_taps(no_stage, 4).load_bits == 16  # the one-element loads are then the steps'
+    unstaged = no_stage.replace("STG.E.64 desc[UR4][R6.64], R2", "NOP")
+    epilogue = unstaged.replace("/*0330*/                   STG", "/*0330*/ BAR.SYNC.DEFER_BLOCKING 0x0 ;\n/*0338*/ STG")
+    assert sass.unrolled_taps(epilogue, 4) == sass.unrolled_taps(unstaged, 4) != sass.unrolled_taps(STAGED_TAPS_SNIPPET, 4)
+    assert sass.unrolled_taps(STAGED_TAPS_SNIPPET, 2) is None
+
+
 def test_issue_bound_share_formula():
     config = KernelConfig(128, 64, 32, num_warps=8)
     # (128*64*32 / 2048) tensor clocks / (8 * 74 / 4) issue clocks: the calibration point 0.86.
@@ -151,6 +185,34 @@ def test_aot_specialises_the_weight_columns_copy_as_launched(kernel_name, monkey
     spec = pass_specs(layer)[KERNELS[kernel_name].kernel.name][1]
     config = heuristic_config(KERNELS[kernel_name].kernel.name, spec, torch.float16, "sm_90", "channels_last")
     _assert_aot_matches_launch(kernel_name, spec, "channels_last", config, monkeypatch)
+
+
+@pytest.mark.parametrize("kernel_name", ["fprop", "dgrad"])
+def test_aot_specialises_the_weight_stage_as_launched(kernel_name, monkeypatch):
+    """A small depthwise pass on channels_last activations stages its weight (STAGE_TAPS)."""
+    layer = layer_spec(Layer("dw", 2, 32, (9, 9), 32, (3, 3), 2, 1, 1, 32))
+    spec = pass_specs(layer)[kernel_name][1]
+    config = heuristic_config(kernel_name, spec, torch.float16, "sm_90", "channels_last")
+    args, kwargs = _recorded_launch(monkeypatch, kernel_name, spec, torch.float16, "channels_last", config)
+    assert kwargs["STAGE_TAPS"] == 16
+    _assert_aot_matches_launch(kernel_name, spec, "channels_last", config, monkeypatch)
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_staged_depthwise_loops_load_128_bits(arch):
+    """MobileNetV2's depthwise 3x3s below the weight copy's gate, fp16, channels_last: each
+    program stages its weight columns, so the forward's taps (unrolled whole) and the input
+    gradient's loop load 128 bits only, without spills; the 5x5 forward keeps its loop."""
+    for suite, name in (("mobilenet_v2_dw", "dw960@7 s1"), ("mobilenet_v2_dw", "dw576@14 s2"),
+                        ("efficientnet_b0_dw", "dw672@14 k5 s2")):
+        layer = next(layer for layer in SUITES[suite] if layer.name == name)
+        for pass_name in ("fprop", "dgrad"):
+            kernel, spec = pass_specs(layer_spec(layer))[pass_name]
+            assert not configs.weight_copy_pays(spec)
+            config = heuristic_config(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch], "channels_last")
+            report = aot.compile_launch(kernel, spec, "float16", config, arch, "channels_last")
+            assert report.loop.load_bits == 128 and report.spill_bytes == 0, (name, pass_name)
+            assert report.loop.unrolled == (pass_name == "fprop" and spec.kernel_size == (3, 3)), (name, pass_name)
 
 
 def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):

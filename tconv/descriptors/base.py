@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 
 import torch
+import triton
 import triton.language as tl
 from triton.runtime.jit import JITFunction
 
@@ -28,6 +29,8 @@ MAX_GRID_YZ = 65535
 LAYOUTS = ("channels_last", "contiguous")
 #: The suffix of the name of an operand's channels-last copy (descriptors/layout.py).
 PACKED = ":channels_last"
+#: The tensor an elementwise pass stages its weight columns through (descriptors/layout.py weight_stage).
+STAGE = "weight_stage"
 
 
 class Descriptor:
@@ -234,6 +237,12 @@ def tile_meta(config: KernelConfig) -> dict:
 
 def tiles(count: int, block: int) -> int:
     return math.ceil(count / block)
+
+
+def stage_taps(spec: ConvSpec) -> int:
+    """The rows of a program's staged weight tile (kernels/_index.py staged_weight): the
+    kernel's taps rounded up to a power of two."""
+    return triton.next_power_of_2(math.prod(spec.kernel_size))
 
 
 def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int, packed: bool = False) -> int:

@@ -13,6 +13,7 @@ from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import dgrad
 from ..spec import ConvSpec, phase_steps, spec_phases
 from .base import (
+    STAGE,
     Descriptor,
     conv_output,
     group_meta,
@@ -20,6 +21,7 @@ from .base import (
     k_chunks,
     launch_options,
     layout_3d,
+    stage_taps,
     tap_bits_limit,
     tile_meta,
     tiles,
@@ -80,6 +82,7 @@ class Dgrad(Descriptor):
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output, phases = (tensors[name] for name in ("input", "weight", "bias", "output", "phases"))
+        stage = tensors.get(STAGE)  # (descriptors/layout.py weight_stage)
         spec = self.loaded_problem(spec, input)
         (batch, _, *in_size), in_strides = layout_3d(input)
         _, weight_strides = layout_3d(weight)
@@ -102,7 +105,7 @@ class Dgrad(Descriptor):
         chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
                                                               config, two_blocks)
         args = (
-            input, weight, bias, output, phases,
+            input, weight, bias, output, phases, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),
             *divided_strides(weight_strides, weight_unit),
             *out_size, *divided_strides(out_strides, out_unit),
@@ -116,7 +119,7 @@ class Dgrad(Descriptor):
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k * chunks,
                     K_CHUNKS=chunks,
-                    PADDED=weight_columns != columns,
+                    PADDED=weight_columns != columns, STAGE_TAPS=stage_taps(spec) if stage is not None else 0,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
                     IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
                     **tile_meta(config), **numerics, **launch_options(config))

@@ -11,6 +11,7 @@ from ..configs import DENSE_SPACE, ELEMENTWISE_SPACE, KernelConfig
 from ..kernels import fprop
 from ..spec import PADDING_MODES, ConvSpec
 from .base import (
+    STAGE,
     Descriptor,
     conv_output,
     group_meta,
@@ -18,6 +19,7 @@ from .base import (
     k_chunks,
     launch_options,
     layout_3d,
+    stage_taps,
     tap_bits_limit,
     tile_meta,
     tiles,
@@ -48,6 +50,7 @@ class Fprop(Descriptor):
 
     def arguments(self, spec: ConvSpec, config: KernelConfig, tensors: Mapping, numerics: Mapping) -> tuple[tuple, dict]:
         input, weight, bias, output = (tensors[name] for name in ("input", "weight", "bias", "output"))
+        stage = tensors.get(STAGE)  # (descriptors/layout.py weight_stage)
         spec = self.loaded_problem(spec, input)
         (batch, _, *in_size), in_strides = layout_3d(input)
         weight_strides = self.weight_strides(weight)
@@ -77,7 +80,7 @@ class Fprop(Descriptor):
         tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
                      and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
         args = (
-            input, weight, bias, output,
+            input, weight, bias, output, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),
             *divided_strides(weight_strides, weight_unit),
             *out_size, *divided_strides(out_strides, out_unit),
@@ -100,7 +103,8 @@ class Fprop(Descriptor):
             # longer; larger tiles, tap steps, TF32 and gathered channels-first loops lengthened.
             BASE_FIRST=(self.loop_taps(spec) > 1 and not tap_steps and input.element_size() == 2 and in_strides[1] == 1
                         and config.block_m * config.block_k * chunks <= 16 * 32 * config.num_warps),
-            PACKED_CHANNELS=self.packed_channels(spec), FOLD_CHANNELS=folded,
+            PACKED_CHANNELS=self.packed_channels(spec), STAGE_TAPS=stage_taps(spec) if stage is not None else 0,
+            FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
             IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
             **tile_meta(config), **numerics, **launch_options(config),

@@ -47,7 +47,7 @@ from ..configs import (
 )
 from ..kernels import layout
 from ..spec import ConvSpec
-from .base import PACKED, Descriptor, MemoryPass, layout_3d, tiles
+from .base import PACKED, STAGE, Descriptor, MemoryPass, layout_3d, stage_taps, tiles
 from .units import stride_unit
 from .wgrad import flat_row_stride
 
@@ -220,12 +220,17 @@ class WeightColumnsCopy(ChannelsLastCopy):
 
 def copies_weight(kernel: Descriptor, spec: ConvSpec, weight: torch.Tensor | None) -> bool:
     """Whether an elementwise pass copies `weight` [A, B, *kernel] (WeightColumnsCopy): when
-    kernel.weight_columns says how, the pass is large enough (tconv.configs.weight_copy_pays)
-    and the weight is not stored that way already."""
+    its columns are scattered (columns_scattered) and the pass is large enough
+    (tconv.configs.weight_copy_pays)."""
+    return columns_scattered(kernel, spec, weight) and weight_copy_pays(spec)
+
+
+def columns_scattered(kernel: Descriptor, spec: ConvSpec, weight: torch.Tensor | None) -> bool:
+    """Whether an elementwise pass's columns read `weight` [A, B, *kernel] one element at a
+    time: kernel.weight_columns says how they could be consecutive, and the weight is not
+    stored that way already."""
     columns = kernel.weight_columns(spec)
     if not isinstance(weight, torch.Tensor) or columns is None or weight.numel() == 0:
-        return False
-    if not weight_copy_pays(spec):
         return False
     rows, lanes = weight.shape[:2]
     row_stride, lane_stride = weight.stride()[:2]
@@ -233,6 +238,45 @@ def copies_weight(kernel: Descriptor, spec: ConvSpec, weight: torch.Tensor | Non
         return rows > 1 and row_stride != 1
     taps_outside = all(stride % (rows * lanes) == 0 for stride, n in zip(weight.stride()[2:], weight.shape[2:]) if n > 1)
     return not ((lanes == 1 or lane_stride == 1) and (rows == 1 or row_stride == lanes) and taps_outside)
+
+
+#: The most elements of a staged weight tile (kernels/_index.py staged_weight) a thread loads.
+STAGE_ELEMENTS_PER_THREAD = 32
+
+
+def weight_stage(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: KernelConfig,
+                 copies: tuple[ChannelsLastCopy, ...]) -> dict:
+    """{STAGE: the stage} of a pass that stages its weight (stage_elements), else {}."""
+    elements = stage_elements(kernel, spec, operands, config, copies)
+    if not elements:
+        return {}
+    weight = operands["weight"]
+    return {STAGE: torch.empty(elements, dtype=weight.dtype, device=weight.device)}
+
+
+def stage_elements(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: KernelConfig,
+                   copies: tuple[ChannelsLastCopy, ...]) -> int:
+    """The elements of the stage an elementwise pass below the weight copy's gate allocates
+    when its columns would read a scattered weight (columns_scattered) along channels-last
+    activations, else 0. Each program first copies its columns' weights, every tap its loop
+    takes, into its own block of the stage (kernels/_index.py staged_weight), so that its
+    loop's per-tap weight loads are vector-wide, as after WeightColumnsCopy, without a launch
+    more: static model, sm_90, fp16, MobileNetV2's 3x3 at 14x14, 94 instructions a K step ->
+    52 a tap in the forward (its tap loop then unrolled whole; one 128-bit weight load for
+    eight 16-bit ones), 98 -> 81 in the input gradient. A loop gathering channels-first
+    activations runs its tile along positions, one weight element a thread and tap however
+    stored, so it reads the weight in place. The stage holds the grid's programs x taps x
+    BLOCK_N elements: at most useful multiply-adds / BLOCK_M below the gate, 2 MB in 16
+    bits at BLOCK_M 64; it is written once and read once (tconv bench counts both in
+    layout_bytes)."""
+    weight, input = operands.get("weight"), operands.get("input")
+    if not spec.elementwise_lanes or weight_copy_of(kernel) in copies or not columns_scattered(kernel, spec, weight):
+        return 0
+    if channels_first(input) and copy_of(kernel, "input") not in copies:
+        return 0
+    if stage_taps(spec) * config.block_n > STAGE_ELEMENTS_PER_THREAD * 32 * config.num_warps:
+        return 0
+    return math.prod(kernel.grid(spec, config)) * math.prod(spec.kernel_size) * config.block_n
 
 
 _copies: dict[tuple[str, str], ChannelsLastCopy] = {}
@@ -301,6 +345,7 @@ def pass_tensors(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config: 
     tensors = {**operands, **kernel.allocate(spec, operands, config)}
     for copy in copies:
         tensors.update(copy.allocate(spec, operands, config))
+    tensors.update(weight_stage(kernel, spec, operands, config, copies))
     launches, follower = list(copies), kernel
     while follower is not None:
         launches.append(follower)
