@@ -129,8 +129,11 @@ def conv_dgrad_kernel(
     # Row strides and channel counts in units, one per tensor (as in kernels/fprop.py).
     in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
                                                                    in_stride_w, IN_UNIT)
+    column_stride = weight_stride_c  # (elementwise launches: the columns' stride, which comes whole)
     weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
+    if ELEMENTWISE_LANES:
+        weight_stride_c = column_stride
     if ELEMENTWISE_LANES:  # (group sizes: the GROUP_IN, GROUP_OUT constexprs)
         out_channels_per_group = out_channels_per_group * IN_UNIT  # the columns
     else:

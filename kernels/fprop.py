@@ -255,8 +255,11 @@ def conv_fprop_kernel(
     # the input, whose loads they mask).
     in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
                                                                    in_stride_w, IN_UNIT)
+    column_stride = weight_stride_o  # (one lane a column: the columns' stride, which comes whole)
     weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
+    if ELEMENTWISE_LANES == 1:
+        weight_stride_o = column_stride
     out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
                                                                        out_stride_w, OUT_UNIT)
     in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else IN_UNIT)

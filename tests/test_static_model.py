@@ -199,20 +199,27 @@ def test_aot_specialises_the_weight_stage_as_launched(kernel_name, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", [80, 90])
-def test_staged_depthwise_loops_load_128_bits(arch):
-    """MobileNetV2's depthwise 3x3s below the weight copy's gate, fp16, channels_last: each
-    program stages its weight columns, so the forward's taps (unrolled whole) and the input
-    gradient's loop load 128 bits only, without spills; the 5x5 forward keeps its loop."""
-    for suite, name in (("mobilenet_v2_dw", "dw960@7 s1"), ("mobilenet_v2_dw", "dw576@14 s2"),
-                        ("efficientnet_b0_dw", "dw672@14 k5 s2")):
-        layer = next(layer for layer in SUITES[suite] if layer.name == name)
+def test_depthwise_loops_load_128_bits(arch):
+    """Depthwise layers, fp16, channels_last: below the weight copy's gate (MobileNetV2's
+    3x3s, EfficientNet's 5x5 at 14x14) each program stages its weight columns, so the
+    forward's taps (unrolled whole for a 3x3) and the input gradient's loop load 128 bits
+    only, without spills; past it (MobileNetV3's 120 and 72 channels, which 16 does not
+    divide) the weight's copy reaches the kernels with its tap strides in units of 8, the
+    columns' stride whole, and loads 128 bits as well."""
+    layers = [(next(layer for layer in SUITES[suite] if layer.name == name), False)
+              for suite, name in (("mobilenet_v2_dw", "dw960@7 s1"), ("mobilenet_v2_dw", "dw576@14 s2"),
+                                  ("efficientnet_b0_dw", "dw672@14 k5 s2"))]
+    layers += [(Layer("mnv3 dw120 5x5", 64, 120, (28, 28), 120, (5, 5), 1, 2, 1, 120), True),
+               (Layer("mnv3 dw72 5x5 s2", 64, 72, (56, 56), 72, (5, 5), 2, 2, 1, 72), True)]
+    for layer, copied in layers:
         for pass_name in ("fprop", "dgrad"):
             kernel, spec = pass_specs(layer_spec(layer))[pass_name]
-            assert not configs.weight_copy_pays(spec)
+            assert configs.weight_copy_pays(spec) == copied
             config = heuristic_config(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch], "channels_last")
             report = aot.compile_launch(kernel, spec, "float16", config, arch, "channels_last")
-            assert report.loop.load_bits == 128 and report.spill_bytes == 0, (name, pass_name)
-            assert report.loop.unrolled == (pass_name == "fprop" and spec.kernel_size == (3, 3)), (name, pass_name)
+            assert report.loop.load_bits == 128 and report.spill_bytes == 0, (layer.name, pass_name)
+            unrolled = pass_name == "fprop" and spec.kernel_size == (3, 3) and not copied
+            assert report.loop.unrolled == unrolled, (layer.name, pass_name)
 
 
 def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):

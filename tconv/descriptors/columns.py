@@ -98,7 +98,7 @@ class Columns(Fprop):
         unit, _ = column_strides(weight)
         return unit, weight.stride(0), 0, 0, 0
 
-    def weight_row_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
+    def weight_row_strides(self, weight: torch.Tensor, columns: tuple[int, ...] = (1,)) -> tuple[int, ...]:
         return self.weight_strides(weight)[:1]
 
     def extents(self, spec: ConvSpec) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ from .base import (
     tile_meta,
     tiles,
 )
-from .units import divided_strides, row_strides, tensor_unit, thin_runs_aligned
+from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, row_strides, tensor_unit, thin_runs_aligned
 
 
 class Fprop(Descriptor):
@@ -72,7 +72,11 @@ class Fprop(Descriptor):
         two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or out_strides[1] == 1)
         chunks = k_chunks(reduction, self.loop_taps(spec), config, two_blocks) if dense_taps else 1
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
-        weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight))
+        # One lane a column (depthwise): the columns' weight stride comes whole (the copy's is
+        # 1). Several: in units like a row stride, its value then a constant multiple (the
+        # copy's is the lanes), so a column's lanes are provably consecutive.
+        weight_columns = ELEMENTWISE_WEIGHT_COLUMNS if spec.elementwise_lanes == 1 else (1,)
+        weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight, weight_columns))
         out_unit = tensor_unit(output, (columns,) if dense else ())
         # One K step per tap (the loop drops its channel counter), where a thread loads at
         # most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps) spilled 2.6 KB
@@ -82,7 +86,7 @@ class Fprop(Descriptor):
         args = (
             input, weight, bias, output, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),
-            *divided_strides(weight_strides, weight_unit),
+            *divided_strides(weight_strides, weight_unit, weight_columns),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
             spec.in_channels_per_group // (in_unit if dense else 1), columns // (out_unit if dense else in_unit),
@@ -115,9 +119,9 @@ class Fprop(Descriptor):
         """The kernel's [out, in, D, H, W] weight strides (the weight's own here)."""
         return layout_3d(weight)[1]
 
-    def weight_row_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
+    def weight_row_strides(self, weight: torch.Tensor, columns: tuple[int, ...] = (1,)) -> tuple[int, ...]:
         """The weight's strides that decide its unit (tconv.descriptors.units.row_strides)."""
-        return row_strides(weight)
+        return row_strides(weight, columns)
 
     def folded_channels(self, spec: ConvSpec) -> int:
         """The input channels when the kernel's width folds into the reduction, else 0: K

@@ -266,8 +266,9 @@ def stage_elements(kernel: Descriptor, spec: ConvSpec, operands: Mapping, config
     eight 16-bit ones), 98 -> 81 in the input gradient. A loop gathering channels-first
     activations runs its tile along positions, one weight element a thread and tap however
     stored, so it reads the weight in place. The stage holds the grid's programs x taps x
-    BLOCK_N elements: at most useful multiply-adds / BLOCK_M below the gate, 2 MB in 16
-    bits at BLOCK_M 64; it is written once and read once (tconv bench counts both in
+    BLOCK_N elements: below the gate about useful multiply-adds / BLOCK_M (2 MB in 16 bits
+    at BLOCK_M 64), times stride ** dims in an input gradient, whose phases' programs each
+    hold every tap; it is written once and read once (tconv bench counts both in
     layout_bytes)."""
     weight, input = operands.get("weight"), operands.get("input")
     if not spec.elementwise_lanes or weight_copy_of(kernel) in copies or not columns_scattered(kernel, spec, weight):

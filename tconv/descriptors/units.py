@@ -29,18 +29,27 @@ def stride_unit(values: tuple[int, ...], element_size: int) -> int:
     return unit
 
 
-def row_strides(tensor: torch.Tensor) -> tuple[int, ...]:
+#: The dims of an elementwise launch's weight [A, B, *kernel] its columns move along (the
+#: kernels' pair offsets): like an activation's channel stride, they stay whole (where a
+#: column is one lane: descriptors/fprop.py), so that a weight copy's 1 does not spoil its
+#: tap strides' unit (MobileNetV3's 120 channels: 8).
+ELEMENTWISE_WEIGHT_COLUMNS = (0, 1)
+
+
+def row_strides(tensor: torch.Tensor, columns: tuple[int, ...] = (1,)) -> tuple[int, ...]:
     """The [N, C, D, H, W] strides of `tensor` (layout_3d) that decide a kernel's stride unit:
-    every one but the channel stride, less those of one-element dims (their index is always
-    0, so such a stride never moves an address that is read, and any value will do)."""
+    every one but the channel stride (the `columns` dims' strides), less those of one-element
+    dims (their index is always 0, so such a stride never moves an address that is read, and
+    any value will do)."""
     sizes, strides = layout_3d(tensor)
-    return tuple(stride for dim, (size, stride) in enumerate(zip(sizes, strides)) if dim != 1 and size > 1)
+    return tuple(stride for dim, (size, stride) in enumerate(zip(sizes, strides)) if dim not in columns and size > 1)
 
 
-def divided_strides(strides: tuple[int, ...], unit: int) -> tuple[int, ...]:
-    """[N, C, D, H, W] strides with every one but the channel stride divided by `unit`
-    (rounded down: only a one-element dim's stride may not divide, see row_strides)."""
-    return tuple(stride if dim == 1 else stride // unit for dim, stride in enumerate(strides))
+def divided_strides(strides: tuple[int, ...], unit: int, columns: tuple[int, ...] = (1,)) -> tuple[int, ...]:
+    """[N, C, D, H, W] strides with every one but the channel stride (the `columns` dims')
+    divided by `unit` (rounded down: only a one-element dim's stride may not divide, see
+    row_strides)."""
+    return tuple(stride if dim in columns else stride // unit for dim, stride in enumerate(strides))
 
 
 def tensor_unit(tensor: torch.Tensor, counts: tuple[int, ...] = (), rows: tuple[int, ...] | None = None) -> int:
