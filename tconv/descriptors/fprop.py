@@ -75,8 +75,8 @@ class Fprop(Descriptor):
         # One lane a column (depthwise): the columns' weight stride comes whole (the copy's is
         # 1). Several: in units like a row stride, its value then a constant multiple (the
         # copy's is the lanes), so a column's lanes are provably consecutive.
-        weight_columns = ELEMENTWISE_WEIGHT_COLUMNS if spec.elementwise_lanes == 1 else (1,)
-        weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight, weight_columns))
+        column_dims = ELEMENTWISE_WEIGHT_COLUMNS if spec.elementwise_lanes == 1 else (1,)
+        weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight, column_dims))
         out_unit = tensor_unit(output, (columns,) if dense else ())
         # One K step per tap (the loop drops its channel counter), where a thread loads at
         # most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps) spilled 2.6 KB
@@ -86,7 +86,7 @@ class Fprop(Descriptor):
         args = (
             input, weight, bias, output, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),
-            *divided_strides(weight_strides, weight_unit, weight_columns),
+            *divided_strides(weight_strides, weight_unit, column_dims),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
             spec.in_channels_per_group // (in_unit if dense else 1), columns // (out_unit if dense else in_unit),
