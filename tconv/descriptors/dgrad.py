@@ -95,8 +95,9 @@ class Dgrad(Descriptor):
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
         weight_columns = weight.shape[1] if dense else columns
         in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
-        weight_unit = (tensor_unit(weight, (weight_columns,)) if dense  # (a padded copy's: 1)
-                       else tensor_unit(weight, rows=row_strides(weight, ELEMENTWISE_WEIGHT_COLUMNS)))
+        column_dims = (1,) if dense else ELEMENTWISE_WEIGHT_COLUMNS  # (strides that come whole)
+        weight_unit = tensor_unit(weight, (weight_columns,) if dense else (),  # (a padded copy's: 1)
+                                  rows=row_strides(weight, column_dims))
         out_unit = tensor_unit(output)
         # Two-block steps where A loads along channels, and in 3-d where a thread loads at most
         # 64 of A's elements a step (3D U-Net's 3x3x3 input gradients at 128x64 and 256x32 with
@@ -108,7 +109,7 @@ class Dgrad(Descriptor):
         args = (
             input, weight, bias, output, phases, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),
-            *divided_strides(weight_strides, weight_unit, (1,) if dense else ELEMENTWISE_WEIGHT_COLUMNS),
+            *divided_strides(weight_strides, weight_unit, column_dims),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
             phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
