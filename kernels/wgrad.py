@@ -4,7 +4,7 @@ swapped it is also the weight gradient of transposed convolution.
 GEMM view, per group g (axis 1), tap and split (axis 2):
     grad_weight[o, (c, tap)] = sum_m A[o, m] * B[m, c]
     M = out_channels / groups                    rows: output channels of group g
-    N = in_channels / groups, one tap per column tile; a program takes TAP_RUN (1-3)
+    N = in_channels / groups, one tap per column tile; a program takes TAP_RUN (1-3; elementwise 1-9)
         consecutive taps along w with one accumulator each, so every K step's A tile and
         position split serve the run, and each further tap's B differs only in its w index
     K = batch * out_depth * out_height * out_width   (split in SPLIT ranges of whole K steps, axis 2)
@@ -62,13 +62,23 @@ GROUP_OUT < 16 output channels: tconv.spec.ConvSpec.elementwise_lanes): a single
 whose rows are the weight's (output channel o, input channel c of its group) pairs,
 row r = o * GROUP_IN + c; row r meets input channel (o // GROUP_OUT) * GROUP_IN + c only,
 so each step is an elementwise product summed over positions instead of a mostly-empty
-tl.dot.
+tl.dot. Each tap of its run keeps a [BLOCK_M, BLOCK_K] tile of products, summed over
+positions once after the loop; a run of a kernel row's width (up to 9 taps) reads
+grad_output once per kernel row (a 3x3's 3 times, not 9).
 """
 
 import triton
 import triton.language as tl
 
 from ._index import PAD_ZEROS, in_elements, mma, padded_index
+
+#: BIAS_GRAD modes: A's row sums added every step (float32 and float64 tiles), or taken on
+#: the tensor cores as A @ ones (16-bit dense tiles: a reduction across threads every step
+#: nearly doubled their loops, and spilled on sm_80).
+BIAS_ROW_SUMS = tl.constexpr(1)
+BIAS_ON_TENSOR_CORES = tl.constexpr(2)
+#: Columns of the ones that A multiplies for its row sums (tl.dot's narrowest N).
+BIAS_COLUMNS = tl.constexpr(16)
 
 
 @triton.jit
@@ -236,15 +246,11 @@ def _load_step(
         b = tl.load(b_pointers, mask=b_mask, other=0.0)
     else:
         b = tl.load(b_pointers)  # every tap inside the input: nothing to mask
-    b1 = b
-    b2 = b
-    if TAP_RUN > 1:  # (zeros padding, dense: the host's rule) the next taps: w index + dilation
-        b1 = _next_tap(b_pointers, in_w, line_mask, 1, dilation_w, in_width, in_stride_w, MASK_ROWS, BOUNDS,
-                       INDEX_DTYPE)
-    if TAP_RUN > 2:
-        b2 = _next_tap(b_pointers, in_w, line_mask, 2, dilation_w, in_width, in_stride_w, MASK_ROWS, BOUNDS,
-                       INDEX_DTYPE)
-    return a, b, b1, b2
+    taps = (b,)
+    for run in tl.static_range(1, TAP_RUN):  # (zeros padding, unpacked: the host's rule) the next taps: w index + dilation
+        taps = taps + (_next_tap(b_pointers, in_w, line_mask, run, dilation_w, in_width, in_stride_w, MASK_ROWS,
+                                 BOUNDS, ELEMENTWISE, INDEX_DTYPE),)
+    return a, taps
 
 
 @triton.jit
@@ -285,8 +291,7 @@ def _batch_step(
         b = tl.load(b_pointers, mask=b_mask, other=0.0)
     else:
         b = tl.load(b_pointers)
-    b1 = b
-    b2 = b
+    taps = (b,)
     for run in tl.static_range(1, TAP_RUN):  # (zeros padding, dense) the run's next taps: w index + dilation
         pointers = b_pointers + tl.cast(run * dilation_w, INDEX_DTYPE) * in_stride_w
         if BOUNDS != 0:
@@ -294,47 +299,50 @@ def _batch_step(
             tile = tl.load(pointers, mask=(positions < tl.where(valid, BLOCK_K, 0))[:, None], other=0.0)
         else:
             tile = tl.load(pointers)
-        if run == 1:
-            b1 = tile
-        else:
-            b2 = tile
-    return a, b, b1, b2
+        taps = taps + (tile,)
+    return a, taps
 
 
 @triton.jit
 def _next_tap(b_pointers, in_w, line_mask, step, dilation_w, in_width, in_stride_w, MASK_ROWS: tl.constexpr,
-              BOUNDS: tl.constexpr, INDEX_DTYPE: tl.constexpr):
+              BOUNDS: tl.constexpr, ELEMENTWISE: tl.constexpr, INDEX_DTYPE: tl.constexpr):
     """B at the tap `step` places further along w: the same positions and channels, the w
     index moved by step * dilation, checked with one unsigned compare where w can reach
-    the zero padding; line_mask carries the (d, h) checks and the partial step's rows."""
+    the zero padding; line_mask carries the (d, h) checks and the partial step's rows.
+    (ELEMENTWISE: B is [rows, positions], else [positions, columns].)"""
     pointers = b_pointers + tl.cast(step * dilation_w, INDEX_DTYPE) * in_stride_w
     if (BOUNDS & 1) != 0:
         valid = line_mask & ((in_w + step * dilation_w).to(tl.uint32) < in_width)
-        return tl.load(pointers, mask=valid[:, None], other=0.0)
-    elif MASK_ROWS or BOUNDS != 0:
-        return tl.load(pointers, mask=line_mask[:, None], other=0.0)
+    else:
+        valid = line_mask
+    if MASK_ROWS or BOUNDS != 0:
+        return tl.load(pointers, mask=valid[None, :] if ELEMENTWISE else valid[:, None], other=0.0)
     else:
         return tl.load(pointers)
 
 
 @triton.jit
 def _accumulate(
-    acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN: tl.constexpr, ELEMENTWISE: tl.constexpr,
+    accs, bias_acc, a, taps, TAP_RUN: tl.constexpr, ELEMENTWISE: tl.constexpr,
     BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
 ):
-    """Add one K step: A @ B on tensor cores, and A @ B1, A @ B2 for the run's next taps
-    (elementwise: the product summed over positions) and, for the bias gradient, A's row sums."""
-    if ELEMENTWISE:
-        elementwise_acc += tl.sum(a.to(ACC_DTYPE) * b.to(ACC_DTYPE), axis=1)
-    else:
-        acc = mma(acc, a, b, INPUT_PRECISION, UPCAST_DOT)
-    if TAP_RUN > 1:
-        acc1 = mma(acc1, a, b1, INPUT_PRECISION, UPCAST_DOT)
-    if TAP_RUN > 2:
-        acc2 = mma(acc2, a, b2, INPUT_PRECISION, UPCAST_DOT)
+    """Add one K step: A @ B on tensor cores for each of the run's taps' B (elementwise:
+    A * B, per position, summed after the loop) and, for the bias gradient, A's row sums."""
+    a_wide = a.to(ACC_DTYPE)  # (elementwise: once for the run, whose taps share A)
+    added = ()
+    for run in tl.static_range(TAP_RUN):
+        if ELEMENTWISE:
+            added = added + (accs[run] + a_wide * taps[run].to(ACC_DTYPE),)
+        else:
+            added = added + (mma(accs[run], a, taps[run], INPUT_PRECISION, UPCAST_DOT),)
     if BIAS_GRAD:
-        bias_acc += tl.sum(a.to(ACC_DTYPE), axis=1)
-    return acc, acc1, acc2, elementwise_acc, bias_acc
+        if ELEMENTWISE:
+            bias_acc += a_wide
+        elif BIAS_GRAD == BIAS_ON_TENSOR_CORES:  # every column of bias_acc is A's row sums
+            bias_acc = mma(bias_acc, a, tl.full((a.shape[1], BIAS_COLUMNS), 1, a.dtype), INPUT_PRECISION, UPCAST_DOT)
+        else:
+            bias_acc += tl.sum(a_wide, axis=1)
+    return added, bias_acc
 
 
 @triton.jit
@@ -483,14 +491,24 @@ def conv_wgrad_kernel(
                      out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
                      stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
                      dilation_w, line_h, line_w, line_offset)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
-    acc1 = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE) if TAP_RUN > 1 else acc  # the run's next taps
-    acc2 = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE) if TAP_RUN > 2 else acc
-    bias_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
-    elementwise_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
+    if ELEMENTWISE:
+        # A row's products with its one input channel, per position of the step: summed over
+        # positions once, after the loop, not across threads every step (sm_90, MobileNetV2's
+        # 144-channel 3x3 at 32x16x32: 152 loop instructions a tap -> 34 a tap in a run of 3).
+        acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC_DTYPE)
+        bias_acc = tl.zeros((BLOCK_M, BLOCK_K), dtype=ACC_DTYPE) if BIAS_GRAD else acc
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+        if BIAS_GRAD == BIAS_ON_TENSOR_CORES:
+            bias_acc = tl.zeros((BLOCK_M, BIAS_COLUMNS), dtype=ACC_DTYPE)
+        else:
+            bias_acc = tl.zeros((BLOCK_M,), dtype=ACC_DTYPE)
+    accs = ()
+    for _ in tl.static_range(TAP_RUN):  # one accumulator per tap of the run
+        accs = accs + (tl.zeros_like(acc),)
     for row_start in range(first_row, last_whole, BLOCK_K):
         if BATCH_STEPS:
-            a, b, b1, b2 = _batch_step(
+            a, taps = _batch_step(
                 row_start, positions, a_pointers, b_tile, batch, magic_n,
                 in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
                 out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
@@ -498,47 +516,50 @@ def conv_wgrad_kernel(
                 MAGIC, BOUNDS, BLOCK_K, TAP_RUN, PADDING_MODE, PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE,
             )
         else:
-            a, b, b1, b2 = _load_step(row_start, last_row, a_pointers, step_geometry, False, ROW_STEPS, LINE_STEPS,
+            a, taps = _load_step(row_start, last_row, a_pointers, step_geometry, False, ROW_STEPS, LINE_STEPS,
                                       MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
                                       PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
-        acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
-            acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
-            INPUT_PRECISION, UPCAST_DOT)
+        accs, bias_acc = _accumulate(accs, bias_acc, a, taps, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
+                                     INPUT_PRECISION, UPCAST_DOT)
     if not BATCH_STEPS:  # (BLOCK_K divides the batch: every split is whole steps)
         if last_whole < last_row:
             if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
                 a_pointers = grad_output_ptr + grad_col[:, None] + (
                     last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
-            a, b, b1, b2 = _load_step(last_whole, last_row, a_pointers, step_geometry, True, False, False,
+            a, taps = _load_step(last_whole, last_row, a_pointers, step_geometry, True, False, False,
                                       MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
                                       PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
-            acc, acc1, acc2, elementwise_acc, bias_acc = _accumulate(
-                acc, acc1, acc2, elementwise_acc, bias_acc, a, b, b1, b2, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
-                INPUT_PRECISION, UPCAST_DOT)
+            accs, bias_acc = _accumulate(accs, bias_acc, a, taps, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
+                                         INPUT_PRECISION, UPCAST_DOT)
 
     # Partial results in weight order [o, c, tap] of this split's workspace row.
     split_base = workspace_ptr + split.to(INDEX_DTYPE) * split_stride
     weight_row = (group * out_channels_per_group + out_channel).to(INDEX_DTYPE) * in_channels_per_group
     if ELEMENTWISE:  # a row is one (output channel, input channel) pair of the weight
-        tl.store(split_base + out_channel.to(INDEX_DTYPE) * TAPS + tap, elementwise_acc, mask=out_mask)
+        offsets = out_channel.to(INDEX_DTYPE) * TAPS + tap
+        store_mask = out_mask
     else:
         offsets = (weight_row[:, None] + channel[None, :]) * TAPS + tap  # (tap: a scalar, or per column when packed)
         store_mask = out_mask[:, None] & channel_mask[None, :]
-        tl.store(split_base + offsets, acc, mask=store_mask)
-        if TAP_RUN > 1:  # the run's taps are consecutive along w: consecutive in [o, c, tap]
-            tl.store(split_base + offsets + 1, acc1, mask=store_mask)
-        if TAP_RUN > 2:
-            tl.store(split_base + offsets + 2, acc2, mask=store_mask)
+    for run in tl.static_range(TAP_RUN):  # the run's taps are consecutive along w: consecutive in [o, c, tap]
+        if ELEMENTWISE:
+            tl.store(split_base + offsets + run, tl.sum(accs[run], axis=1), mask=store_mask)
+        else:
+            tl.store(split_base + offsets + run, accs[run], mask=store_mask)
     if BIAS_GRAD:
         if pid_n == 0:
             if ELEMENTWISE:  # each output channel's first pair stores its row sum
-                tl.store(split_base + bias_offset + out_channel // GROUP_IN, bias_acc,
+                tl.store(split_base + bias_offset + out_channel // GROUP_IN, tl.sum(bias_acc, axis=1),
                          mask=out_mask & (out_channel % GROUP_IN == 0))
             else:
                 bias_index = group * out_channels_per_group + out_channel
-                tl.store(split_base + bias_offset + bias_index, bias_acc, mask=out_mask)
+                if BIAS_GRAD == BIAS_ON_TENSOR_CORES:  # (the first column, exactly: the others add zeros)
+                    row_sums = tl.sum(tl.where(tl.arange(0, BIAS_COLUMNS)[None, :] == 0, bias_acc, 0.0), axis=1)
+                else:
+                    row_sums = bias_acc
+                tl.store(split_base + bias_offset + bias_index, row_sums, mask=out_mask)
 
 
 @triton.jit

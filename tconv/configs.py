@@ -146,7 +146,20 @@ def descriptor_of(kernel):
 #: need more registers around the dot (TF32 128x256 and 128x64 with 4 warps, float64
 #: 64x64 with 4 warps spill on 3x3 and 3x3x3 layers), so 32; elementwise (depthwise, small groups)
 #: tiles hold their operand products too, so 16.
-MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16}
+MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16, "elementwise wgrad": 48}
+#: An elementwise weight gradient's tap run (descriptors/wgrad.py tap_run) keeps one
+#: [BLOCK_M, BLOCK_K] accumulator of products per tap, summed after the loop; the run's
+#: accumulators take at most MAX_ACCUMULATOR_REGISTERS["elementwise wgrad"] (64x16x32 with 4
+#: warps and a run of 3, 48 registers: 98-115 as the launch compiles on sm_90, no spills), and
+#: every tile of its space holds a run of at least ELEMENTWISE_SPACE_RUN, and none is longer
+#: than ELEMENTWISE_LONGEST_RUN (a 9x9's row; the loop is unrolled per tap).
+ELEMENTWISE_SPACE_RUN, ELEMENTWISE_LONGEST_RUN = 3, 9
+
+
+def elementwise_tap_run(config: KernelConfig, dtype: torch.dtype) -> int:
+    """The most taps an elementwise weight-gradient program at `config` takes (config.tap_run)."""
+    per_tap = accumulator_registers(dataclasses.replace(config, block_n=config.block_k), dtype)
+    return max(1, min(ELEMENTWISE_LONGEST_RUN, int(MAX_ACCUMULATOR_REGISTERS["elementwise wgrad"] // per_tap)))
 
 
 def accumulator_registers(config: KernelConfig, dtype: torch.dtype) -> float:
@@ -154,7 +167,9 @@ def accumulator_registers(config: KernelConfig, dtype: torch.dtype) -> float:
     return config.block_m * config.block_n * (2 if dtype == torch.float64 else 1) / (32 * config.num_warps)
 
 
-def _fits_registers(config: KernelConfig, elementwise: bool, dtype: torch.dtype) -> bool:
+def _fits_registers(config: KernelConfig, kernel: str, elementwise: bool, dtype: torch.dtype) -> bool:
+    if elementwise and kernel == "wgrad":
+        return elementwise_tap_run(config, dtype) >= ELEMENTWISE_SPACE_RUN
     budget = "elementwise" if elementwise else "16-bit" if dtype in (torch.float16, torch.bfloat16) else "wide"
     return accumulator_registers(config, dtype) <= MAX_ACCUMULATOR_REGISTERS[budget]
 
@@ -167,9 +182,11 @@ def config_space(kernel, family: str, elementwise: bool = False, dtype: torch.dt
     axes = kernel.spaces[elementwise][family]
     names = list(axes)
     configs = (KernelConfig(**dict(zip(names, values))) for values in itertools.product(*axes.values()))
-    fitting = (c for c in configs if _fits_registers(c, elementwise and kernel.name != "wgrad", dtype)
+    fitting = (c for c in configs if _fits_registers(c, kernel.name, elementwise, dtype)
                and shared_bytes(c, dtype) <= SHARED_LIMIT[family])
     if elementwise:
+        if kernel.name == "wgrad":
+            return tuple(dataclasses.replace(c, tap_run=elementwise_tap_run(c, dtype)) for c in fitting)
         return tuple(fitting)
     configs = (with_tap_run(kernel, c, dtype, family) for c in fitting)
     return tuple(with_k_step(c, dtype, family) if kernel.name in ("fprop", "dgrad") else c for c in configs)
@@ -634,7 +651,7 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     batch 64, H100: ~79 us against ~86 us gathered); a stride-2 one, whose input is 4x its
     output, does not, nor do small passes (the launch), nor float32 (the counts are the
     16-bit loops', and its copy moves twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
-    15-45% fewer instructions) gather, and so do loops of several lanes (small groups: not
+    32-39% fewer instructions a tap) gather, and so do loops of several lanes (small groups: not
     compiled for this model)."""
     descriptor = descriptor_of(kernel)
     if descriptor.name not in ELEMENTWISE_STEP_INSTRUCTIONS or spec.elementwise_lanes != 1:
@@ -752,14 +769,23 @@ def _tile_for(count: int, largest: int) -> int:
 ELEMENTWISE_BOUNDS_TAPS = 32
 
 
-def _elementwise_config(kernel: str, rows: int, columns: int, dtype: torch.dtype, lanes: int,
-                        taps: int) -> KernelConfig:
+def _elementwise_config(descriptor, spec: ConvSpec, dtype: torch.dtype) -> KernelConfig:
     """Elementwise tiles (no tensor cores, so no issue-bound share to rank by); fprop and
-    dgrad column tiles hold whole output channels' lanes, at most 2,048 elements."""
+    dgrad column tiles hold whole output channels' lanes, at most 2,048 elements. A weight
+    gradient takes the most rows (of 64, 32, 16) among the tiles whose tap run is longest
+    (elementwise_tap_run, descriptors/wgrad.py tap_run: one grad_output tile a K step for
+    every tap of the run)."""
+    rows, columns, _ = descriptor.extents(spec)
+    lanes, taps = spec.elementwise_lanes, math.prod(spec.kernel_size)
     wide = dtype == torch.float64
     positions_k = 32 if dtype in (torch.float16, torch.bfloat16) else 16
-    if kernel == "wgrad":
-        return KernelConfig(_tile_for(rows, 32 if wide else 64), 16, positions_k, num_stages=2)
+    if descriptor.name == "wgrad":
+        largest = _tile_for(rows, 32 if wide else 64)
+        tiles = [KernelConfig(largest >> halved, 16, positions_k, num_stages=2)
+                 for halved in range(largest.bit_length() - 4)]  # largest, ..., 16 rows
+        tiles = [dataclasses.replace(config, tap_run=elementwise_tap_run(config, dtype)) for config in tiles]
+        longest = max(descriptor.tiles_per_step(spec, config) for config in tiles)
+        return next(config for config in tiles if descriptor.tiles_per_step(spec, config) == longest)
     block_n = max(lanes, _tile_for(columns, 32))
     # 32 rows when a column tile holds one or two output channels' 32+ lanes (the gathered
     # (NCHW) 3x3x3 input gradient of a one-channel volume spilled at 64 on sm_80), and from
@@ -795,10 +821,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     CPU tensors make the same choice as an H100 (INTERPRETER_FAMILY).
     """
     descriptor, spec = descriptor_of(kernel).loop_problem(spec)
-    rows, columns, _ = descriptor.extents(spec)
     if spec.elementwise_lanes:
-        return _elementwise_config(descriptor.name, rows, columns, dtype, spec.elementwise_lanes,
-                                   math.prod(spec.kernel_size))
+        return _elementwise_config(descriptor, spec, dtype)
+    rows, columns, _ = descriptor.extents(spec)
     padded = padded_channels(descriptor.name, spec, dtype, family)
     spec = padded or spec  # (the loop then loads zero-padded copies, aligned)
     table = HEURISTIC_SHORTLIST[(descriptor.name, "sm_80" if family == "fallback" else family)]

@@ -302,6 +302,18 @@ TAP_RUN_LAYERS = [  # (input shape, weight shape, torch kwargs, taps per program
     ((2, 16, 5, 6, 7), (24, 16, 3, 3, 3), dict(padding=1), 3),
     ((2, 16, 33), (24, 16, 3), dict(padding=1), 3),
     ((2, 32, 9, 11), (32, 16, 3, 3), dict(padding=1, groups=2), 3),
+    # elementwise layers (tconv.configs.elementwise_tap_run): a [BLOCK_M, BLOCK_K] accumulator per tap
+    ((2, 16, 9, 11), (16, 1, 3, 3), dict(padding=1, groups=16), 3),
+    ((2, 16, 8, 8), (16, 1, 3, 12), dict(padding=(1, 6), groups=16), 6),  # two runs a row
+    ((2, 16, 33), (16, 1, 4), dict(padding=3, groups=16), 4),
+    ((2, 16, 5, 6, 7), (16, 1, 3, 3, 3), dict(padding=1, groups=16), 3),
+    ((2, 16, 9, 10), (16, 1, 5, 5), dict(padding=2, groups=16), 5),
+    ((2, 16, 9, 12), (16, 1, 3, 7), dict(padding=(1, 3), dilation=(1, 2), groups=16), 7),  # taps past the input
+    # gathered input tiles (descriptors/wgrad.py, GATHERED_TAP_COST): two columns a channel, two lanes a column, one
+    # input channel for 32 outputs
+    ((2, 8, 9, 11), (16, 1, 3, 4), dict(stride=2, padding=2, dilation=2, groups=8), 2),
+    ((2, 8, 9, 11), (8, 2, 3, 4), dict(padding=(1, 2), groups=4), 2),
+    ((2, 1, 5, 6, 7), (32, 1, 3, 3, 3), dict(padding=1), 1),
 ]
 
 
@@ -309,8 +321,8 @@ TAP_RUN_LAYERS = [  # (input shape, weight shape, torch kwargs, taps per program
 def test_wgrad_tap_runs_match_torch(input_shape, weight_shape, kwargs, run):
     """A weight-gradient program takes `run` taps along w (descriptors/wgrad.py, tap_run):
     each further tap's input tile is the first one's moved along w, masked where it reaches
-    the padding; the weight and bias gradients match float64 torch. float16: runs are for
-    16-bit operands (descriptors/wgrad.py, most_taps)."""
+    the padding; the weight and bias gradients match float64 torch. float16: dense runs are
+    for 16-bit operands (descriptors/wgrad.py, most_taps)."""
     from tconv.configs import heuristic_config
     from tconv.descriptors.wgrad import tap_run
 

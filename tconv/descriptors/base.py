@@ -51,6 +51,8 @@ class Descriptor:
     #: Operands the main loop gathers along channels: given channels-first, a pass reads
     #: them through a channels-last copy (descriptors/layout.py).
     channels_last_operands: tuple[str, ...] = ()
+    #: The flag a caller passes for a pass that also takes the bias gradient (wgrad's bias_grad).
+    bias_flag: str | None = None
 
     def operand_shapes(self, spec: ConvSpec) -> dict[str, tuple[int, ...]]:
         """Logical ([N, C, *spatial]-style) shapes of the operands a caller passes."""
@@ -299,4 +301,6 @@ def make_operands(kernel: Descriptor, spec: ConvSpec, dtype: torch.dtype, layout
             continue
         make = torch.randn if random else torch.empty
         operands[name] = in_layout(make(shape, dtype=dtype, device=device), layout)
+    if kernel.bias_flag is not None:
+        operands[kernel.bias_flag] = bias
     return operands

@@ -112,14 +112,38 @@ def most_taps(config: KernelConfig, dtype: torch.dtype) -> int:
     return 1
 
 
+#: Registers a tap of an elementwise run takes where its input tile is gathered, against a
+#: depthwise tap's: rows that do not each meet their own input channel (small groups,
+#: channel multipliers, one input channel for many outputs) load it one element at a time,
+#: each element with its own address and value register besides its accumulator. Measured
+#: as the launch compiles: 3D U-Net's 1->32 3x3x3 at 32x16x32 with a run of 3 spilled 56
+#: bytes on sm_90 (80 registers), one tap 64 registers and no spill.
+GATHERED_TAP_COST = 4
+
+
 def tap_run(spec: ConvSpec, config: KernelConfig) -> int:
     """Taps along w one program takes (the kernel's TAP_RUN): the longest run of at most
-    config.tap_run taps that divides the kernel's width, for dense zeros-padded layers; else
-    1. Each K step then splits its positions and loads grad_output once for the whole run,
-    and only moves the input's w index per tap."""
-    if spec.elementwise_lanes or spec.packed_channels or spec.padding_mode != "zeros":
+    config.tap_run taps (dense tiles: most_taps; elementwise ones: tconv.configs.elementwise_tap_run,
+    over GATHERED_TAP_COST where the input tile is gathered) that divides the kernel's width,
+    for zeros-padded layers that do not pack taps; else 1. Each K step then splits its
+    positions and loads grad_output once for the whole run, and only moves the input's w
+    index per tap."""
+    if spec.packed_channels or spec.padding_mode != "zeros":
         return 1
-    return next(run for run in range(config.tap_run, 0, -1) if spec.kernel_size[-1] % run == 0)
+    most = config.tap_run
+    if spec.elementwise_lanes and (spec.in_channels_per_group, spec.out_channels_per_group) != (1, 1):
+        most = max(1, most // GATHERED_TAP_COST)
+    return next(run for run in range(min(most, spec.kernel_size[-1]), 0, -1) if spec.kernel_size[-1] % run == 0)
+
+
+def bias_mode(spec: ConvSpec, dtype: torch.dtype) -> int:
+    """The kernel's BIAS_GRAD for a pass that takes the bias gradient: on the tensor cores
+    for 16-bit tiles with tl.dot (their row sums are exact products by one, summed in
+    float32), else row sums added every step (float32 and float64, whose tl.dot would round
+    to TF32 or run without tensor cores; elementwise tiles sum their products after the loop)."""
+    if dtype.itemsize == 2 and not spec.elementwise_lanes:
+        return wgrad.BIAS_ON_TENSOR_CORES
+    return wgrad.BIAS_ROW_SUMS
 
 
 def packed_dense(spec: ConvSpec, in_strides: tuple[int, ...], bounds: int) -> bool:
@@ -160,6 +184,7 @@ class Wgrad(Descriptor):
     spaces = {False: WGRAD_SPACE, True: WGRAD_ELEMENTWISE_SPACE}
     operand_names = ("input", "grad_output")
     channels_last_operands = ("input", "grad_output")
+    bias_flag = "bias_grad"
 
     def tiles_per_step(self, spec: ConvSpec, config: KernelConfig) -> int:
         return tap_run(spec, config)
@@ -224,7 +249,8 @@ class Wgrad(Descriptor):
         )
         meta = dict(
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
-            BIAS_GRAD=bias_grad, ELEMENTWISE=spec.elementwise_lanes > 0, **group_meta(spec),
+            BIAS_GRAD=bias_mode(spec, input.dtype) if bias_grad else 0, ELEMENTWISE=spec.elementwise_lanes > 0,
+            **group_meta(spec),
             PACKED_CHANNELS=spec.packed_channels,
             PACKED_DENSE=runs,
             ROW_STEPS=row_steps, LINE_STEPS=lines, BATCH_STEPS=images, MAGIC=magic_dimensions(batch, out_size, images),
@@ -297,7 +323,7 @@ class Wgrad(Descriptor):
         splits, rows_per_split = self.split(spec, config)
         rows = self.extents(spec)[2]
         steps = sum(tiles(min(rows_per_split, rows - s * rows_per_split), config.block_k) for s in range(splits))
-        columns = 1 if spec.elementwise_lanes else config.block_n * self.tiles_per_step(spec, config)
+        columns = (1 if spec.elementwise_lanes else config.block_n) * self.tiles_per_step(spec, config)
         per_step = config.block_m * config.block_k * columns
         return math.prod(self.tiles(spec, config)) * steps * per_step
 
