@@ -517,8 +517,8 @@ def conv_wgrad_kernel(
             )
         else:
             a, taps = _load_step(row_start, last_row, a_pointers, step_geometry, False, ROW_STEPS, LINE_STEPS,
-                                      MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
-                                      PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
+                                 MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
+                                 PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
         if GRAD_FLAT:
             a_pointers += BLOCK_K * grad_stride_row
         accs, bias_acc = _accumulate(accs, bias_acc, a, taps, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
@@ -529,8 +529,8 @@ def conv_wgrad_kernel(
                 a_pointers = grad_output_ptr + grad_col[:, None] + (
                     last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row
             a, taps = _load_step(last_whole, last_row, a_pointers, step_geometry, True, False, False,
-                                      MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
-                                      PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
+                                 MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
+                                 PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
             accs, bias_acc = _accumulate(accs, bias_acc, a, taps, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
                                          INPUT_PRECISION, UPCAST_DOT)
 

@@ -150,9 +150,9 @@ MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16, "elem
 #: An elementwise weight gradient's tap run (descriptors/wgrad.py tap_run) keeps one
 #: [BLOCK_M, BLOCK_K] accumulator of products per tap, summed after the loop; the run's
 #: accumulators take at most MAX_ACCUMULATOR_REGISTERS["elementwise wgrad"] (64x16x32 with 4
-#: warps and a run of 3, 48 registers: 98-115 as the launch compiles on sm_90, no spills), and
-#: every tile of its space holds a run of at least ELEMENTWISE_SPACE_RUN, and none is longer
-#: than ELEMENTWISE_LONGEST_RUN (a 9x9's row; the loop is unrolled per tap).
+#: warps and a run of 3, 48 registers: 98-115 as the launch compiles on sm_90, no spills).
+#: Every tile of its space holds a run of at least ELEMENTWISE_SPACE_RUN; none is longer than
+#: ELEMENTWISE_LONGEST_RUN (a 9x9's row: the loop is unrolled per tap).
 ELEMENTWISE_SPACE_RUN, ELEMENTWISE_LONGEST_RUN = 3, 9
 
 
@@ -651,7 +651,7 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     batch 64, H100: ~79 us against ~86 us gathered); a stride-2 one, whose input is 4x its
     output, does not, nor do small passes (the launch), nor float32 (the counts are the
     16-bit loops', and its copy moves twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
-    32-39% fewer instructions a tap) gather, and so do loops of several lanes (small groups: not
+    29-39% fewer instructions a tap) gather, and so do loops of several lanes (small groups: not
     compiled for this model)."""
     descriptor = descriptor_of(kernel)
     if descriptor.name not in ELEMENTWISE_STEP_INSTRUCTIONS or spec.elementwise_lanes != 1:
