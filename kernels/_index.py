@@ -268,3 +268,81 @@ def phase_tap(k, first, step, count):
 def staged_strides(KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, BLOCK_N: tl.constexpr):
     """The (d, h, w) tap strides of a staged block (staged_weight): constants."""
     return KERNEL_H * KERNEL_W * BLOCK_N, KERNEL_W * BLOCK_N, BLOCK_N
+
+
+@triton.jit
+def valid_taps(
+    first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, CHECK_W: tl.constexpr = True,
+):
+    """Per row, a bit per tap (tap-major order, fewer than 32 taps, or 64 in 64-bit words):
+    set when the tap reads a real input element. Built once per tile,
+    so a K step's row mask is one shift. Without CHECK_W the w index is not checked (a
+    folded width checks it per element)."""
+    BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * KERNEL_W > 31 else tl.int32
+    bits = tl.zeros(first_h.shape, dtype=BITS)
+    for kd in tl.static_range(KERNEL_D):
+        in_d = first_d + kd * dilation_d
+        valid_d = row_in_range & (in_d >= 0) & (in_d < in_depth)
+        for kh in tl.static_range(KERNEL_H):
+            in_h = first_h + kh * dilation_h
+            valid_h = valid_d & (in_h >= 0) & (in_h < in_height)
+            for kw in tl.static_range(KERNEL_W):
+                in_w = first_w + kw * dilation_w
+                valid = valid_h & (in_w >= 0) & (in_w < in_width) if CHECK_W else valid_h
+                bits = bits | (valid.to(BITS) << ((kd * KERNEL_H + kh) * KERNEL_W + kw))
+    return bits
+
+
+@triton.jit
+def output_run_loop(
+    input_ptr, weight_ptr, input_rows, tap_bits, pair_input, pair_weight, col_in_range,
+    row_step_d, row_step_h, in_stride_w, weight_stride_d, weight_stride_h, weight_stride_w,
+    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, W_RUN: tl.constexpr,
+    RUN_STRIDE_W: tl.constexpr, FLIPPED: tl.constexpr, UNPADDED: tl.constexpr, ROWS: tl.constexpr,
+    BLOCK_N: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+):
+    """An elementwise loop whose rows are runs of W_RUN consecutive output positions along w
+    (stride RUN_STRIDE_W, dilation 1): one accumulator per position of the run. A K step
+    takes a (kd, kh) row of taps; the run's outputs read the SPAN input columns
+    j = i * RUN_STRIDE_W + kw (output i, tap kw), each loaded once and multiplied into every
+    output that reads it, where a tap a step loads each output's column again (a 3x3 at
+    stride 1: 6 loads for 4 outputs' 12 products, not 12). FLIPPED (an input gradient at
+    stride 1, kernels/dgrad.py): output i reads column j through tap KERNEL_W - 1 - (j - i).
+    input_rows: each row's offset at column 0 of tap row (0, 0); a tap row (kd, kh) adds
+    kd * row_step_d + kh * row_step_h (negative for an input gradient). tap_bits: a bit per
+    (kd, kh, j), (kd, kh)-major (valid_taps over a SPAN-wide kernel). Returns the W_RUN
+    accumulators."""
+    SPAN: tl.constexpr = (W_RUN - 1) * RUN_STRIDE_W + KERNEL_W
+    BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * SPAN > 31 else tl.int32
+    accs = ()
+    for _ in tl.static_range(W_RUN):
+        accs = accs + (tl.zeros((ROWS, BLOCK_N), dtype=ACC_DTYPE),)
+    a_tile = input_ptr + input_rows[:, None] + pair_input[None, :]
+    row_bit = tl.full((), 1, BITS)  # the step's bit of column 0
+    for tap_row in range(0, KERNEL_D * KERNEL_H):
+        kd = tap_row // KERNEL_H
+        kh = tap_row - kd * KERNEL_H
+        weight_offset = kd * weight_stride_d + kh * weight_stride_h
+        tap_delta = kd * row_step_d + kh * row_step_h
+        weights = ()
+        for kw in tl.static_range(KERNEL_W):
+            weights = weights + (tl.load(weight_ptr + pair_weight + (weight_offset + kw * weight_stride_w),
+                                         mask=col_in_range, other=0.0).to(ACC_DTYPE),)
+        for j in tl.static_range(SPAN):
+            pointers = a_tile + (tap_delta + j * in_stride_w).to(INDEX_DTYPE)
+            if UNPADDED:
+                mask = tap_bits
+            else:
+                mask = (tap_bits & (row_bit << j)) != 0
+            column = tl.load(pointers, mask=mask[:, None] & col_in_range[None, :], other=0.0).to(ACC_DTYPE)
+            added = ()
+            for i in tl.static_range(W_RUN):
+                acc = accs[i]
+                for kw in tl.static_range(KERNEL_W):  # the tap through which output i reads column j, if any
+                    if j == (i + KERNEL_W - 1 - kw) * FLIPPED + (i * RUN_STRIDE_W + kw) * (1 - FLIPPED):
+                        acc = acc + column * weights[kw][None, :]
+                added = added + (acc,)
+            accs = added
+        row_bit = row_bit << SPAN
+    return accs

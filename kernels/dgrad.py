@@ -30,7 +30,9 @@ conv's input gradient, or small groups of GROUP_IN input and GROUP_OUT < 16 outp
 channels, e.g. a one-channel input's gradient) run as one group spanning every output
 channel without tl.dot: the columns are (output channel, lane) pairs, lane = input
 channel of the output's group, each tap an elementwise multiply-add, the lanes summed
-once per tile (as kernels/fprop.py).
+once per tile (as kernels/fprop.py). At stride 1 depthwise rows may be output runs
+(W_RUN > 1, kernels/_index.py output_run_loop, FLIPPED: output i reads column j through
+tap KERNEL_W - 1 - (j - i)), each input column loaded once for the run's outputs.
 
 The K loop runs over (tap, channel block), channel blocks fastest, with the tap carried
 as per-dimension counters (no division in the loop). The kernel extents are constexprs
@@ -53,6 +55,7 @@ from ._index import (
     in_elements,
     load_and_dot,
     next_step,
+    output_run_loop,
     split_rows,
     staged_strides,
     staged_weight,
@@ -62,6 +65,7 @@ from ._index import (
     tap_is_valid,
     tap_move,
     tap_moves,
+    valid_taps,
 )
 
 
@@ -73,7 +77,7 @@ def phase_fields(phases_ptr, dim, residue, max_stride):
 
 
 @triton.jit
-def valid_taps(
+def phase_valid_taps(
     base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w, in_step_d, in_step_h, in_step_w,
     in_depth, in_height, in_width, KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
 ):
@@ -114,7 +118,7 @@ def conv_dgrad_kernel(
     max_stride, in_channels_per_group, out_channels_per_group, weight_columns,
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, HAS_BIAS: tl.constexpr,
-    ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
+    ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, W_RUN: tl.constexpr,
     TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, K_CHUNKS: tl.constexpr, PADDED: tl.constexpr,
     STAGE_TAPS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
@@ -167,16 +171,24 @@ def conv_dgrad_kernel(
         outs_h = out_height
     if stride_w == 1:
         outs_w = out_width
+    if W_RUN > 1:  # (stride 1: the first outputs are 0, and no table load is sunk among a 1-d run's loads)
+        first_out_d, first_out_h, first_out_w = 0, 0, 0
 
     # The grid is sized for the largest phase; tiles past this phase's rows do nothing.
-    num_rows = batch * outs_d * outs_h * outs_w
+    # Output runs (W_RUN > 1, stride 1: one phase): a row is W_RUN outputs along w, which the
+    # host makes divide the output's width (kernels/_index.py output_run_loop).
+    ROWS: tl.constexpr = BLOCK_M // W_RUN
+    run_width = outs_w // W_RUN if W_RUN > 1 else outs_w
+    num_rows = batch * outs_d * outs_h * run_width
     num_pid_n = tl.cdiv(out_channels_per_group, BLOCK_N)
     pid_m, pid_n = swizzle_tile(tl.program_id(0), tl.num_programs(0) // num_pid_n, num_pid_n, GROUP_M)
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows = pid_m * ROWS + tl.arange(0, ROWS)
     row_in_range = rows < num_rows
     # A phase may have no outputs (stride > output size); its rows are all masked, and
     # the divisors are kept >= 1 so the index split stays defined.
-    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
+    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(run_width, 1))
+    if W_RUN > 1:
+        jw = jw * W_RUN
     base_d = first_in_d + jd
     base_h = first_in_h + jh
     base_w = first_in_w + jw
@@ -184,13 +196,19 @@ def conv_dgrad_kernel(
     if TAP_BITS:
         # Each row's input offset at tap 0 (a tap then adds a scalar delta) and a bit per
         # tap saying whether it reads a real element: computed once.
+        if W_RUN > 1:  # the run's first column is its first output's last tap: w moved back KERNEL_W - 1
+            base_w = base_w - (KERNEL_W - 1)
         input_rows = input_row_base + (
             base_d.to(INDEX_DTYPE) * in_stride_d + base_h.to(INDEX_DTYPE) * in_stride_h
             + base_w.to(INDEX_DTYPE) * in_stride_w
         )
-        tap_bits = valid_taps(base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w,
-                              in_step_d, in_step_h, in_step_w, in_depth, in_height, in_width,
-                              KERNEL_D, KERNEL_H, KERNEL_W)
+        if W_RUN > 1:  # a bit per (kd, kh) and input column of the run
+            tap_bits = valid_taps(base_d, base_h, base_w, row_in_range, -in_step_d, -in_step_h, 1,
+                                  in_depth, in_height, in_width, KERNEL_D, KERNEL_H, W_RUN + KERNEL_W - 1)
+        else:
+            tap_bits = phase_valid_taps(base_d, base_h, base_w, row_in_range, taps_d, taps_h, taps_w,
+                                        in_step_d, in_step_h, in_step_w, in_depth, in_height, in_width,
+                                        KERNEL_D, KERNEL_H, KERNEL_W)
 
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     col_in_range = cols < out_channels_per_group
@@ -227,9 +245,17 @@ def conv_dgrad_kernel(
     step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
     channel_blocks = tl.cdiv(step_channels, STEP_K)
     num_steps = taps_d * taps_h * taps_w * channel_blocks
-    if pid_m * BLOCK_M >= num_rows:
+    if pid_m * ROWS >= num_rows:
         num_steps = 0
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    acc = tl.zeros((ROWS, BLOCK_N), dtype=ACC_DTYPE)
+    if W_RUN > 1:  # (a tap row (kd, kh) reads the input kd * in_step_d, kh * in_step_h before the output)
+        accs = output_run_loop(
+            input_ptr, weight_ptr, input_rows, tap_bits, pair_input, pair_weight, col_in_range,
+            -(in_step_d * in_stride_d), -(in_step_h * in_stride_h), in_stride_w, weight_stride_d, weight_stride_h,
+            weight_stride_w, KERNEL_D, KERNEL_H, KERNEL_W, W_RUN, 1, True, False, ROWS, BLOCK_N, ACC_DTYPE,
+            INDEX_DTYPE,
+        )
+        num_steps = 0
     # K steps over (tap, channel block), channel blocks fastest; the per-dimension tap
     # indices are counters carried across steps (the phase's tap counts are runtime
     # values, so dividing the step would cost real divisions every step). CARRIED loops
@@ -320,10 +346,19 @@ def conv_dgrad_kernel(
     if ELEMENTWISE_LANES > 1:
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,
                                                     ELEMENTWISE_LANES)
-    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(outs_w, 1))
-    store_output(
-        output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
-        n, first_out_d + jd * stride_d, first_out_h + jh * stride_h, first_out_w + jw * stride_w,
-        out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
-        HAS_BIAS, INDEX_DTYPE,
-    )
+    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(run_width, 1))
+    if W_RUN > 1:
+        for i in tl.static_range(W_RUN):
+            store_output(
+                output_ptr, accs[i], bias_ptr, out_channels, row_in_range, col_in_range,
+                n, first_out_d + jd * stride_d, first_out_h + jh * stride_h, first_out_w + jw * W_RUN + i,
+                out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+                HAS_BIAS, INDEX_DTYPE,
+            )
+    else:
+        store_output(
+            output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
+            n, first_out_d + jd * stride_d, first_out_h + jh * stride_h, first_out_w + jw * stride_w,
+            out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+            HAS_BIAS, INDEX_DTYPE,
+        )

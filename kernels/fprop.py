@@ -19,6 +19,10 @@ of GROUP_IN input and GROUP_OUT < 16 output channels, tconv.spec.ConvSpec.elemen
 run as one group spanning every output channel, without tl.dot: the columns are
 (output channel, lane) pairs, lane = input channel of the output's group (LANES per
 output channel), each tap an elementwise multiply-add, the lanes summed once per tile.
+Depthwise rows may be output runs (W_RUN > 1, output_run_loop; tconv.descriptors.fprop
+output_run): row r holds W_RUN consecutive output positions along w, one accumulator each,
+and a K step takes a (kd, kh) row of taps, loading each input column the run reads once
+(a 3x3 at stride 1 in runs of 4: 6 loads for 12 products).
 
 The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
 as counters (no division in the loop). With zeros padding and fewer than 64 taps
@@ -66,6 +70,7 @@ from ._index import (
     load_and_dot,
     mma,
     next_step,
+    output_run_loop,
     padded_index,
     split_rows,
     staged_strides,
@@ -76,6 +81,7 @@ from ._index import (
     tap_is_valid,
     tap_move,
     tap_moves,
+    valid_taps,
 )
 
 
@@ -93,30 +99,6 @@ def tap_rows(
         in_d.to(INDEX_DTYPE) * in_stride_d + in_h.to(INDEX_DTYPE) * in_stride_h + in_w.to(INDEX_DTYPE) * in_stride_w
     )
     return row_offset, row_in_range & valid_d & valid_h & valid_w
-
-
-@triton.jit
-def valid_taps(
-    first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w, in_depth, in_height, in_width,
-    KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, CHECK_W: tl.constexpr = True,
-):
-    """Per row, a bit per tap (tap-major order, fewer than 32 taps, or 64 in 64-bit words):
-    set when the tap reads a real input element. Built once per tile,
-    so a K step's row mask is one shift. Without CHECK_W the w index is not checked (a
-    folded width checks it per element)."""
-    BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * KERNEL_W > 31 else tl.int32
-    bits = tl.zeros(first_h.shape, dtype=BITS)
-    for kd in tl.static_range(KERNEL_D):
-        in_d = first_d + kd * dilation_d
-        valid_d = row_in_range & (in_d >= 0) & (in_d < in_depth)
-        for kh in tl.static_range(KERNEL_H):
-            in_h = first_h + kh * dilation_h
-            valid_h = valid_d & (in_h >= 0) & (in_h < in_height)
-            for kw in tl.static_range(KERNEL_W):
-                in_w = first_w + kw * dilation_w
-                valid = valid_h & (in_w >= 0) & (in_w < in_width) if CHECK_W else valid_h
-                bits = bits | (valid.to(BITS) << ((kd * KERNEL_H + kh) * KERNEL_W + kw))
-    return bits
 
 
 @triton.jit
@@ -236,6 +218,7 @@ def conv_fprop_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     BASE_FIRST: tl.constexpr, ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
+    W_RUN: tl.constexpr, RUN_STRIDE_W: tl.constexpr,
     TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
     K_CHUNKS: tl.constexpr, PACKED_CHANNELS: tl.constexpr, STAGE_TAPS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
@@ -268,15 +251,21 @@ def conv_fprop_kernel(
     # group: a constant 0 keeps the rows' offsets provably aligned (a thin layer's group
     # offset, group * 3 channels, would not be), so the loads can be vector-wide.
     group = 0 if ELEMENTWISE_LANES or FOLD_CHANNELS else tl.program_id(1)
-    num_rows = batch * out_depth * out_height * out_width
+    # Output runs (W_RUN > 1, output_run_loop): a row is W_RUN positions along w, which the
+    # host makes divide the output's width; the tile still holds BLOCK_M positions.
+    ROWS: tl.constexpr = BLOCK_M // W_RUN
+    run_width = out_width // W_RUN if W_RUN > 1 else out_width
+    num_rows = batch * out_depth * out_height * run_width
     pid_m, pid_n = swizzle_tile(
-        tl.program_id(0), tl.cdiv(num_rows, BLOCK_M), tl.cdiv(out_channels_per_group, BLOCK_N), GROUP_M
+        tl.program_id(0), tl.cdiv(num_rows, ROWS), tl.cdiv(out_channels_per_group, BLOCK_N), GROUP_M
     )
 
-    # Rows: output positions of this tile, and where their receptive fields start.
-    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    # Rows: output positions of this tile (runs' first positions), and where their receptive fields start.
+    rows = pid_m * ROWS + tl.arange(0, ROWS)
     row_in_range = rows < num_rows
-    n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)
+    n, od, oh, ow = split_rows(rows, out_depth, out_height, run_width)
+    if W_RUN > 1:
+        ow = ow * W_RUN
     first_d = od * stride_d - pad_d
     first_h = oh * stride_h - pad_h
     first_w = ow * stride_w - pad_w
@@ -290,6 +279,10 @@ def conv_fprop_kernel(
         )
         if UNPADDED:  # no tap reads outside the input: the rows' range is the one mask
             tap_bits = row_in_range
+        elif W_RUN > 1:  # a bit per (kd, kh) and input column of the run (output_run_loop)
+            tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, 1,
+                                  in_depth, in_height, in_width, KERNEL_D, KERNEL_H,
+                                  (W_RUN - 1) * RUN_STRIDE_W + KERNEL_W)
         elif FOLD_CHANNELS:  # taps over (kd, kh) only: the folded width is checked per element
             tap_bits = valid_taps(first_d, first_h, first_w, row_in_range, dilation_d, dilation_h, dilation_w,
                                   in_depth, in_height, in_width, KERNEL_D, KERNEL_H, 1, False)
@@ -332,7 +325,15 @@ def conv_fprop_kernel(
 
     step_channels = 1 if ELEMENTWISE_LANES else in_channels_per_group  # elementwise: a step per tap
     channel_blocks = tl.cdiv(step_channels, STEP_K)
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=ACC_DTYPE)
+    acc = tl.zeros((ROWS, BLOCK_N), dtype=ACC_DTYPE)
+    if W_RUN > 1:
+        accs = output_run_loop(
+            input_ptr, weight_ptr, input_rows, tap_bits, pair_input, pair_weight, col_in_range,
+            dilation_d * in_stride_d, dilation_h * in_stride_h, in_stride_w, weight_stride_d, weight_stride_h,
+            weight_stride_w, KERNEL_D, KERNEL_H, KERNEL_W, W_RUN, RUN_STRIDE_W, False, UNPADDED, ROWS, BLOCK_N,
+            ACC_DTYPE, INDEX_DTYPE,
+        )
+        channel_blocks = 0
     if PACKED_CHANNELS:
         # Thin groups: K steps over the packed (tap, channel) pairs.
         if not TAP_BITS:
@@ -473,9 +474,17 @@ def conv_fprop_kernel(
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,
                                                     ELEMENTWISE_LANES)
     # Recomputed rather than kept live through the K loop (registers).
-    n, od, oh, ow = split_rows(rows, out_depth, out_height, out_width)
-    store_output(
-        output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
-        n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
-        HAS_BIAS, INDEX_DTYPE,
-    )
+    n, od, oh, ow = split_rows(rows, out_depth, out_height, run_width)
+    if W_RUN > 1:
+        for i in tl.static_range(W_RUN):
+            store_output(
+                output_ptr, accs[i], bias_ptr, out_channels, row_in_range, col_in_range,
+                n, od, oh, ow * W_RUN + i, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+                HAS_BIAS, INDEX_DTYPE,
+            )
+    else:
+        store_output(
+            output_ptr, acc, bias_ptr, out_channels, row_in_range, col_in_range,
+            n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+            HAS_BIAS, INDEX_DTYPE,
+        )

@@ -102,6 +102,9 @@ def compile_metrics(report, reference) -> list[tuple[str, object]]:
                     ("loop_unrolled", int(loop.unrolled))]
     if report.load_bits is not None:  # the whole kernel, loop or not (a short tap loop may be unrolled)
         metrics += [("kernel_load_bits", report.load_bits), ("kernel_store_bits", report.store_bits)]
+    if loop is not None and report.step_macs:  # (elementwise loops: instructions per 2,048 multiply-adds, a 64x32 tap)
+        metrics += [("step_macs", report.step_macs),
+                    ("instructions_per_2048_macs", round(loop.instructions * 2048 / report.step_macs, 1))]
     if report.issue_bound_share is not None:
         metrics.append(("issue_bound_share", round(report.issue_bound_share, 4)))
     if reference is not None and reference.issue_bound_share is not None:

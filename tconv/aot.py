@@ -49,6 +49,7 @@ from .sass import (
     issue_bound_share,
     main_loop,
     narrowest_global_access,
+    straight_step,
     tensor_core_instructions,
     unrolled_loop,
     unrolled_taps,
@@ -77,6 +78,7 @@ class CompileReport:
     load_bits: int | None = None  # the narrowest global load of the whole kernel (None: no load)
     store_bits: int | None = None  # the narrowest global store of the whole kernel
     kernel_tensor_core_instructions: int = 0  # in the whole kernel, loop or not
+    step_macs: int | None = None  # multiply-adds of a main-loop step, elementwise kernels (elementwise_step_macs)
 
     @property
     def tensor_cores(self) -> bool:
@@ -206,17 +208,33 @@ def _compile(key: str, kernel_name: str, dtype: str, config: KernelConfig, arch:
     if loop is None and not tensor_core_instructions(sass):  # an elementwise kernel's taps, unrolled whole
         values = named_constexprs(function, constexprs)
         if values.get("ELEMENTWISE_LANES"):
-            loop = unrolled_taps(sass, values["KERNEL_D"] * values["KERNEL_H"] * values["KERNEL_W"])
+            steps = values["KERNEL_D"] * values["KERNEL_H"]
+            if values.get("W_RUN", 1) > 1:  # a step takes a row of taps (kernels/_index.py output_run_loop)
+                loop = unrolled_taps(sass, steps) if steps > 1 else straight_step(sass)
+            else:
+                loop = unrolled_taps(sass, steps * values["KERNEL_W"])
     share = None
     if loop is not None and loop.tensor_core_instructions:
         share = issue_bound_share(config, loop.instructions, arch, dtype, constexprs_precision(constexprs),
                                   tiles_per_step(function, constexprs))
     report = CompileReport(kernel_name, arch, dtype, config, registers, stack, _ptxas_spills(compiled.asm["ptx"], arch),
                            compiled.metadata.shared, loop, share, *narrowest_global_access(sass),
-                           tensor_core_instructions(sass))
+                           tensor_core_instructions(sass), elementwise_step_macs(named_constexprs(function, constexprs)))
     _compiled[key] = report
     _store_report(path, report)
     return report
+
+
+def elementwise_step_macs(values: dict) -> int | None:
+    """Multiply-adds one main-loop step of an elementwise kernel does per program, to compare
+    loops of different tiles (`values`: the compile's named constants): a forward's or
+    input gradient's tile at a tap, or at a row of taps in output runs (W_RUN); a weight
+    gradient's [BLOCK_M, BLOCK_K] tile at each tap of its run. None for tl.dot kernels."""
+    if values.get("ELEMENTWISE_LANES"):
+        return values["BLOCK_M"] * values["BLOCK_N"] * (values["KERNEL_W"] if values.get("W_RUN", 1) > 1 else 1)
+    if values.get("ELEMENTWISE"):
+        return values["BLOCK_M"] * values["BLOCK_K"] * values.get("TAP_RUN", 1)
+    return None
 
 
 def tiles_per_step(function, constexprs: dict) -> int:

@@ -634,6 +634,12 @@ EXTRA_LAUNCH_SECONDS = 2e-6
 #: copied, WEIGHT_COPY_MIN_MACS, or staged, descriptors/layout.py weight_stage; with the
 #: weight read in torch's layout, 8 one-element loads, it was 94 / 98).
 ELEMENTWISE_STEP_INSTRUCTIONS = {"fprop": (163, 76), "dgrad": (181, 81)}
+#: The channels-last loops' count in output runs (descriptors/base.py output_run), per 2,048
+#: multiply-adds, by (run, stride along w), as `tconv bench` compiles the depthwise suites for
+#: sm_90 (sm_80 within 2%; forwards and input gradients alike): 3x3 and 5x5 at stride 1 in runs
+#: of 4 (128x32 tiles: 249 per 3 taps, 391 per 5), forwards at stride 2 (291-300, 448), and
+#: runs of 2 at 64x32 (158 per 3 taps, 261 per 5, a 7x7's 371 per 7).
+ELEMENTWISE_RUN_STEP_INSTRUCTIONS = {(4, 1): 41, (4, 2): 48, (2, 1): 53}
 ELEMENTWISE_STEP_WARP_MACS = 2048 / 4
 #: Dense 16-bit tensor-core multiply-adds per clock per SM, which with the GPU's tensor peak
 #: gives its SM-clocks per second (4 warp instructions issue per SM-clock).
@@ -643,7 +649,8 @@ TENSOR_MACS_PER_CLOCK = {"sm_90": 2048, "sm_80": 1024, "fallback": 1024}
 def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> bool:
     """Whether an elementwise forward or input-gradient pass given channels-first activations
     copies them channels-last first (its loop then loads 128 bits along channels, with 40-46%
-    fewer instructions, ELEMENTWISE_STEP_INSTRUCTIONS). Static model on the family's GPU:
+    fewer instructions, ELEMENTWISE_STEP_INSTRUCTIONS, and in output runs 67-77% fewer,
+    ELEMENTWISE_RUN_STEP_INSTRUCTIONS). Static model on the family's GPU:
     the loop takes max(issue time, minimum bytes' time), the issue time being its steps'
     warp instructions at 4 per SM-clock; the copy adds its bytes (the activations read and
     written) at peak bandwidth, and its launches (EXTRA_LAUNCH_SECONDS; the weight's copy
@@ -662,6 +669,9 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     # The channels-last loop's weight loads are vector-wide, copied (a launch more) or staged
     # by each program (descriptors/layout.py weight_stage).
     gathered, channels_last = ELEMENTWISE_STEP_INSTRUCTIONS[descriptor.name]
+    # (the copied pass's loop in output runs, where its tile takes them)
+    run = descriptor.output_run(spec, _elementwise_config(descriptor, spec, dtype), element, True)
+    channels_last = ELEMENTWISE_RUN_STEP_INSTRUCTIONS.get((run, spec.stride[-1]), channels_last)
     launches = 2 if weight_copy_pays(spec) else 1
     warp_steps = gemm_macs(spec) / ELEMENTWISE_STEP_WARP_MACS
     _, memory = roofline_seconds(spec, dtype, family)
@@ -769,7 +779,7 @@ def _tile_for(count: int, largest: int) -> int:
 ELEMENTWISE_BOUNDS_TAPS = 32
 
 
-def _elementwise_config(descriptor, spec: ConvSpec, dtype: torch.dtype) -> KernelConfig:
+def _elementwise_config(descriptor, spec: ConvSpec, dtype: torch.dtype, gathered: bool = False) -> KernelConfig:
     """Elementwise tiles (no tensor cores, so no issue-bound share to rank by); fprop and
     dgrad column tiles hold whole output channels' lanes, at most 2,048 elements. A weight
     gradient takes the most rows (of 64, 32, 16) among the tiles whose tap run is longest
@@ -792,7 +802,16 @@ def _elementwise_config(descriptor, spec: ConvSpec, dtype: torch.dtype) -> Kerne
     # ELEMENTWISE_BOUNDS_TAPS taps on (DeepSpeech's one-channel 5x20 forward spilled 8 bytes at 64 on sm_90)
     block_m = 32 if wide or rows <= 32 or block_n > 32 or lanes >= 32 or taps >= ELEMENTWISE_BOUNDS_TAPS else 64
     warps = 8 if wide and block_n > 32 else 4  # within the elementwise register budget
-    return KernelConfig(block_m, block_n, 16, num_warps=warps, num_stages=2)
+    config = KernelConfig(block_m, block_n, 16, num_warps=warps, num_stages=2)
+    # A forward's output runs (descriptors/fprop.py output_run) give each thread a 16-byte
+    # vector of a column only in twice the positions: runs of 4 at 128 (not 64), of 2 (a 7x7) at 64.
+    # (`gathered`: channels-first activations read in place take no runs.)
+    longer = dataclasses.replace(config, block_m=2 * block_m)
+    element = torch.empty((), dtype=dtype).element_size()
+    if (descriptor.name in ("fprop", "dgrad") and block_m <= 64 and not gathered
+            and descriptor.output_run(spec, longer, element, True) > descriptor.output_run(spec, config, element, True)):
+        return longer
+    return config
 
 
 @functools.lru_cache(maxsize=4096)
@@ -822,7 +841,9 @@ def heuristic_config(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = I
     """
     descriptor, spec = descriptor_of(kernel).loop_problem(spec)
     if spec.elementwise_lanes:
-        return _elementwise_config(descriptor, spec, dtype)
+        gathered = (layout != "channels_last" and spec.in_channels > 1  # (one channel: any layout reads it in place)
+                    and not elementwise_copy_pays(descriptor, spec, dtype, family))
+        return _elementwise_config(descriptor, spec, dtype, gathered)
     rows, columns, _ = descriptor.extents(spec)
     padded = padded_channels(descriptor.name, spec, dtype, family)
     spec = padded or spec  # (the loop then loads zero-padded copies, aligned)

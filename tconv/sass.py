@@ -167,14 +167,9 @@ def unrolled_taps(sass: str, taps: int) -> LoopReport | None:
     the instructions and loads from the first step's first load to the last step's, divided
     by the steps between them (taps - 1), as unrolled_loop does. None with fewer than three
     taps or fewer loads than taps there."""
-    opcodes = [_opcode(text) for _, text in _instructions(sass)]
     if taps < 3:
         return None
-    # The stage's barrier: the first after a global store (an epilogue's, converting the
-    # output's layout through shared memory, comes before the output's stores).
-    stored = next((i for i, op in enumerate(opcodes) if op.startswith("STG")), len(opcodes))
-    stage = next((i for i, op in enumerate(opcodes[stored:], stored) if op.startswith("BAR.SYNC")), None)
-    after = opcodes[stage + 1:] if stage is not None else opcodes
+    after = _after_stage(sass)
     loads = [i for i, op in enumerate(after) if _load_bits(op) is not None]
     if len(loads) < taps:
         return None
@@ -186,6 +181,47 @@ def unrolled_taps(sass: str, taps: int) -> LoopReport | None:
         tensor_core_instructions=0,
         global_loads=tuple((bits, max(1, round(count / between))) for bits, count in sorted(widths.items(), reverse=True)),
         async_copies=round(sum(op.startswith(("LDGSTS", "UTMALDG")) for op in span) / between),
+        tma_loads=0,
+        unrolled=True,
+    )
+
+
+def _stage_end(opcodes: list[str]) -> int:
+    """Where an elementwise kernel's code after its weight stage starts (0 without a stage).
+    The stage's barrier is the first after a global store that global loads follow: an
+    epilogue converting the output's layout through shared memory has barriers between its
+    stores, with no load after them."""
+    stored = next((i for i, op in enumerate(opcodes) if op.startswith("STG")), len(opcodes))
+    last_load = max((i for i, op in enumerate(opcodes) if _load_bits(op) is not None), default=-1)
+    stage = next((i for i, op in enumerate(opcodes[stored:last_load], stored) if op.startswith("BAR.SYNC")), None)
+    return stage + 1 if stage is not None else 0
+
+
+def _after_stage(sass: str) -> list[str]:
+    """The opcodes after an elementwise kernel's weight stage (_stage_end)."""
+    opcodes = [_opcode(text) for _, text in _instructions(sass)]
+    return opcodes[_stage_end(opcodes):]
+
+
+def straight_step(sass: str) -> LoopReport | None:
+    """The one step of an elementwise kernel whose loop has a single step (1-d output runs:
+    kernels/_index.py output_run_loop, one row of taps), which the compiler leaves as
+    straight-line code: after the weight stage, from the first masked (predicated) global
+    load, a tile's, up to the first store (earlier unmasked loads are the prologue's: an
+    input gradient's phase table). None without such a load before a store."""
+    masked = [text.startswith("@") for text in (match.group(2) for match in _LINE.finditer(sass))]
+    opcodes = [_opcode(text) for _, text in _instructions(sass)]
+    start = _stage_end(opcodes)
+    first = next((i for i in range(start, len(opcodes)) if masked[i] and _load_bits(opcodes[i]) is not None), None)
+    store = next((i for i in range(first, len(opcodes)) if opcodes[i].startswith("STG")), None) if first else None
+    if store is None:
+        return None
+    span = opcodes[first:store]
+    return LoopReport(
+        instructions=len(span),
+        tensor_core_instructions=0,
+        global_loads=tuple(sorted(_load_widths(span).items(), reverse=True)),
+        async_copies=sum(op.startswith(("LDGSTS", "UTMALDG")) for op in span),
         tma_loads=0,
         unrolled=True,
     )

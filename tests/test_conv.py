@@ -148,6 +148,68 @@ def test_depthwise_every_dim(dims, multiplier):
     assert_close(actual, theirs(input.double(), weight.double(), bias.double(), padding=1, stride=2, groups=20), torch.float32)
 
 
+
+OUTPUT_RUN_CASES = [  # (input shape, weight shape, torch kwargs, storage, forward's run, input gradient's run)
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "channels_last", 4, 4),
+    ((2, 32, 5, 14), (32, 1, 3, 3), dict(padding=1, groups=32), "channels_last", 2, 2),  # 14 wide: pairs
+    ((2, 32, 9, 16), (32, 1, 3, 3), dict(stride=2, padding=1, groups=32), "channels_last", 4, 1),  # phases
+    ((2, 32, 9, 14), (32, 1, 3, 3), dict(stride=2, padding=1, groups=32), "channels_last", 1, 1),  # 7 wide
+    ((2, 32, 5, 12), (32, 1, 5, 5), dict(padding=2, groups=32), "channels_last", 4, 4),
+    ((2, 32, 5, 12), (32, 1, 7, 7), dict(padding=3, groups=32), "channels_last", 2, 2),  # 7 x 10 bits > 63
+    ((2, 16, 5, 10), (32, 1, 3, 3), dict(groups=16), "channels_last", 4, 1),  # unpadded; input gradient: 2 lanes
+    ((2, 32, 5, 12), (32, 1, 3, 3), dict(padding=2, dilation=2, groups=32), "channels_last", 1, 1),
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "contiguous", 1, 1),  # gathered in place
+    ((2, 32, 40), (32, 1, 3), dict(padding=1, groups=32), "channels_last", 4, 4),  # one row of taps
+    ((2, 32, 40), (32, 1, 4), dict(padding=3, groups=32), "channels_last", 1, 4),  # causal: 43 outputs
+    ((1, 32, 3, 4, 8), (32, 1, 3, 3, 3), dict(padding=1, groups=32), "channels_last", 4, 4),
+    ((2, 1, 40), (32, 1, 7), dict(padding=3), "contiguous", 4, 1),  # one input channel, 32 outputs (EnCodec's)
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs, storage, forward_run, input_run", OUTPUT_RUN_CASES,
+                         ids=lambda value: str(value).replace(" ", ""))
+def test_depthwise_output_runs(input_shape, weight_shape, kwargs, storage, forward_run, input_run, dtype,
+                               monkeypatch):
+    """Depthwise forwards and input gradients whose rows are runs of output positions along w
+    (descriptors/base.py output_run): each input column is loaded once for the run's outputs
+    that read it; the output (the bias added per run position) and the input gradient match
+    float64 torch, grad_output stored as the input (as in a channels-last model)."""
+    from tconv import _launch
+
+    dims = len(input_shape) - 2
+
+    def stored(tensor: torch.Tensor) -> torch.Tensor:  # (1-d: channels innermost, a sequence model's transpose)
+        if storage == "contiguous":
+            return tensor
+        return tensor.transpose(1, 2).contiguous().transpose(1, 2) if dims == 1 else tensor.contiguous(
+            memory_format=CL[dims])
+
+    input = stored(torch.randn(input_shape, dtype=torch.float64))
+    weight, bias = torch.randn(weight_shape, dtype=torch.float64), torch.randn(weight_shape[0], dtype=torch.float64)
+    runs, original_go = {}, _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        runs.setdefault(getattr(function, "function", function).__name__, []).append(meta.get("W_RUN"))
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    ours, theirs = FUNCTIONS[dims]
+    low = input.to(dtype).requires_grad_()
+    reference = input.clone().requires_grad_()
+    actual = ours(low, weight.to(dtype), bias.to(dtype), **kwargs)
+    expected = theirs(reference, weight, bias, **kwargs)
+    grad = stored(torch.randn_like(expected))
+    (grad_input,) = torch.autograd.grad(actual, low, grad.to(dtype))
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    assert runs["conv_fprop_kernel"] == [forward_run] and runs["conv_dgrad_kernel"] == [input_run], runs
+    assert_close(actual, expected, dtype)
+    assert_close(grad_input, torch.autograd.grad(expected, reference, grad)[0], dtype, "grad_input")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
 @pytest.mark.parametrize("storage", ["channels_last", "channel_slice", "contiguous"])
 def test_folded_width_matches_torch(storage, dtype):

@@ -101,6 +101,34 @@ def test_sass_reads_elementwise_taps_unrolled_whole():
     assert sass.unrolled_taps(STAGED_TAPS_SNIPPET, 2) is None
 
 
+
+STRAIGHT_SNIPPET = """
+        /*0100*/                   LDG.E R2, desc[UR4][R4.64] ;
+        /*0110*/               @P0 LDG.E.128 R8, desc[UR4][R10.64] ;
+        /*0120*/                   LDG.E R3, desc[UR4][R4.64+0x4] ;
+        /*0130*/              @!P1 LDG.E.128 R12, desc[UR4][R14.64] ;
+        /*0140*/                   FFMA R16, R8, R12, R16 ;
+        /*0150*/                   FFMA R17, R9, R13, R17 ;
+        /*0160*/                   STG.E.128 desc[UR4][R18.64], R16 ;
+        /*0170*/                   EXIT ;
+        /*0180*/                   BRA 0x180;
+"""
+
+
+def test_sass_reads_a_straight_step():
+    """A kernel whose one step is straight-line code (1-d output runs): the step runs from
+    the first masked load (a tile's; an unmasked one before it is the prologue's) up to
+    the first store; an unmasked load scheduled among the step's is the step's too."""
+    assert sass.main_loop(STRAIGHT_SNIPPET) is None
+    loop = sass.straight_step(STRAIGHT_SNIPPET)
+    assert loop.unrolled and loop.instructions == 5 and dict(loop.global_loads) == {128: 2, 32: 1}
+    unmasked = STRAIGHT_SNIPPET.replace("@P0 LDG", "LDG")
+    assert sass.straight_step(unmasked).instructions == 3 and sass.straight_step(unmasked).load_bits == 128
+    assert sass.straight_step(STRAIGHT_SNIPPET.replace("STG.E.128 desc[UR4][R18.64], R16", "NOP")) is None
+    assert sass.straight_step(unmasked.replace("@!P1 LDG", "LDG")) is None  # no tile load
+
+
+
 def test_issue_bound_share_formula():
     config = KernelConfig(128, 64, 32, num_warps=8)
     # (128*64*32 / 2048) tensor clocks / (8 * 74 / 4) issue clocks: the calibration point 0.86.
@@ -221,6 +249,27 @@ def test_depthwise_loops_load_128_bits(arch):
             unrolled = pass_name == "fprop" and spec.kernel_size == (3, 3) and not copied
             assert report.loop.unrolled == unrolled, (layer.name, pass_name)
 
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_depthwise_output_runs_load_each_column_once(arch):
+    """Depthwise forwards and input gradients in output runs, fp16, channels_last: a step
+    (a row of taps) loads each of the run's input columns once and the row's weights, all
+    128 bits, without spills; a 1-d run is one straight step."""
+    layers = {layer.name: layer for suite in ("mobilenet_v2_dw", "efficientnet_b0_dw", "wavenet_tcn")
+              for layer in SUITES[suite]}
+    cases = [("dw144@56 s1", "fprop", 4, 3 * 6), ("dw144@56 s1", "dgrad", 4, 3 * 6), ("dw96@112 s2", "fprop", 4, 3 * 9),
+             ("dw240@28 k5 s1", "dgrad", 4, 5 * 8), ("dw384@14 s1", "fprop", 2, 3 * 4),
+             ("inductor #175280 dw k3", "fprop", 4, 6)]
+    for name, pass_name, run, columns in cases:
+        kernel, spec = pass_specs(layer_spec(layers[name]))[pass_name]
+        config = heuristic_config(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch], "channels_last")
+        assert KERNELS[kernel].output_run(spec, config, 2, True) == run, name
+        report = aot.compile_launch(kernel, spec, "float16", config, arch, "channels_last")
+        rows = spec.kernel_size[0] if spec.dims > 1 else 1  # the loop's steps: a row of taps each
+        loads = (columns + rows * spec.kernel_size[-1]) // rows
+        assert dict(report.loop.global_loads) == {128: loads} and report.spill_bytes == 0, (name, pass_name, report.loop)
+        assert report.loop.unrolled == (spec.dims == 1), (name, pass_name)
 
 def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):
     args, kwargs = _recorded_launch(monkeypatch, kernel, spec, torch.float16, layout, config)

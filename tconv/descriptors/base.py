@@ -247,6 +247,36 @@ def stage_taps(spec: ConvSpec) -> int:
     return triton.next_power_of_2(math.prod(spec.kernel_size))
 
 
+#: Bytes of the vector each thread loads of an output run's input column (output_run): a
+#: run's rows are BLOCK_M / run, and tiles of less than a 16-byte vector a thread are
+#: replicated across threads.
+RUN_VECTOR_BYTES = 16
+
+
+def output_run(spec: ConvSpec, config: KernelConfig, element_size: int, channels_last: bool,
+               runs: tuple[int, ...]) -> int:
+    """The output run of a depthwise forward or input gradient (kernels/_index.py
+    output_run_loop, W_RUN; 1: rows are single positions): the first of `runs` that divides
+    the output's width (the grid and the tile's BLOCK_M positions are then the single
+    positions'), whose (kd, kh, input column) bits fit a 64-bit word, and whose
+    [BLOCK_M / run, BLOCK_N] input tiles still hold a 16-byte vector a thread
+    (RUN_VECTOR_BYTES). One input channel a column (spec.elementwise_lanes 1) and dilation 1
+    along w: a run's outputs then share all but stride x (run - 1) of their input columns.
+    Loops that gather channels-first input in place (not `channels_last`: channels not
+    innermost, and more than one) keep single positions: their one-element loads gain no
+    width, and MobileNetV2's stride-2 forward took 246 registers in runs of 4 (sm_90)."""
+    kernel_w, stride_w = spec.kernel_size[-1], spec.stride[-1]
+    if spec.elementwise_lanes != 1 or not channels_last or kernel_w == 1 or spec.dilation[-1] != 1:
+        return 1
+    outer_taps = math.prod(spec.kernel_size) // kernel_w
+    for run in runs:
+        span = (run - 1) * stride_w + kernel_w
+        vectors = config.block_m // run * config.block_n // (RUN_VECTOR_BYTES // element_size)
+        if spec.out_size[-1] % run == 0 and outer_taps * span < 64 and vectors >= 32 * config.num_warps:
+            return run
+    return 1
+
+
 def tap_bits_limit(spec: ConvSpec, config: KernelConfig, element_size: int, packed: bool = False) -> int:
     """Taps below which a padded loop keeps a bit per tap and row (kernels' valid_taps): 64 in
     a 64-bit word for packed thin steps (kernels/fprop.py packed_step) and for 16-bit tl.dot

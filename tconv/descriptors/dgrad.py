@@ -21,6 +21,7 @@ from .base import (
     k_chunks,
     launch_options,
     layout_3d,
+    output_run,
     stage_taps,
     tap_bits_limit,
     tile_meta,
@@ -115,9 +116,10 @@ class Dgrad(Descriptor):
             phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
             columns // (weight_unit if dense else in_unit), weight_columns // (weight_unit if dense else in_unit),
         )
+        run = self.output_run(spec, config, input.element_size(), in_strides[1] == 1 or input.shape[1] == 1)
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
-                    GROUP_M=config.group_m,
-                    TAP_BITS=math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),
+                    GROUP_M=config.group_m, W_RUN=run,
+                    TAP_BITS=run > 1 or math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k * chunks,
                     K_CHUNKS=chunks,
@@ -126,6 +128,13 @@ class Dgrad(Descriptor):
                     IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
                     **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
+
+    def output_run(self, spec: ConvSpec, config: KernelConfig, element_size: int, channels_last: bool) -> int:
+        """Consecutive outputs along w that a row of a depthwise tile holds (kernels/_index.py
+        output_run_loop, W_RUN; base.output_run): at stride 1 (one phase, every tap) only."""
+        if any(stride != 1 for stride in spec.stride):
+            return 1
+        return output_run(spec, config, element_size, channels_last, (4, 2))
 
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """Column (output channel j, lane l) reads weight[input channel of (j, l), j's place in

@@ -19,6 +19,7 @@ from .base import (
     k_chunks,
     launch_options,
     layout_3d,
+    output_run,
     stage_taps,
     tap_bits_limit,
     tile_meta,
@@ -83,6 +84,7 @@ class Fprop(Descriptor):
         # without its counter, 0 with it.
         tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
                      and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
+        run = self.output_run(spec, config, input.element_size(), in_strides[1] == 1 or input.shape[1] == 1)
         args = (
             input, weight, bias, output, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),
@@ -95,9 +97,9 @@ class Fprop(Descriptor):
             KERNEL_D=kernel_d, KERNEL_H=kernel_h, KERNEL_W=kernel_w, PADDING_MODE=PADDING_MODES[spec.padding_mode],
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
-            TAP_BITS=unpadded or (spec.padding_mode == "zeros" and self.loop_taps(spec) < tap_bits_limit(
-                spec, config, input.element_size(), packed=bool(self.packed_channels(spec)))),
+            TAP_BITS=run > 1 or self.tap_bits(spec, config, input.element_size()),  # (runs: their own word)
             UNPADDED=unpadded,
+            W_RUN=run, RUN_STRIDE_W=spec.stride[-1] if run > 1 else 1,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             TAP_STEPS=tap_steps,
             K_CHUNKS=chunks,
@@ -114,6 +116,22 @@ class Fprop(Descriptor):
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta
+
+    def tap_bits(self, spec: ConvSpec, config: KernelConfig, element_size: int) -> bool:
+        """Whether the loop keeps a bit per tap and row (kernels/fprop.py TAP_BITS): no padding,
+        or zeros padding with fewer taps than tap_bits_limit."""
+        unpadded = not any(spec.pad_before + spec.pad_after)
+        return unpadded or (spec.padding_mode == "zeros" and self.loop_taps(spec) < tap_bits_limit(
+            spec, config, element_size, packed=bool(self.packed_channels(spec))))
+
+    def output_run(self, spec: ConvSpec, config: KernelConfig, element_size: int, channels_last: bool) -> int:
+        """Consecutive output positions along w that a row of a depthwise tile holds
+        (kernels/_index.py output_run_loop, W_RUN; 1: rows are single positions): at stride 1
+        or 2 along w, zeros padding or none (base.output_run; at stride 2 only runs of 4,
+        whose pairs cost more instructions than they save: 175 against 153 per 3 taps, sm_90)."""
+        if spec.stride[-1] > 2 or (spec.padding_mode != "zeros" and any(spec.pad_before + spec.pad_after)):
+            return 1
+        return output_run(spec, config, element_size, channels_last, (4, 2) if spec.stride[-1] == 1 else (4,))
 
     def weight_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
         """The kernel's [out, in, D, H, W] weight strides (the weight's own here)."""
