@@ -655,7 +655,7 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     warp instructions at 4 per SM-clock; the copy adds its bytes (the activations read and
     written) at peak bandwidth, and its launches (EXTRA_LAUNCH_SECONDS; the weight's copy
     too when it pays). A stride-1 depthwise 3x3 copies (MobileNetV2's 144 channels at 56x56,
-    batch 64, H100: ~79 us against ~86 us gathered); a stride-2 one, whose input is 4x its
+    batch 64, H100: ~73 us in output runs, ~79 us without, against ~86 us gathered); a stride-2 one, whose input is 4x its
     output, does not, nor do small passes (the launch), nor float32 (the counts are the
     16-bit loops', and its copy moves twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
     29-39% fewer instructions a tap) gather, and so do loops of several lanes (small groups: not
@@ -803,9 +803,9 @@ def _elementwise_config(descriptor, spec: ConvSpec, dtype: torch.dtype, gathered
     block_m = 32 if wide or rows <= 32 or block_n > 32 or lanes >= 32 or taps >= ELEMENTWISE_BOUNDS_TAPS else 64
     warps = 8 if wide and block_n > 32 else 4  # within the elementwise register budget
     config = KernelConfig(block_m, block_n, 16, num_warps=warps, num_stages=2)
-    # A forward's output runs (descriptors/fprop.py output_run) give each thread a 16-byte
-    # vector of a column only in twice the positions: runs of 4 at 128 (not 64), of 2 (a 7x7) at 64.
-    # (`gathered`: channels-first activations read in place take no runs.)
+    # Output runs (forwards and input gradients, descriptors/base.py output_run) give each
+    # thread a 16-byte vector of a column only in twice the positions: runs of 4 at 128 rows
+    # (not 64), of 2 (a 7x7) at 64. (`gathered`: channels-first activations read in place take no runs.)
     longer = dataclasses.replace(config, block_m=2 * block_m)
     element = torch.empty((), dtype=dtype).element_size()
     if (descriptor.name in ("fprop", "dgrad") and block_m <= 64 and not gathered

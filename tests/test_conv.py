@@ -158,6 +158,8 @@ OUTPUT_RUN_CASES = [  # (input shape, weight shape, torch kwargs, storage, forwa
     ((2, 32, 5, 12), (32, 1, 7, 7), dict(padding=3, groups=32), "channels_last", 2, 2),  # 7 x 10 bits > 63
     ((2, 16, 5, 10), (32, 1, 3, 3), dict(groups=16), "channels_last", 4, 1),  # unpadded; input gradient: 2 lanes
     ((2, 32, 5, 12), (32, 1, 3, 3), dict(padding=2, dilation=2, groups=32), "channels_last", 1, 1),
+    ((2, 32, 7, 16), (32, 1, 3, 3), dict(padding=(2, 1), dilation=(2, 1), groups=32), "channels_last", 4, 4),
+    ((2, 32, 9, 16), (32, 1, 3, 3), dict(stride=(2, 1), padding=1, groups=32), "channels_last", 4, 1),
     ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "contiguous", 1, 1),  # gathered in place
     ((2, 32, 40), (32, 1, 3), dict(padding=1, groups=32), "channels_last", 4, 4),  # one row of taps
     ((2, 32, 40), (32, 1, 4), dict(padding=3, groups=32), "channels_last", 1, 4),  # causal: 43 outputs
