@@ -146,7 +146,14 @@ def descriptor_of(kernel):
 #: need more registers around the dot (TF32 128x256 and 128x64 with 4 warps, float64
 #: 64x64 with 4 warps spill on 3x3 and 3x3x3 layers), so 32; elementwise (depthwise, small groups)
 #: tiles hold their operand products too, so 16.
-MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16, "elementwise wgrad": 48}
+MAX_ACCUMULATOR_REGISTERS = {"16-bit": 128, "wide": 32, "elementwise": 16, "elementwise wgrad": 48,
+                             "elementwise runs": 32}
+#: 16-bit elementwise forward and input-gradient tiles of RUN_ROWS rows and 4 warps may take
+#: MAX_ACCUMULATOR_REGISTERS["elementwise runs"]: the heuristic doubles a tile to them for
+#: output runs (descriptors/base.py output_run), whose accumulators split the rows (runs of 4
+#: at 128x32: 80-96 registers, no spills, sm_80 and sm_90); prune keeps them only for
+#: problems that take runs at them.
+RUN_ROWS = 128
 #: An elementwise weight gradient's tap run (descriptors/wgrad.py tap_run) keeps one
 #: [BLOCK_M, BLOCK_K] accumulator of products per tap, summed after the loop; the run's
 #: accumulators take at most MAX_ACCUMULATOR_REGISTERS["elementwise wgrad"] (64x16x32 with 4
@@ -170,7 +177,10 @@ def accumulator_registers(config: KernelConfig, dtype: torch.dtype) -> float:
 def _fits_registers(config: KernelConfig, kernel: str, elementwise: bool, dtype: torch.dtype) -> bool:
     if elementwise and kernel == "wgrad":
         return elementwise_tap_run(config, dtype) >= ELEMENTWISE_SPACE_RUN
-    budget = "elementwise" if elementwise else "16-bit" if dtype in (torch.float16, torch.bfloat16) else "wide"
+    sixteen = dtype in (torch.float16, torch.bfloat16)
+    budget = "elementwise" if elementwise else "16-bit" if sixteen else "wide"
+    if elementwise and sixteen and config.block_m >= RUN_ROWS and config.num_warps == 4:
+        budget = "elementwise runs"
     return accumulator_registers(config, dtype) <= MAX_ACCUMULATOR_REGISTERS[budget]
 
 
@@ -252,6 +262,9 @@ def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[Kerne
             continue
         if config.split_k * config.block_k > reduction:
             continue  # splits that would be empty
+        if (lanes and accumulator_registers(config, dtype) > MAX_ACCUMULATOR_REGISTERS["elementwise"]
+                and kernel.output_run(spec, config, torch.empty((), dtype=dtype).element_size(), True) == 1):
+            continue  # tiles sized for output runs, on a problem that takes none
         candidates.append(config)
     return candidates
 
@@ -808,7 +821,8 @@ def _elementwise_config(descriptor, spec: ConvSpec, dtype: torch.dtype, gathered
     # (not 64), of 2 (a 7x7) at 64. (`gathered`: channels-first activations read in place take no runs.)
     longer = dataclasses.replace(config, block_m=2 * block_m)
     element = torch.empty((), dtype=dtype).element_size()
-    if (descriptor.name in ("fprop", "dgrad") and block_m <= 64 and not gathered
+    # (16-bit only: a float32 128x16 input gradient in runs of 4 spilled 8 bytes on sm_80.)
+    if (descriptor.name in ("fprop", "dgrad") and block_m <= 64 and not gathered and element == 2
             and descriptor.output_run(spec, longer, element, True) > descriptor.output_run(spec, config, element, True)):
         return longer
     return config
