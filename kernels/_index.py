@@ -295,6 +295,44 @@ def valid_taps(
 
 
 @triton.jit
+def _interleaved(even, odd):
+    """One tuple of lanes from its even and its odd lanes."""
+    lanes = ()
+    for i in tl.static_range(len(even)):
+        lanes = lanes + (even[i], odd[i])
+    return lanes
+
+
+@triton.jit
+def _lanes4(tile, ROWS: tl.constexpr, CHUNKS: tl.constexpr):
+    even, odd = tl.split(tl.reshape(tile, [ROWS, CHUNKS, 2, 2]))
+    return _interleaved(tl.split(even), tl.split(odd))
+
+
+@triton.jit
+def _lanes8(tile, ROWS: tl.constexpr, CHUNKS: tl.constexpr):
+    even, odd = tl.split(tl.reshape(tile, [ROWS, CHUNKS, 4, 2]))
+    return _interleaved(_lanes4(even, ROWS, CHUNKS), _lanes4(odd, ROWS, CHUNKS))
+
+
+@triton.jit
+def vector_lanes(tile, ROWS: tl.constexpr, CHUNKS: tl.constexpr, WIDTH: tl.constexpr):
+    """The WIDTH (2, 4, 8 or 16) lanes of a [ROWS, CHUNKS, WIDTH] tile, lane i as a [ROWS, CHUNKS]
+    tensor: the tuple (lane 0, lane 1, ...). A thread holds its chunk's lanes, so splitting
+    them moves no data. (if / else: the compiler would build what follows an early return.)"""
+    if WIDTH == 2:
+        lanes = tl.split(tile)
+    elif WIDTH == 4:
+        lanes = _lanes4(tile, ROWS, CHUNKS)
+    elif WIDTH == 8:
+        lanes = _lanes8(tile, ROWS, CHUNKS)
+    else:
+        even, odd = tl.split(tl.reshape(tile, [ROWS, CHUNKS, 8, 2]))
+        lanes = _interleaved(_lanes8(even, ROWS, CHUNKS), _lanes8(odd, ROWS, CHUNKS))
+    return lanes
+
+
+@triton.jit
 def output_run_loop(
     input_ptr, weight_ptr, input_rows, tap_bits, pair_input, pair_weight, col_in_range,
     row_step_d, row_step_h, in_stride_w, weight_stride_d, weight_stride_h, weight_stride_w,

@@ -65,12 +65,21 @@ so each step is an elementwise product summed over positions instead of a mostly
 tl.dot. Each tap of its run keeps a [BLOCK_M, BLOCK_K] tile of products, summed over
 positions once after the loop; a run of a kernel row's width (up to 9 taps) reads
 grad_output once per kernel row (a 3x3's 3 times, not 9).
+LANES = 8, 4 or 2 (elementwise, a run of the whole kernel row, activations stored
+w-innermost with aligned rows: NCHW): positions load along w instead of across rows, LANES
+a thread (a chunk: one 16-, 8- or 4-byte vector of 16-bit storage), each chunk inside one
+output line, BLOCK_K / LANES chunks a row per step. A chunk's outputs start at a span of
+LANE_STRIDE x LANES input columns, loaded as one vector; the LANE_PAD columns before it and
+those after it that the row's last taps reach are taken from the neighbouring spans' loads
+(zero in the padding). Each tap multiplies grad_output's lanes by the span's lanes moved by
+its offset, so each input column is loaded once per kernel row, a vector at a time, rather
+than once per tap, one element at a time.
 """
 
 import triton
 import triton.language as tl
 
-from ._index import PAD_ZEROS, in_elements, mma, padded_index
+from ._index import PAD_ZEROS, in_elements, mma, padded_index, vector_lanes
 
 #: BIAS_GRAD modes: A's row sums added every step (float32 and float64 tiles), or taken on
 #: the tensor cores as A @ ones (16-bit dense tiles: a reduction across threads every step
@@ -322,6 +331,85 @@ def _next_tap(b_pointers, in_w, line_mask, step, dilation_w, in_width, in_stride
 
 
 @triton.jit
+def _lane_step(row_start, last_row, chunks, lanes, geometry, MASK_ROWS: tl.constexpr, MAGIC: tl.constexpr,
+               BOUNDS: tl.constexpr, LANE_PAD: tl.constexpr, LANE_STRIDE: tl.constexpr, KERNEL_W: tl.constexpr,
+               BLOCK_M: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX_DTYPE: tl.constexpr):
+    """LANES: the K step at flat position row_start as chunks of CHUNK positions along w, each
+    inside one output line (the host's rule: out_width % CHUNK == 0). Returns grad_output's
+    lanes and the input's window of 3 x SPAN lanes (SPAN = LANE_STRIDE x CHUNK, the input
+    columns a chunk's outputs start at): lane j is the input column j - SPAN places after
+    the chunk's first output column's at tap kw = LANE_PAD, taken from the previous span's
+    load, the chunk's own and the next span's (the halo loads' unused lanes are never loaded
+    once compiled, and a halo no tap reaches is not loaded at all). MASK_ROWS only for a
+    split's partial last step: whole chunks past it read zeros (the positions are a multiple
+    of CHUNK)."""
+    (grad_output_ptr, grad_col, input_ptr, input_col,
+     in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h,
+     out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h,
+     stride_d, stride_h, off_d, off_h, magic_w, magic_h, magic_d) = geometry
+    CHUNKS: tl.constexpr = chunks.shape[0]
+    CHUNK: tl.constexpr = lanes.shape[0]
+    SPAN: tl.constexpr = LANE_STRIDE * CHUNK
+    # Split in chunks (magic_w is out_width / CHUNK's), so that ow0 is a visible multiple of
+    # CHUNK and the loads' alignment is proven.
+    chunk = row_start // CHUNK + chunks
+    line, lane_w = _divmod(chunk, out_width // CHUNK, magic_w, (MAGIC & 1) != 0)
+    rest, oh = _divmod(line, out_height, magic_h, (MAGIC & 2) != 0)
+    n, od = _divmod(rest, out_depth, magic_d, (MAGIC & 4) != 0)
+    ow0 = lane_w * CHUNK
+    in_h, valid_h = _tap_index(oh, stride_h, off_h, in_height, (BOUNDS & 2) != 0, PAD_ZEROS)
+    in_d, valid_d = _tap_index(od, stride_d, off_d, in_depth, (BOUNDS & 4) != 0, PAD_ZEROS)
+    real = valid_h & valid_d
+    if MASK_ROWS:
+        real = real & (chunk * CHUNK < last_row)
+    grad_row = (n.to(INDEX_DTYPE) * grad_stride_n + od.to(INDEX_DTYPE) * grad_stride_d
+                + oh.to(INDEX_DTYPE) * grad_stride_h + ow0)
+    input_row = (n.to(INDEX_DTYPE) * in_stride_n + in_d.to(INDEX_DTYPE) * in_stride_d
+                 + in_h.to(INDEX_DTYPE) * in_stride_h + ow0 * LANE_STRIDE)
+    columns = tl.arange(0, SPAN)
+    a_pointers = grad_output_ptr + grad_col[:, None, None] + grad_row[None, :, None] + lanes[None, None, :]
+    b_pointers = input_ptr + input_col[:, None, None] + input_row[None, :, None] + columns[None, None, :]
+    if MASK_ROWS:
+        a = tl.load(a_pointers, mask=(chunk * CHUNK < last_row)[None, :, None], other=0.0)
+    else:
+        a = tl.load(a_pointers)
+    if MASK_ROWS or (BOUNDS & 6) != 0:
+        b = tl.load(b_pointers, mask=real[None, :, None], other=0.0)
+    else:
+        b = tl.load(b_pointers)
+    own = vector_lanes(b.to(ACC_DTYPE), BLOCK_M, CHUNKS, SPAN)
+    before, after = own, own  # (placeholders where no tap reaches that side's span: never indexed)
+    if LANE_PAD > 0:  # the previous span: in the padding for a line's first chunk
+        before_mask = (real & (ow0 > 0))[None, :, None]
+        before = vector_lanes(tl.load(b_pointers - SPAN, mask=before_mask, other=0.0).to(ACC_DTYPE),
+                              BLOCK_M, CHUNKS, SPAN)
+    if KERNEL_W - 1 - LANE_PAD >= LANE_STRIDE:  # the next span: whole, or wholly past the input (in_width % SPAN == 0)
+        after_mask = (real & (ow0 * LANE_STRIDE + SPAN < in_width))[None, :, None]
+        after = vector_lanes(tl.load(b_pointers + SPAN, mask=after_mask, other=0.0).to(ACC_DTYPE),
+                             BLOCK_M, CHUNKS, SPAN)
+    return vector_lanes(a.to(ACC_DTYPE), BLOCK_M, CHUNKS, CHUNK), before + own + after
+
+
+@triton.jit
+def _accumulate_lanes(accs, bias_acc, grad_lanes, window, LANE_PAD: tl.constexpr, LANE_STRIDE: tl.constexpr,
+                      KERNEL_W: tl.constexpr, BIAS_GRAD: tl.constexpr):
+    """LANES: add one K step. Tap kw of the row multiplies each grad_output lane i by the
+    window's lane LANE_STRIDE x i + kw - LANE_PAD (+ a span: the window starts a span early),
+    summed into the tap's [rows, chunks] accumulator; the bias adds the lanes themselves."""
+    CHUNK: tl.constexpr = len(grad_lanes)
+    added = ()
+    for kw in tl.static_range(KERNEL_W):
+        total = accs[kw]
+        for i in tl.static_range(CHUNK):
+            total += grad_lanes[i] * window[LANE_STRIDE * (CHUNK + i) + kw - LANE_PAD]
+        added = added + (total,)
+    if BIAS_GRAD:
+        for i in tl.static_range(CHUNK):
+            bias_acc += grad_lanes[i]
+    return added, bias_acc
+
+
+@triton.jit
 def _accumulate(
     accs, bias_acc, a, taps, TAP_RUN: tl.constexpr, ELEMENTWISE: tl.constexpr,
     BIAS_GRAD: tl.constexpr, ACC_DTYPE: tl.constexpr, INPUT_PRECISION: tl.constexpr, UPCAST_DOT: tl.constexpr,
@@ -367,6 +455,7 @@ def conv_wgrad_kernel(
     GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, PACKED_CHANNELS: tl.constexpr, PACKED_DENSE: tl.constexpr,
     ROW_STEPS: tl.constexpr, LINE_STEPS: tl.constexpr, BATCH_STEPS: tl.constexpr, MAGIC: tl.constexpr,
     BOUNDS: tl.constexpr, GRAD_FLAT: tl.constexpr, TAP_RUN: tl.constexpr, PADDED: tl.constexpr,
+    LANES: tl.constexpr, LANE_PAD: tl.constexpr, LANE_STRIDE: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr, INDEX_DTYPE: tl.constexpr,
     IN_UNIT: tl.constexpr, GRAD_UNIT: tl.constexpr,
@@ -374,10 +463,17 @@ def conv_wgrad_kernel(
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
     # Row strides and channel counts in units: the input's and its channel count in IN_UNIT,
     # grad_output's in GRAD_UNIT (as in kernels/fprop.py).
-    in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                   in_stride_w, IN_UNIT)
-    grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w = in_elements(
-        grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w, GRAD_UNIT)
+    # LANES: w's stride is 1 (positions load along it) and the channel stride is in units instead.
+    if LANES:
+        in_stride_n, in_stride_c, in_stride_d, in_stride_h = in_elements(in_stride_n, in_stride_c, in_stride_d,
+                                                                       in_stride_h, IN_UNIT)
+        grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h = in_elements(
+            grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h, GRAD_UNIT)
+    else:
+        in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
+                                                                       in_stride_w, IN_UNIT)
+        grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w = in_elements(
+            grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w, GRAD_UNIT)
     grad_stride_row = grad_stride_row * GRAD_UNIT
     out_channels_per_group = out_channels_per_group * GRAD_UNIT  # (elementwise: the rows)
     if not ELEMENTWISE:  # (elementwise group sizes are the GROUP_IN, GROUP_OUT constexprs)
@@ -463,7 +559,7 @@ def conv_wgrad_kernel(
     # has one) is taken after it, with position masks.
     last_whole = first_row + (last_row - first_row) // BLOCK_K * BLOCK_K
     positions = tl.arange(0, BLOCK_K)
-    magic_w = _magic(out_width, (MAGIC & 1) != 0)
+    magic_w = _magic(out_width // LANES if LANES else out_width, (MAGIC & 1) != 0)  # (LANES: split in chunks)
     magic_h = _magic(out_height, (MAGIC & 2) != 0)
     magic_d = _magic(out_depth, (MAGIC & 4) != 0)
     if LINE_STEPS:  # each position's line (times the stride) and w index in its step, the same every step
@@ -491,7 +587,15 @@ def conv_wgrad_kernel(
                      out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w,
                      stride_d, stride_h, stride_w, off_d, off_h, off_w, magic_w, magic_h, magic_d,
                      dilation_w, line_h, line_w, line_offset)
-    if ELEMENTWISE:
+    if LANES:  # a tap's products summed over each chunk's lanes every step
+        chunks, lanes = tl.arange(0, BLOCK_K // LANES), tl.arange(0, LANES)
+        lane_geometry = (grad_output_ptr, grad_col, input_ptr, input_col,
+                         in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h,
+                         out_depth, out_height, out_width, grad_stride_n, grad_stride_d, grad_stride_h,
+                         stride_d, stride_h, off_d, off_h, magic_w, magic_h, magic_d)
+        acc = tl.zeros((BLOCK_M, BLOCK_K // LANES), dtype=ACC_DTYPE)
+        bias_acc = acc
+    elif ELEMENTWISE:
         # A row's products with its one input channel, per position of the step: summed over
         # positions once, after the loop, not across threads every step (sm_90, MobileNetV2's
         # 144-channel 3x3 at 32x16x32: 152 loop instructions a tap -> 34 a tap in a run of 3).
@@ -507,7 +611,11 @@ def conv_wgrad_kernel(
     for _ in tl.static_range(TAP_RUN):  # one accumulator per tap of the run
         accs = accs + (tl.zeros_like(acc),)
     for row_start in range(first_row, last_whole, BLOCK_K):
-        if BATCH_STEPS:
+        if LANES:
+            grad_lanes, window = _lane_step(row_start, last_row, chunks, lanes, lane_geometry, False, MAGIC, BOUNDS,
+                                            LANE_PAD, LANE_STRIDE, KERNEL_W, BLOCK_M, ACC_DTYPE, INDEX_DTYPE)
+            accs, bias_acc = _accumulate_lanes(accs, bias_acc, grad_lanes, window, LANE_PAD, LANE_STRIDE, KERNEL_W, BIAS_GRAD)
+        elif BATCH_STEPS:
             a, taps = _batch_step(
                 row_start, positions, a_pointers, b_tile, batch, magic_n,
                 in_depth, in_height, in_width, in_stride_n, in_stride_d, in_stride_h, in_stride_w,
@@ -519,12 +627,18 @@ def conv_wgrad_kernel(
             a, taps = _load_step(row_start, last_row, a_pointers, step_geometry, False, ROW_STEPS, LINE_STEPS,
                                  MAGIC, BOUNDS, BLOCK_K, TAP_RUN, KERNEL_W, GRAD_FLAT, PADDING_MODE, ELEMENTWISE,
                                  PACKED_CHANNELS != 0 and not PACKED_DENSE, INDEX_DTYPE)
-        if GRAD_FLAT:
-            a_pointers += BLOCK_K * grad_stride_row
-        accs, bias_acc = _accumulate(accs, bias_acc, a, taps, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
-                                     INPUT_PRECISION, UPCAST_DOT)
+        if not LANES:
+            if GRAD_FLAT:
+                a_pointers += BLOCK_K * grad_stride_row
+            accs, bias_acc = _accumulate(accs, bias_acc, a, taps, TAP_RUN, ELEMENTWISE, BIAS_GRAD, ACC_DTYPE,
+                                         INPUT_PRECISION, UPCAST_DOT)
     if not BATCH_STEPS:  # (BLOCK_K divides the batch: every split is whole steps)
-        if last_whole < last_row:
+        if LANES:
+            if last_whole < last_row:
+                grad_lanes, window = _lane_step(last_whole, last_row, chunks, lanes, lane_geometry, True, MAGIC,
+                                                BOUNDS, LANE_PAD, LANE_STRIDE, KERNEL_W, BLOCK_M, ACC_DTYPE, INDEX_DTYPE)
+                accs, bias_acc = _accumulate_lanes(accs, bias_acc, grad_lanes, window, LANE_PAD, LANE_STRIDE, KERNEL_W, BIAS_GRAD)
+        elif last_whole < last_row:
             if GRAD_FLAT:  # (not the loop's pointers: the loop's last value stays unused, unpipelined)
                 a_pointers = grad_output_ptr + grad_col[:, None] + (
                     last_whole.to(INDEX_DTYPE) + positions.to(INDEX_DTYPE))[None, :] * grad_stride_row

@@ -263,7 +263,7 @@ def prune(kernel, spec: ConvSpec, dtype: torch.dtype, family: str) -> list[Kerne
         if config.split_k * config.block_k > reduction:
             continue  # splits that would be empty
         if (lanes and accumulator_registers(config, dtype) > MAX_ACCUMULATOR_REGISTERS["elementwise"]
-                and kernel.output_run(spec, config, torch.empty((), dtype=dtype).element_size(), True) == 1):
+                and kernel.output_run(spec, config, dtype.itemsize, True) == 1):
             continue  # tiles sized for output runs, on a problem that takes none
         candidates.append(config)
     return candidates
@@ -671,8 +671,9 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     batch 64, H100: ~73 us in output runs, ~79 us without, against ~86 us gathered); a stride-2 one, whose input is 4x its
     output, does not, nor do small passes (the launch), nor float32 (the counts are the
     16-bit loops', and its copy moves twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
-    29-39% fewer instructions a tap) gather, and so do loops of several lanes (small groups: not
-    compiled for this model)."""
+    29-39% fewer instructions a tap than their element-wise gather) gather in place, mostly in vector chunks of
+    positions (descriptors/wgrad.py position_lanes: fewer instructions than channels-last), and so do loops of
+    several lanes (small groups: not compiled for this model)."""
     descriptor = descriptor_of(kernel)
     if descriptor.name not in ELEMENTWISE_STEP_INSTRUCTIONS or spec.elementwise_lanes != 1:
         return False

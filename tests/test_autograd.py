@@ -335,6 +335,63 @@ def test_wgrad_tap_runs_match_torch(input_shape, weight_shape, kwargs, run):
     _assert_weight_and_bias_grads(input, weight, bias, kwargs)
 
 
+LANE_LAYERS = [  # (input shape, weight shape, torch kwargs, input storage, chunk at float16, at float32): NCHW
+    # elementwise weight gradients (descriptors/wgrad.py, position_lanes)
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "dense", 8, 4),
+    ((2, 32, 5, 12), (32, 1, 3, 3), dict(padding=1, groups=32), "dense", 4, 4),  # 12 wide: chunks of 4
+    ((2, 32, 7, 32), (32, 1, 3, 3), dict(stride=2, padding=1, groups=32), "dense", 4, 2),  # spans of 8 (float32: 4)
+    ((2, 32, 9, 32), (32, 1, 5, 5), dict(stride=2, padding=2, groups=32), "dense", 4, 2),  # a halo after the span too
+    ((2, 32, 5, 16), (32, 1, 5, 5), dict(padding=2, groups=32), "dense", 8, 4),
+    ((3, 32, 5, 8), (32, 1, 3, 3), dict(padding=(2, 1), dilation=(2, 1), groups=32), "dense", 8, 4),  # a partial step
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "channel_slice", 8, 4),
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "width_slice", 8, 4),  # rows 24 apart, from column 1
+    ((1, 32, 3, 4, 8), (32, 1, 3, 3, 3), dict(padding=1, groups=32), "dense", 8, 4),
+    ((2, 32, 40), (32, 1, 3), dict(padding=1, groups=32), "dense", 8, 4),
+    ((2, 32, 40), (32, 1, 4), dict(padding=3, groups=32), "dense", 0, 0),  # causal: 43 outputs
+    ((2, 32, 5, 14), (32, 1, 3, 3), dict(padding=1, groups=32), "dense", 2, 2),  # 14 wide: pairs
+    ((2, 32, 5, 7), (32, 1, 3, 3), dict(padding=1, groups=32), "dense", 0, 0),  # 7 wide
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=2, dilation=2, groups=32), "dense", 0, 0),
+    ((2, 16, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=16), "dense", 0, 0),  # a channel multiplier: one tap a run
+    ((2, 16, 5, 16), (16, 4, 1, 1), dict(groups=4), "dense", 0, 0),  # one tap wide: its positions load as vectors anyway
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize("input_shape,weight_shape,kwargs,storage,half_chunk,float_chunk", LANE_LAYERS,
+                         ids=lambda value: str(value).replace(" ", ""))
+def test_wgrad_position_lanes_match_torch(input_shape, weight_shape, kwargs, storage, half_chunk, float_chunk, dtype,
+                                          monkeypatch):
+    """Elementwise weight gradients of channels-first activations load positions along w, a
+    chunk of them a thread (the kernel's LANES), each tap's products taken from the chunk's
+    input window shifted by the tap: the chunk the launch takes is the expected one, and the
+    weight and bias gradients match float64 torch, dense and from views (a channel slice; a
+    slice of wider lines starting at column 1, whose rows stay aligned but not the first)."""
+    chunks, original_go = [], _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        if getattr(function, "function", function).__name__ == "conv_wgrad_kernel":
+            chunks.append(meta["LANES"])
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    batch, channels, *size = input_shape
+    if storage == "channel_slice":
+        input = torch.randn(batch, channels + 8, *size, dtype=dtype)[:, 4:channels + 4]
+    elif storage == "width_slice":
+        input = torch.randn(batch, channels, *size[:-1], 24, dtype=dtype)[..., 1:size[-1] + 1]
+    else:
+        input = torch.randn(input_shape, dtype=dtype)
+    input.requires_grad_()
+    weight = torch.randn(weight_shape, dtype=dtype, requires_grad=True)
+    bias = torch.randn(weight_shape[0], dtype=dtype, requires_grad=True)
+    _assert_weight_and_bias_grads(input, weight, bias, kwargs)
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    assert chunks == [half_chunk if dtype == torch.float16 else float_chunk]
+
+
 LINE_STEP_LAYERS = [  # (input shape, weight shape, torch kwargs): weight gradients whose K steps are whole lines
     ((2, 16, 8, 8), (24, 16, 3, 3), dict(padding=1)),  # an 8x8 plane a step
     ((2, 16, 16, 16), (24, 16, 3, 3), dict(stride=2, padding=1)),  # taps in the padding before the input only

@@ -271,6 +271,39 @@ def test_depthwise_output_runs_load_each_column_once(arch):
         assert dict(report.loop.global_loads) == {128: loads} and report.spill_bytes == 0, (name, pass_name, report.loop)
         assert report.loop.unrolled == (spec.dims == 1), (name, pass_name)
 
+@pytest.mark.parametrize("arch", [80, 90])
+def test_nchw_depthwise_weight_gradients_load_positions_in_chunks(arch):
+    """Depthwise weight gradients of NCHW activations, fp16, as the launch compiles: each
+    thread loads its chunks of grad_output and the input spans they start at as whole vectors
+    (no element-wise gather), plus at most one narrower load a side a chunk (the halo lanes a
+    tap reaches past the span), without spills, and the loop issues fewer instructions per
+    2,048 multiply-adds than the same layer's channels-last loop."""
+    from tconv.descriptors.base import make_operands
+    from tconv.descriptors.wgrad import position_lanes
+
+    layers = {layer.name: layer for suite in ("mobilenet_v2_dw", "efficientnet_b0_dw") for layer in SUITES[suite]}
+    cases = [("dw144@56 s1", 8, 2), ("dw96@112 s2", 4, 1), ("dw240@28 k5 s1", 4, 2)]  # (layer, chunk, halo sides)
+    family = aot.FAMILY_OF_ARCH[arch]
+    for name, chunk, sides in cases:
+        kernel, spec = pass_specs(layer_spec(layers[name]))["wgrad"]
+        config = heuristic_config(kernel, spec, torch.float16, family, "contiguous")
+        operands = make_operands(KERNELS[kernel], spec, torch.float16, "contiguous", torch.device("meta"))
+        assert position_lanes(spec, config, operands["input"], operands["grad_output"]) == chunk, name
+        report = aot.compile_launch(kernel, spec, "float16", config, arch, "contiguous")
+        per_thread = config.block_m * config.block_k // (32 * config.num_warps * chunk)  # chunks a thread
+        wide = {}
+        for bits in (16 * chunk, 16 * chunk * spec.stride[-1]):  # grad_output's chunks, the input's spans
+            wide[bits] = wide.get(bits, 0) + per_thread
+        loads = dict(report.loop.global_loads)
+        narrow = {bits: count for bits, count in loads.items() if bits < 16 * chunk}
+        assert {bits: loads.get(bits) for bits in wide} == wide and sum(narrow.values()) == sides * per_thread, (
+            name, report.loop)
+        assert report.spill_bytes == 0, name
+        last = aot.compile_launch(kernel, spec, "float16", heuristic_config(kernel, spec, torch.float16, family),
+                                  arch, "channels_last")
+        assert report.loop.instructions / report.step_macs < last.loop.instructions / last.step_macs, name
+
+
 def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):
     args, kwargs = _recorded_launch(monkeypatch, kernel, spec, torch.float16, layout, config)
     function = KERNELS[kernel].function

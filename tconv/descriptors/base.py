@@ -181,6 +181,12 @@ def layout_3d(tensor: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return sizes, strides
 
 
+def channels_innermost(tensor: torch.Tensor) -> bool:
+    """Whether an activation's channels are its innermost dimension, or it has one channel:
+    what output_run asks of a pass's input (its `channels_last`)."""
+    return tensor.stride(1) == 1 or tensor.shape[1] == 1
+
+
 def conv_output(spec: ConvSpec, input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """An uninitialised [N, C_out, *out] output of `spec` in torch's memory format."""
     return torch.empty((spec.batch, spec.out_channels, *spec.out_size), dtype=input.dtype, device=input.device,

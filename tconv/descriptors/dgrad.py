@@ -15,6 +15,7 @@ from ..spec import ConvSpec, phase_steps, spec_phases
 from .base import (
     STAGE,
     Descriptor,
+    channels_innermost,
     conv_output,
     group_meta,
     in_3d,
@@ -116,7 +117,7 @@ class Dgrad(Descriptor):
             phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
             columns // (weight_unit if dense else in_unit), weight_columns // (weight_unit if dense else in_unit),
         )
-        run = self.output_run(spec, config, input.element_size(), in_strides[1] == 1 or input.shape[1] == 1)
+        run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
                     GROUP_M=config.group_m, W_RUN=run,
                     TAP_BITS=run > 1 or math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),

@@ -13,6 +13,7 @@ from ..spec import PADDING_MODES, ConvSpec
 from .base import (
     STAGE,
     Descriptor,
+    channels_innermost,
     conv_output,
     group_meta,
     in_3d,
@@ -84,7 +85,7 @@ class Fprop(Descriptor):
         # without its counter, 0 with it.
         tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
                      and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
-        run = self.output_run(spec, config, input.element_size(), in_strides[1] == 1 or input.shape[1] == 1)
+        run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
         args = (
             input, weight, bias, output, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit),

@@ -13,7 +13,7 @@ from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, Ker
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
 from .base import Descriptor, MemoryPass, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, tensor_unit, thin_runs_aligned
+from .units import divided_strides, row_strides, stride_unit, tensor_unit, thin_runs_aligned
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -136,6 +136,48 @@ def tap_run(spec: ConvSpec, config: KernelConfig) -> int:
     return next(run for run in range(min(most, spec.kernel_size[-1]), 0, -1) if spec.kernel_size[-1] % run == 0)
 
 
+#: Positions a LANES thread loads along w at once (a chunk), longest first: 16, 8 and 4 bytes
+#: of 16-bit storage (pairs: 32-bit loads, still about a third fewer instructions than the
+#: gather, MobileNetV2's 384-channel 3x3 at 14x14, sm_90: 302 -> 192 a step).
+LANE_CHUNKS = (8, 4, 2)
+#: The most bytes of the input a chunk's outputs start at (its span: stride x chunk columns)
+#: may take: one vector, so that each thread holds its span whole. A 16-bit stride-2 span of
+#: 8 outputs (32 bytes, two threads) had its lanes exchanged through shared memory (76
+#: shared-memory instructions in MobileNetV2's 96-channel stride-2 weight gradient, sm_90:
+#: 153 loop instructions; spans of 4 outputs: see README); so must a tile hold a chunk per thread.
+LANE_SPAN_BYTES = 16
+
+
+def position_lanes(spec: ConvSpec, config: KernelConfig, input: torch.Tensor, grad_output: torch.Tensor) -> int:
+    """The kernel's LANES: the chunk of positions (the first of LANE_CHUNKS that fits) an
+    elementwise weight gradient whose activations store w innermost (NCHW) loads along w,
+    one vector a thread, instead of gathering each row's positions one element at a time
+    (MobileNetV2's 144-channel 3x3 at 56x56, NCHW, sm_90: 169 -> 79 loop instructions a
+    step); 0 where none applies. Kernels one tap wide share nothing across taps, and their
+    positions load as vectors without chunks where they are contiguous (3D U-Net's 32->3
+    1x1x1: 52 -> 58 loop instructions in chunks, sm_90). A chunk's outputs, and the input span
+    they start at (stride x chunk columns), must be aligned vectors inside one line, the span
+    one a thread (LANE_SPAN_BYTES, a chunk a thread in the tile), and the window's lanes
+    static: a run of the whole kernel row (tap_run), zeros padding, stride 1 or 2 and
+    dilation 1 along w, at most a span of padding before and of halo after, an input width a
+    multiple of the span and at least stride x the output's, and the output's width, BLOCK_K
+    and the other row and channel strides multiples of the chunk."""
+    kernel_w, pad_w, stride_w = spec.kernel_size[-1], spec.pad_before[-1], spec.stride[-1]
+    (_, _, *in_size), in_strides = layout_3d(input)
+    (_, _, *out_size), grad_strides = layout_3d(grad_output)
+    if not (spec.elementwise_lanes > 0 and kernel_w > 1 and tap_run(spec, config) == kernel_w
+            and spec.padding_mode == "zeros" and stride_w <= 2 and spec.dilation[-1] == 1
+            and in_strides[4] == 1 and grad_strides[4] == 1 and out_size[2] * stride_w <= in_size[2]):
+        return 0
+    values = (out_size[2], config.block_k, *row_strides(input, (4,)), *row_strides(grad_output, (4,)))
+    threads = 32 * config.num_warps
+    return next((chunk for chunk in LANE_CHUNKS if all(value % chunk == 0 for value in values)
+                 and stride_w * chunk * input.element_size() <= LANE_SPAN_BYTES
+                 and config.block_m * config.block_k >= threads * chunk
+                 and in_size[2] % (stride_w * chunk) == 0 and pad_w <= stride_w * chunk
+                 and kernel_w - 1 - pad_w < stride_w * (chunk + 1)), 0)
+
+
 def bias_mode(spec: ConvSpec, dtype: torch.dtype) -> int:
     """The kernel's BIAS_GRAD for a pass that takes the bias gradient: on the tensor cores
     for 16-bit tiles with tl.dot (their row sums are exact products by one, summed in
@@ -224,6 +266,10 @@ class Wgrad(Descriptor):
         row_steps = out_size[2] % config.block_k == 0 and not spec.packed_channels
         lines = line_steps(spec, config, out_size, row_steps, row_stride is not None)
         runs = packed_dense(spec, in_strides, padded_dimensions(spec, in_size, out_size))
+        lanes = position_lanes(spec, config, input, grad_output)
+        if lanes:  # (chunks along w replace the other step modes, and split positions by chunks)
+            row_steps, lines, row_stride = False, 0, None
+            lane_size = (*out_size[:2], out_size[2] // lanes)
         images = batch_steps(spec, config, batch, input.element_size(), row_steps, lines, runs)  # image-fastest steps
         # Row strides and channel counts in units, one per tensor; the rows (output channels, or a
         # depthwise layer's channels) go with grad_output (elementwise group sizes are the GROUP_IN,
@@ -238,10 +284,15 @@ class Wgrad(Descriptor):
         gathers = spec.packed_channels or spec.elementwise_lanes > 1
         in_unit = 1 if gathers else tensor_unit(input, (loaded_columns,) if dense else ())
         grad_unit = 1 if gathers else tensor_unit(grad_output, (loaded_rows, row_stride or 0))
+        # LANES: w's stride stays whole (1) and the channel strides join the units.
+        strided = (4,) if lanes else (1,)
+        if lanes:
+            in_unit = stride_unit(row_strides(input, strided), input.element_size())
+            grad_unit = stride_unit((*row_strides(grad_output, strided), rows), grad_output.element_size())
         args = (
             input, grad_output, workspace,
-            batch, *in_size, *divided_strides(in_strides, in_unit),
-            *out_size, *divided_strides(grad_strides, grad_unit), (row_stride or 0) // grad_unit,
+            batch, *in_size, *divided_strides(in_strides, in_unit, strided),
+            *out_size, *divided_strides(grad_strides, grad_unit, strided), (row_stride or 0) // grad_unit,
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
             spec.in_channels_per_group // (in_unit if dense else 1), rows // grad_unit,
             loaded_columns // in_unit, loaded_rows // grad_unit,
@@ -253,9 +304,12 @@ class Wgrad(Descriptor):
             **group_meta(spec),
             PACKED_CHANNELS=spec.packed_channels,
             PACKED_DENSE=runs,
-            ROW_STEPS=row_steps, LINE_STEPS=lines, BATCH_STEPS=images, MAGIC=magic_dimensions(batch, out_size, images),
+            ROW_STEPS=row_steps, LINE_STEPS=lines, BATCH_STEPS=images,
+            MAGIC=magic_dimensions(batch, lane_size if lanes else out_size, images),
             BOUNDS=padded_dimensions(spec, in_size, out_size), GRAD_FLAT=row_stride is not None and not images,
-            TAP_RUN=tap_run(spec, config), IN_UNIT=in_unit, GRAD_UNIT=grad_unit,
+            TAP_RUN=tap_run(spec, config),
+            LANES=lanes, LANE_PAD=spec.pad_before[-1] if lanes else 0, LANE_STRIDE=spec.stride[-1] if lanes else 1,
+            IN_UNIT=in_unit, GRAD_UNIT=grad_unit,
             PADDED=dense and (loaded_rows, loaded_columns) != (rows, spec.in_channels_per_group),
             **tile_meta(config), **numerics, **launch_options(config),
         )
