@@ -333,12 +333,20 @@ def vector_lanes(tile, ROWS: tl.constexpr, CHUNKS: tl.constexpr, WIDTH: tl.const
 
 
 @triton.jit
+def _span(pointers, tap_bits, bit, col_in_range, ACC_DTYPE: tl.constexpr):
+    """A [rows, columns, lanes] span of output_run_loop's lanes, real where its rows' `bit` is set."""
+    real = (tap_bits & bit) != 0
+    return tl.load(pointers, mask=real[:, None, None] & col_in_range[None, :, None], other=0.0).to(ACC_DTYPE)
+
+
+@triton.jit
 def output_run_loop(
     input_ptr, weight_ptr, input_rows, tap_bits, pair_input, pair_weight, col_in_range,
     row_step_d, row_step_h, in_stride_w, weight_stride_d, weight_stride_h, weight_stride_w,
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, W_RUN: tl.constexpr,
     RUN_STRIDE_W: tl.constexpr, FLIPPED: tl.constexpr, UNPADDED: tl.constexpr, ROWS: tl.constexpr,
     BLOCK_N: tl.constexpr, ACC_DTYPE: tl.constexpr, INDEX_DTYPE: tl.constexpr,
+    span_rows=None, LANE_PAD: tl.constexpr = -1,
 ):
     """An elementwise loop whose rows are runs of W_RUN consecutive output positions along w
     (stride RUN_STRIDE_W, dilation 1): one accumulator per position of the run. A K step
@@ -350,13 +358,22 @@ def output_run_loop(
     input_rows: each row's offset at column 0 of tap row (0, 0); a tap row (kd, kh) adds
     kd * row_step_d + kh * row_step_h (negative for an input gradient). tap_bits: a bit per
     (kd, kh, j), (kd, kh)-major (valid_taps over a SPAN-wide kernel). Returns the W_RUN
-    accumulators."""
+    accumulators.
+    Lanes (LANE_PAD >= 0: activations stored w-innermost, NCHW): the columns are not loaded
+    one by one across channels but taken from [ROWS, BLOCK_N, OWN] vectors along w, OWN =
+    W_RUN x RUN_STRIDE_W: the run's own span, whose first column is LANE_PAD places after
+    column 0 (span_rows: each row's offset there, aligned), and the spans before and after
+    it where the row's columns reach them (each masked whole by the bit of a column it holds:
+    the host makes the input's width a multiple of OWN)."""
     SPAN: tl.constexpr = (W_RUN - 1) * RUN_STRIDE_W + KERNEL_W
     BITS: tl.constexpr = tl.int64 if KERNEL_D * KERNEL_H * SPAN > 31 else tl.int32
+    OWN: tl.constexpr = W_RUN * RUN_STRIDE_W
     accs = ()
     for _ in tl.static_range(W_RUN):
         accs = accs + (tl.zeros((ROWS, BLOCK_N), dtype=ACC_DTYPE),)
     a_tile = input_ptr + input_rows[:, None] + pair_input[None, :]
+    if LANE_PAD >= 0:
+        span_tile = input_ptr + span_rows[:, None, None] + pair_input[None, :, None] + tl.arange(0, OWN)[None, None, :]
     row_bit = tl.full((), 1, BITS)  # the step's bit of column 0
     for tap_row in range(0, KERNEL_D * KERNEL_H):
         kd = tap_row // KERNEL_H
@@ -367,13 +384,27 @@ def output_run_loop(
         for kw in tl.static_range(KERNEL_W):
             weights = weights + (tl.load(weight_ptr + pair_weight + (weight_offset + kw * weight_stride_w),
                                          mask=col_in_range, other=0.0).to(ACC_DTYPE),)
+        if LANE_PAD >= 0:  # the row's columns: the lanes of its spans (j is lane OWN + j - LANE_PAD)
+            own = _span(span_tile + tap_delta.to(INDEX_DTYPE), tap_bits, row_bit << LANE_PAD, col_in_range, ACC_DTYPE)
+            window = vector_lanes(own, ROWS, BLOCK_N, OWN)
+            before, after = window, window  # (placeholders where no column reaches that side: never indexed)
+            if LANE_PAD > 0:
+                before = vector_lanes(_span(span_tile + (tap_delta - OWN).to(INDEX_DTYPE), tap_bits, row_bit,
+                                            col_in_range, ACC_DTYPE), ROWS, BLOCK_N, OWN)
+            if SPAN - LANE_PAD > OWN:
+                after = vector_lanes(_span(span_tile + (tap_delta + OWN).to(INDEX_DTYPE), tap_bits,
+                                           row_bit << (SPAN - 1), col_in_range, ACC_DTYPE), ROWS, BLOCK_N, OWN)
+            window = before + window + after
         for j in tl.static_range(SPAN):
-            pointers = a_tile + (tap_delta + j * in_stride_w).to(INDEX_DTYPE)
-            if UNPADDED:
-                mask = tap_bits
+            if LANE_PAD >= 0:
+                column = window[OWN + j - LANE_PAD]
             else:
-                mask = (tap_bits & (row_bit << j)) != 0
-            column = tl.load(pointers, mask=mask[:, None] & col_in_range[None, :], other=0.0).to(ACC_DTYPE)
+                pointers = a_tile + (tap_delta + j * in_stride_w).to(INDEX_DTYPE)
+                if UNPADDED:
+                    mask = tap_bits
+                else:
+                    mask = (tap_bits & (row_bit << j)) != 0
+                column = tl.load(pointers, mask=mask[:, None] & col_in_range[None, :], other=0.0).to(ACC_DTYPE)
             added = ()
             for i in tl.static_range(W_RUN):
                 acc = accs[i]

@@ -119,7 +119,8 @@ def conv_dgrad_kernel(
     # meta-parameters
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr, HAS_BIAS: tl.constexpr,
     ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr, W_RUN: tl.constexpr,
-    TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr, K_CHUNKS: tl.constexpr, PADDED: tl.constexpr,
+    LANE_PAD: tl.constexpr, TAP_BITS: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
+    K_CHUNKS: tl.constexpr, PADDED: tl.constexpr,
     STAGE_TAPS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
@@ -130,9 +131,14 @@ def conv_dgrad_kernel(
     # Tap offsets carried across steps (tap_moves) where a step always moves a tap or moves
     # along w alone (1-d); else rebuilt from the counters each step.
     CARRIED: tl.constexpr = TAP_STEPS or KERNEL_D * KERNEL_H == 1
-    # Row strides and channel counts in units, one per tensor (as in kernels/fprop.py).
-    in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                   in_stride_w, IN_UNIT)
+    # Row strides and channel counts in units, one per tensor (as in kernels/fprop.py; runs in
+    # lanes: w's stride is 1, the channel stride in units instead).
+    if LANE_PAD >= 0:
+        in_stride_n, in_stride_c, in_stride_d, in_stride_h = in_elements(in_stride_n, in_stride_c, in_stride_d,
+                                                                       in_stride_h, IN_UNIT)
+    else:
+        in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
+                                                                       in_stride_w, IN_UNIT)
     column_stride = weight_stride_c  # (elementwise launches: the columns' stride, which comes whole)
     weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
@@ -254,6 +260,9 @@ def conv_dgrad_kernel(
             -(in_step_d * in_stride_d), -(in_step_h * in_stride_h), in_stride_w, weight_stride_d, weight_stride_h,
             weight_stride_w, KERNEL_D, KERNEL_H, KERNEL_W, W_RUN, 1, True, False, ROWS, BLOCK_N, ACC_DTYPE,
             INDEX_DTYPE,
+            # (lanes: each row's offset at its own span, the run's first output's column, visibly aligned)
+            input_row_base + (base_d.to(INDEX_DTYPE) * in_stride_d + base_h.to(INDEX_DTYPE) * in_stride_h
+                              + jw.to(INDEX_DTYPE)), LANE_PAD,
         )
         num_steps = 0
     # K steps over (tap, channel block), channel blocks fastest; the per-dimension tap

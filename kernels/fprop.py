@@ -22,7 +22,8 @@ output channel), each tap an elementwise multiply-add, the lanes summed once per
 Depthwise rows may be output runs (W_RUN > 1, output_run_loop; tconv.descriptors.fprop
 output_run): row r holds W_RUN consecutive output positions along w, one accumulator each,
 and a K step takes a (kd, kh) row of taps, loading each input column the run reads once
-(a 3x3 at stride 1 in runs of 4: 6 loads for 12 products).
+(a 3x3 at stride 1 in runs of 4: 6 loads for 12 products). Given w-innermost (NCHW) input,
+LANE_PAD >= 0: the columns are lanes of vectors along w (output_run_loop's lanes).
 
 The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
 as counters (no division in the loop). With zeros padding and fewer than 64 taps
@@ -218,7 +219,7 @@ def conv_fprop_kernel(
     KERNEL_D: tl.constexpr, KERNEL_H: tl.constexpr, KERNEL_W: tl.constexpr,
     PADDING_MODE: tl.constexpr, HAS_BIAS: tl.constexpr,
     BASE_FIRST: tl.constexpr, ELEMENTWISE_LANES: tl.constexpr, GROUP_IN: tl.constexpr, GROUP_OUT: tl.constexpr,
-    W_RUN: tl.constexpr, RUN_STRIDE_W: tl.constexpr,
+    W_RUN: tl.constexpr, RUN_STRIDE_W: tl.constexpr, LANE_PAD: tl.constexpr,
     TAP_BITS: tl.constexpr, UNPADDED: tl.constexpr, EVEN_K: tl.constexpr, TAP_STEPS: tl.constexpr,
     K_CHUNKS: tl.constexpr, PACKED_CHANNELS: tl.constexpr, STAGE_TAPS: tl.constexpr,
     FOLD_CHANNELS: tl.constexpr, FOLD_DENSE: tl.constexpr,
@@ -236,8 +237,12 @@ def conv_fprop_kernel(
     # input's channel count goes with the input, the output's with the output (elementwise
     # launches: the group sizes are the GROUP_IN, GROUP_OUT constexprs, the columns go with
     # the input, whose loads they mask).
-    in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                   in_stride_w, IN_UNIT)
+    if LANE_PAD >= 0:  # (runs in lanes, NCHW: w's stride is 1, the channel stride in units instead)
+        in_stride_n, in_stride_c, in_stride_d, in_stride_h = in_elements(in_stride_n, in_stride_c, in_stride_d,
+                                                                       in_stride_h, IN_UNIT)
+    else:
+        in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
+                                                                       in_stride_w, IN_UNIT)
     column_stride = weight_stride_o  # (one lane a column: the columns' stride, which comes whole)
     weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
@@ -332,6 +337,9 @@ def conv_fprop_kernel(
             dilation_d * in_stride_d, dilation_h * in_stride_h, in_stride_w, weight_stride_d, weight_stride_h,
             weight_stride_w, KERNEL_D, KERNEL_H, KERNEL_W, W_RUN, RUN_STRIDE_W, False, UNPADDED, ROWS, BLOCK_N,
             ACC_DTYPE, INDEX_DTYPE,
+            # (lanes: each row's offset at its own span, first_w + LANE_PAD, visibly aligned)
+            input_row_base + (first_d.to(INDEX_DTYPE) * in_stride_d + first_h.to(INDEX_DTYPE) * in_stride_h
+                              + (ow * RUN_STRIDE_W).to(INDEX_DTYPE)), LANE_PAD,
         )
         channel_blocks = 0
     if PACKED_CHANNELS:

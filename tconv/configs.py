@@ -653,24 +653,36 @@ ELEMENTWISE_STEP_INSTRUCTIONS = {"fprop": (163, 76), "dgrad": (181, 81)}
 #: of 4 (128x32 tiles: 249 per 3 taps, 391 per 5), forwards at stride 2 (291-300, 448), and
 #: runs of 2 at 64x32 (158 per 3 taps, 261 per 5, a 7x7's 371 per 7).
 ELEMENTWISE_RUN_STEP_INSTRUCTIONS = {(4, 1): 41, (4, 2): 48, (2, 1): 53}
+#: The channels-first (NCHW) loops' count in lanes (descriptors/base.py span_run: a run's input
+#: columns taken from vectors along w), per 2,048 multiply-adds, by (run, stride along w), as
+#: `tconv bench` compiles MobileNetV2's 3x3 forwards and input gradients for sm_90 at the
+#: gathered 64x32 tile (the input gradient's, 1-3 more, where both take runs; sm_80 within 3%):
+#: runs of 8 at 56x56 (134 per 3 taps), 4 at 28x28 (169), 2 at 14x14 (239), and forwards at
+#: stride 2 in runs of 4 (158) and 2 (197). 5x5s issue fewer per multiply-add (runs of 4 and 2
+#: at stride 1: 46 and 58, at stride 2: 71).
+ELEMENTWISE_LANE_STEP_INSTRUCTIONS = {(8, 1): 45, (4, 1): 56, (2, 1): 80, (4, 2): 53, (2, 2): 66}
 ELEMENTWISE_STEP_WARP_MACS = 2048 / 4
 #: Dense 16-bit tensor-core multiply-adds per clock per SM, which with the GPU's tensor peak
 #: gives its SM-clocks per second (4 warp instructions issue per SM-clock).
 TENSOR_MACS_PER_CLOCK = {"sm_90": 2048, "sm_80": 1024, "fallback": 1024}
 
 
-def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY) -> bool:
+def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: str = INTERPRETER_FAMILY,
+                          input: torch.Tensor | None = None) -> bool:
     """Whether an elementwise forward or input-gradient pass given channels-first activations
-    copies them channels-last first (its loop then loads 128 bits along channels, with 40-46%
-    fewer instructions, ELEMENTWISE_STEP_INSTRUCTIONS, and in output runs 67-77% fewer,
-    ELEMENTWISE_RUN_STEP_INSTRUCTIONS). Static model on the family's GPU:
+    (`input`, else a contiguous one) copies them channels-last first (its loop then loads 128
+    bits along channels, with 40-46% fewer instructions than the gather, ELEMENTWISE_STEP_INSTRUCTIONS,
+    and in output runs 67-77% fewer, ELEMENTWISE_RUN_STEP_INSTRUCTIONS) rather than reading
+    them in place, in runs of lanes where it can (ELEMENTWISE_LANE_STEP_INSTRUCTIONS,
+    descriptors/base.py span_run). Static model on the family's GPU:
     the loop takes max(issue time, minimum bytes' time), the issue time being its steps'
     warp instructions at 4 per SM-clock; the copy adds its bytes (the activations read and
     written) at peak bandwidth, and its launches (EXTRA_LAUNCH_SECONDS; the weight's copy
-    too when it pays). A stride-1 depthwise 3x3 copies (MobileNetV2's 144 channels at 56x56,
-    batch 64, H100: ~73 us in output runs, ~79 us without, against ~86 us gathered); a stride-2 one, whose input is 4x its
-    output, does not, nor do small passes (the launch), nor float32 (the counts are the
-    16-bit loops', and its copy moves twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
+    too when it pays). A stride-1 depthwise 3x3 reads in place in runs of lanes (MobileNetV2's
+    144 channels at 56x56, batch 64, H100: ~34.5 us, its minimum bytes', against ~73 us copied
+    in output runs); one whose outputs are 7 a line (no run of lanes) copies, a stride-2 one,
+    whose input is 4x its output, does not, nor do small passes (the launch). The counts are
+    the 16-bit loops' (float32 copies move twice the bytes). No GPU has timed either loop. Weight gradients (two operands to copy,
     29-39% fewer instructions a tap than their element-wise gather) gather in place, mostly in vector chunks of
     positions (descriptors/wgrad.py position_lanes: fewer instructions than channels-last), and so do loops of
     several lanes (small groups: not compiled for this model)."""
@@ -683,6 +695,11 @@ def elementwise_copy_pays(kernel, spec: ConvSpec, dtype: torch.dtype, family: st
     # The channels-last loop's weight loads are vector-wide, copied (a launch more) or staged
     # by each program (descriptors/layout.py weight_stage).
     gathered, channels_last = ELEMENTWISE_STEP_INSTRUCTIONS[descriptor.name]
+    # (the gathered pass's loop in lanes, where it takes them: `input`, or a contiguous one)
+    if input is None:
+        input = torch.empty(descriptor.operand_shapes(spec)["input"], dtype=dtype, device="meta")
+    lanes = descriptor.span_run(spec, _elementwise_config(descriptor, spec, dtype, True), input)
+    gathered = ELEMENTWISE_LANE_STEP_INSTRUCTIONS.get((lanes, spec.stride[-1]), gathered)
     # (the copied pass's loop in output runs, where its tile takes them)
     run = descriptor.output_run(spec, _elementwise_config(descriptor, spec, dtype), element, True)
     channels_last = ELEMENTWISE_RUN_STEP_INSTRUCTIONS.get((run, spec.stride[-1]), channels_last)

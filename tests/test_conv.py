@@ -160,7 +160,7 @@ OUTPUT_RUN_CASES = [  # (input shape, weight shape, torch kwargs, storage, forwa
     ((2, 32, 5, 12), (32, 1, 3, 3), dict(padding=2, dilation=2, groups=32), "channels_last", 1, 1),
     ((2, 32, 7, 16), (32, 1, 3, 3), dict(padding=(2, 1), dilation=(2, 1), groups=32), "channels_last", 4, 4),
     ((2, 32, 9, 16), (32, 1, 3, 3), dict(stride=(2, 1), padding=1, groups=32), "channels_last", 4, 1),
-    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "contiguous", 1, 1),  # gathered in place
+    ((2, 32, 5, 13), (32, 1, 3, 3), dict(padding=1, groups=32), "contiguous", 1, 1),  # gathered, odd: no lanes
     ((2, 32, 40), (32, 1, 3), dict(padding=1, groups=32), "channels_last", 4, 4),  # one row of taps
     ((2, 32, 40), (32, 1, 4), dict(padding=3, groups=32), "channels_last", 1, 4),  # causal: 43 outputs
     ((1, 32, 3, 4, 8), (32, 1, 3, 3, 3), dict(padding=1, groups=32), "channels_last", 4, 4),
@@ -177,11 +177,29 @@ def test_depthwise_output_runs(input_shape, weight_shape, kwargs, storage, forwa
     (descriptors/base.py output_run): each input column is loaded once for the run's outputs
     that read it; the output (the bias added per run position) and the input gradient match
     float64 torch, grad_output stored as the input (as in a channels-last model)."""
+    runs = _runs_against_torch(input_shape, weight_shape, kwargs, storage, dtype, monkeypatch)
+    assert runs == {"conv_fprop_kernel": [forward_run], "conv_dgrad_kernel": [input_run]}, runs
+
+
+def _runs_against_torch(input_shape, weight_shape, kwargs, storage, dtype, monkeypatch) -> dict:
+    """The forward (with bias) and input gradient of a depthwise layer against float64 torch,
+    grad_output stored like the input (as in a channels-last model); returns each kernel's
+    launches' W_RUN. storage: "channels_last", "contiguous", or NCHW views: "channel_slice"
+    (channels 4.. of a wider tensor) and "width_slice" (columns 1.. of rows 24 wide: rows
+    aligned, not the first)."""
     from tconv import _launch
 
     dims = len(input_shape) - 2
 
     def stored(tensor: torch.Tensor) -> torch.Tensor:  # (1-d: channels innermost, a sequence model's transpose)
+        if storage == "channel_slice":
+            wider = torch.zeros(tensor.shape[0], tensor.shape[1] + 8, *tensor.shape[2:], dtype=tensor.dtype)
+            wider[:, 4:tensor.shape[1] + 4] = tensor
+            return wider[:, 4:tensor.shape[1] + 4]
+        if storage == "width_slice":
+            wider = torch.zeros(*tensor.shape[:-1], 24, dtype=tensor.dtype)
+            wider[..., 1:tensor.shape[-1] + 1] = tensor
+            return wider[..., 1:tensor.shape[-1] + 1]
         if storage == "contiguous":
             return tensor
         return tensor.transpose(1, 2).contiguous().transpose(1, 2) if dims == 1 else tensor.contiguous(
@@ -199,7 +217,7 @@ def test_depthwise_output_runs(input_shape, weight_shape, kwargs, storage, forwa
     _launch._chosen.clear()
     monkeypatch.setattr(_launch, "_go", record)
     ours, theirs = FUNCTIONS[dims]
-    low = input.to(dtype).requires_grad_()
+    low = stored(input.to(dtype)).requires_grad_()  # (stored again: a cast of a view is dense)
     reference = input.clone().requires_grad_()
     actual = ours(low, weight.to(dtype), bias.to(dtype), **kwargs)
     expected = theirs(reference, weight, bias, **kwargs)
@@ -207,9 +225,40 @@ def test_depthwise_output_runs(input_shape, weight_shape, kwargs, storage, forwa
     (grad_input,) = torch.autograd.grad(actual, low, grad.to(dtype))
     _launch._passes.clear()
     _launch._chosen.clear()
-    assert runs["conv_fprop_kernel"] == [forward_run] and runs["conv_dgrad_kernel"] == [input_run], runs
     assert_close(actual, expected, dtype)
     assert_close(grad_input, torch.autograd.grad(expected, reference, grad)[0], dtype, "grad_input")
+    return {name: launched for name, launched in runs.items() if name in ("conv_fprop_kernel", "conv_dgrad_kernel")}
+
+
+LANE_RUN_CASES = [  # (input shape, weight shape, torch kwargs, storage, (forward's run, input gradient's) at
+    # float16, at float32): NCHW depthwise layers whose runs take their columns from vectors along w
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "contiguous", (8, 8), (4, 4)),
+    ((2, 32, 7, 32), (32, 1, 3, 3), dict(stride=2, padding=1, groups=32), "contiguous", (4, 1), (2, 1)),
+    ((2, 32, 9, 32), (32, 1, 5, 5), dict(stride=2, padding=2, groups=32), "contiguous", (4, 1), (2, 1)),
+    ((2, 32, 5, 14), (32, 1, 3, 3), dict(padding=1, groups=32), "contiguous", (2, 2), (2, 2)),
+    ((2, 32, 5, 12), (32, 1, 5, 5), dict(padding=2, groups=32), "contiguous", (4, 4), (4, 4)),
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=(1, 2), groups=32), "contiguous", (1, 2), (1, 2)),  # 18 outputs
+    ((2, 32, 5, 18), (32, 1, 3, 3), dict(groups=32), "contiguous", (2, 1), (2, 1)),  # the gradient's spans pass 16
+    ((2, 16, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=16), "contiguous", (8, 1), (4, 1)),  # gradient: 2 lanes
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=2, dilation=2, groups=32), "contiguous", (1, 1), (1, 1)),
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "channel_slice", (8, 8), (4, 4)),
+    ((2, 32, 5, 16), (32, 1, 3, 3), dict(padding=1, groups=32), "width_slice", (8, 8), (4, 4)),
+    ((2, 32, 40), (32, 1, 3), dict(padding=1, groups=32), "contiguous", (8, 8), (4, 4)),
+    ((1, 32, 3, 4, 8), (32, 1, 3, 3, 3), dict(padding=1, groups=32), "contiguous", (4, 4), (4, 4)),  # 9 x 6 bits
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("input_shape, weight_shape, kwargs, storage, half_runs, float_runs", LANE_RUN_CASES,
+                         ids=lambda value: str(value).replace(" ", ""))
+def test_depthwise_runs_in_lanes(input_shape, weight_shape, kwargs, storage, half_runs, float_runs, dtype,
+                                 monkeypatch):
+    """NCHW depthwise forwards and input gradients read in place in output runs whose input
+    columns are the lanes of vectors along w (descriptors/base.py span_run): the run each pass
+    takes, and its output and input gradient against float64 torch, dense and from views."""
+    forward_run, input_run = half_runs if dtype == torch.float16 else float_runs
+    runs = _runs_against_torch(input_shape, weight_shape, kwargs, storage, dtype, monkeypatch)
+    assert runs == {"conv_fprop_kernel": [forward_run], "conv_dgrad_kernel": [input_run]}, runs
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)

@@ -13,7 +13,7 @@ from tconv.perf.suites import Layer, layer_spec
 import tconv
 from tconv import _launch, configs
 from tconv.configs import KernelConfig
-from tconv.descriptors import COPIES
+from tconv.descriptors import COPIES, KERNELS
 from tconv.descriptors import layout as layout_module
 from tconv.descriptors.base import in_layout, make_operands
 from tconv.spec import pass_specs
@@ -71,27 +71,34 @@ def test_the_decision_follows_the_roofline():
 
 
 def test_elementwise_decision_follows_the_issue_model():
-    """A channels-first 16-bit depthwise 3x3 at stride 1 copies its activations in the forward
-    and input gradient on every family (its gathered loop issues 1.7-1.8x the channels-last
-    loop's instructions, more than the copy's bytes cost); its weight gradient (two operands
-    to copy) and a stride-2 forward (input 4x the output) gather, and so do loops of several
-    lanes (small groups), short 1-d depthwise filters, memory-bound either way, and small
-    passes, for which the copy's launch costs more than the loop saves."""
+    """A channels-first depthwise 5x5 on 7x7 outputs copies its activations in the forward and
+    input gradient on every family (no run of lanes divides 7: its gathered loop issues about
+    twice the channels-last loop's instructions, more than the copy's bytes cost). A 3x3 at
+    stride 1 on 56x56 reads them in place in runs of lanes (descriptors/base.py span_run: its
+    loop about the channels-last one's, with no copy to pay: float32 too); its weight gradient
+    (two operands to copy) and a stride-2 forward (input 4x the output) gather, and so do
+    loops of several lanes (small groups), short 1-d depthwise filters, memory-bound either
+    way, and small passes, for which the copy's launch costs more than the loop saves."""
     def pays(layer, pass_name, family, dtype=torch.float16):
         return configs.elementwise_copy_pays(*pass_specs(layer_spec(layer))[pass_name], dtype, family)
 
+    seven = Layer("dw1152@7 k5", 64, 1152, (7, 7), 1152, (5, 5), 1, 2, 1, 1152)
     depthwise = Layer("dw", 64, 144, (56, 56), 144, (3, 3), 1, 1, 1, 144)
     strided = Layer("dw s2", 64, 144, (56, 56), 144, (3, 3), 2, 1, 1, 144)
     grouped = Layer("4 per group", 64, 128, (56, 56), 128, (3, 3), 1, 1, 1, 32)
     causal = Layer("mamba k4", 8, 1536, (2048,), 1536, (4,), 1, 3, 1, 1536)
     for family in ("sm_90", "sm_80", "fallback"):
-        for dtype in (torch.float16, torch.bfloat16):
-            assert pays(depthwise, "fprop", family, dtype) and pays(depthwise, "dgrad", family, dtype)
+        for dtype in (torch.float16, torch.bfloat16, torch.float32):
+            assert pays(seven, "fprop", family, dtype) and pays(seven, "dgrad", family, dtype)
+            assert not pays(depthwise, "fprop", family, dtype) and not pays(depthwise, "dgrad", family, dtype)
             assert not pays(depthwise, "wgrad", family, dtype)
-        assert not pays(depthwise, "fprop", family, torch.float32)  # twice the copy's bytes
         assert not pays(strided, "fprop", family) and not pays(grouped, "fprop", family)
         assert not pays(causal, "fprop", family) and not pays(causal, "dgrad", family)
         assert not pays(Layer("dw960@7", 64, 960, (7, 7), 960, (3, 3), 1, 1, 1, 960), "fprop", family)
+    spec = pass_specs(layer_spec(depthwise))["fprop"][1]
+    input = torch.empty(spec.batch, spec.in_channels, *spec.in_size, dtype=torch.float16, device="meta")
+    config = configs.heuristic_config("fprop", spec, torch.float16, "sm_90", "contiguous")
+    assert KERNELS["fprop"].span_run(spec, config, input) == 8  # (why it stays in place)
 
 
 def _launched(monkeypatch) -> list[str]:
@@ -204,10 +211,10 @@ def test_elementwise_passes_with_channels_first_activations_read_the_weight_in_p
                                                                                      monkeypatch):
     """NCHW elementwise loops that gather (16-bit depthwise at stride 2; weight gradients)
     take one weight element per thread and tap in any layout: no weight copy. Those that
-    copy their activations channels-last (stride 1) then copy the weight as channels-last
-    loops do."""
+    copy their activations channels-last (stride 1, 7 wide: no run of lanes divides it) then
+    copy the weight as channels-last loops do."""
     monkeypatch.setattr(configs, "EXTRA_LAUNCH_SECONDS", 0)  # the test's problem is small
-    input = torch.randn(2, 12, 9, 8, dtype=torch.float16, requires_grad=True)
+    input = torch.randn(2, 12, 9, 7, dtype=torch.float16, requires_grad=True)
     weight = torch.randn(12, 1, 3, 3, dtype=torch.float16, requires_grad=True)
     names = _launched(monkeypatch)
     output = tconv.conv2d(input, weight, padding=1, groups=12, stride=stride)

@@ -304,6 +304,31 @@ def test_nchw_depthwise_weight_gradients_load_positions_in_chunks(arch):
         assert report.loop.instructions / report.step_macs < last.loop.instructions / last.step_macs, name
 
 
+@pytest.mark.parametrize("arch", [80, 90])
+def test_nchw_depthwise_runs_load_their_spans_as_vectors(arch):
+    """Depthwise forwards and input gradients of NCHW activations in runs of lanes, fp16, as
+    the launch compiles: a (kd, kh) row's step loads each row's span (run x stride columns)
+    as one vector, and otherwise only the halo lanes (at most one load a side a span) and
+    the row's weights, narrower, without spills; the loops issue what the copy decision
+    counts for them (configs.ELEMENTWISE_LANE_STEP_INSTRUCTIONS, within 5%)."""
+    layers = {layer.name: layer for layer in SUITES["mobilenet_v2_dw"]}
+    cases = [("dw144@56 s1", "fprop", 8, 2), ("dw144@56 s1", "dgrad", 8, 2), ("dw192@28 s1", "fprop", 4, 2),
+             ("dw96@112 s2", "fprop", 4, 1)]  # (layer, pass, run, halo sides)
+    for name, pass_name, run, sides in cases:
+        kernel, spec = pass_specs(layer_spec(layers[name]))[pass_name]
+        config = heuristic_config(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch], "contiguous")
+        assert not configs.elementwise_copy_pays(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch]), name
+        report = aot.compile_launch(kernel, spec, "float16", config, arch, "contiguous")
+        own = run * spec.stride[-1]
+        spans = config.block_m // run * config.block_n // (32 * config.num_warps)  # a thread's, a step
+        loads = dict(report.loop.global_loads)
+        narrow = sum(count for bits, count in loads.items() if bits < 16 * own)
+        assert loads.get(16 * own) == spans and set(loads) <= {16 * own} | {bits for bits in loads if bits < 16 * own}
+        assert narrow <= sides * spans + spec.kernel_size[-1] and report.spill_bytes == 0, (name, report.loop)
+        counted = configs.ELEMENTWISE_LANE_STEP_INSTRUCTIONS[(run, spec.stride[-1])]
+        assert abs(report.loop.instructions * 2048 / report.step_macs - counted) <= 0.05 * counted, (name, report.loop)
+
+
 def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):
     args, kwargs = _recorded_launch(monkeypatch, kernel, spec, torch.float16, layout, config)
     function = KERNELS[kernel].function

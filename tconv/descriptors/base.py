@@ -141,6 +141,11 @@ class Descriptor:
         kernels set their split count for it; else the config itself)."""
         return config
 
+    def span_run(self, spec: ConvSpec, config: KernelConfig, input: torch.Tensor) -> int:
+        """The output run an elementwise pass on w-innermost (NCHW) activations takes in lanes
+        (module-level span_run; 1: none, or a kernel without that loop)."""
+        return 1
+
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """How an elementwise launch's weight [A, B, *kernel] is stored so that its columns
         read consecutive elements (a dense one's, where tconv.configs.k_major_weight: its K
@@ -268,9 +273,10 @@ def output_run(spec: ConvSpec, config: KernelConfig, element_size: int, channels
     [BLOCK_M / run, BLOCK_N] input tiles still hold a 16-byte vector a thread
     (RUN_VECTOR_BYTES). One input channel a column (spec.elementwise_lanes 1) and dilation 1
     along w: a run's outputs then share all but stride x (run - 1) of their input columns.
-    Loops that gather channels-first input in place (not `channels_last`: channels not
-    innermost, and more than one) keep single positions: their one-element loads gain no
-    width, and MobileNetV2's stride-2 forward took 246 registers in runs of 4 (sm_90)."""
+    Loops that read channels-first input in place (not `channels_last`: channels not
+    innermost, and more than one) take runs in lanes instead (span_run): gathering each
+    column across channels, MobileNetV2's stride-2 forward took 246 registers in runs of 4
+    (sm_90)."""
     kernel_w, stride_w = spec.kernel_size[-1], spec.stride[-1]
     if spec.elementwise_lanes != 1 or not channels_last or kernel_w == 1 or spec.dilation[-1] != 1:
         return 1
@@ -279,6 +285,37 @@ def output_run(spec: ConvSpec, config: KernelConfig, element_size: int, channels
         span = (run - 1) * stride_w + kernel_w
         vectors = config.block_m // run * config.block_n // (RUN_VECTOR_BYTES // element_size)
         if spec.out_size[-1] % run == 0 and outer_taps * span < 64 and vectors >= 32 * config.num_warps:
+            return run
+    return 1
+
+
+#: Outputs a run of lanes may hold, longest first (span_run).
+SPAN_RUNS = (8, 4, 2)
+
+
+def span_run(spec: ConvSpec, config: KernelConfig, input: torch.Tensor, pad_w: int) -> int:
+    """The output run of a depthwise forward or input gradient whose activations store w
+    innermost (NCHW), its columns taken from vectors along w (kernels/_index.py
+    output_run_loop's lanes), 1 where none applies: the first of SPAN_RUNS that divides the
+    output's width, whose own span (run x stride input columns) is one vector of at most
+    RUN_VECTOR_BYTES starting at a multiple of itself (the input's width and its other row
+    strides multiples of it, and the output no wider than the input over the stride), whose
+    columns reach at most a span before (pad_w, the padding before the run's first column)
+    and after it, whose (kd, kh, column) bits fit a 64-bit word, and whose tile holds a span a
+    thread. One input channel a column, dilation 1 along w, a kernel wider than one tap."""
+    kernel_w, stride_w = spec.kernel_size[-1], spec.stride[-1]
+    sizes, strides = layout_3d(input)
+    if (spec.elementwise_lanes != 1 or kernel_w == 1 or spec.dilation[-1] != 1 or strides[4] != 1
+            or channels_innermost(input)):
+        return 1
+    outer_taps = math.prod(spec.kernel_size) // kernel_w
+    rows = [stride for dim, (size, stride) in enumerate(zip(sizes, strides)) if dim != 4 and size > 1]
+    for run in SPAN_RUNS:
+        own, span = run * stride_w, (run - 1) * stride_w + kernel_w
+        if (spec.out_size[-1] % run == 0 and own * input.element_size() <= RUN_VECTOR_BYTES
+                and sizes[4] % own == 0 and spec.out_size[-1] * stride_w <= sizes[4] and pad_w <= own
+                and span - pad_w <= 2 * own and outer_taps * span < 64 and all(stride % own == 0 for stride in rows)
+                and config.block_m // run * config.block_n >= 32 * config.num_warps):
             return run
     return 1
 

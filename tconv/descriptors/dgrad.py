@@ -23,12 +23,13 @@ from .base import (
     launch_options,
     layout_3d,
     output_run,
+    span_run,
     stage_taps,
     tap_bits_limit,
     tile_meta,
     tiles,
 )
-from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, row_strides, tensor_unit
+from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, row_strides, stride_unit, tensor_unit
 
 
 @functools.lru_cache(maxsize=256)
@@ -108,18 +109,23 @@ class Dgrad(Descriptor):
         two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or elements <= 64)
         chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
                                                               config, two_blocks)
+        run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
+        lanes = run == 1 and self.span_run(spec, config, input) > 1  # (NCHW: the run's columns from vectors along w)
+        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
+            run = self.span_run(spec, config, input)
+            in_unit = stride_unit((*row_strides(input, (4,)), columns), input.element_size())
         args = (
             input, weight, bias, output, phases, stage,
-            batch, *in_size, *divided_strides(in_strides, in_unit),
+            batch, *in_size, *divided_strides(in_strides, in_unit, (4,) if lanes else (1,)),
             *divided_strides(weight_strides, weight_unit, column_dims),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
             phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
             columns // (weight_unit if dense else in_unit), weight_columns // (weight_unit if dense else in_unit),
         )
-        run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
         meta = dict(HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
                     GROUP_M=config.group_m, W_RUN=run,
+                    LANE_PAD=spec.kernel_size[-1] - 1 - spec.pad_before[-1] if lanes else -1,
                     TAP_BITS=run > 1 or math.prod(spec.kernel_size) < tap_bits_limit(spec, config, input.element_size()),
                     EVEN_K=not spec.elementwise_lanes and spec.in_channels_per_group % config.block_k == 0,
                     TAP_STEPS=not spec.elementwise_lanes and spec.in_channels_per_group == config.block_k * chunks,
@@ -136,6 +142,15 @@ class Dgrad(Descriptor):
         if any(stride != 1 for stride in spec.stride):
             return 1
         return output_run(spec, config, element_size, channels_last, (4, 2))
+
+    def span_run(self, spec: ConvSpec, config: KernelConfig, input: torch.Tensor) -> int:
+        """The output run of an NCHW depthwise input gradient taken in lanes (base.span_run), at
+        stride 1 as output_run; its first column is kernel_w - 1 - pad before the run's first
+        output's."""
+        lane_pad = spec.kernel_size[-1] - 1 - spec.pad_before[-1]
+        if any(stride != 1 for stride in spec.stride) or lane_pad < 0:
+            return 1
+        return span_run(spec, config, input, lane_pad)
 
     def weight_columns(self, spec: ConvSpec) -> str | None:
         """Column (output channel j, lane l) reads weight[input channel of (j, l), j's place in

@@ -21,12 +21,20 @@ from .base import (
     launch_options,
     layout_3d,
     output_run,
+    span_run,
     stage_taps,
     tap_bits_limit,
     tile_meta,
     tiles,
 )
-from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, row_strides, tensor_unit, thin_runs_aligned
+from .units import (
+    ELEMENTWISE_WEIGHT_COLUMNS,
+    divided_strides,
+    row_strides,
+    stride_unit,
+    tensor_unit,
+    thin_runs_aligned,
+)
 
 
 class Fprop(Descriptor):
@@ -86,9 +94,14 @@ class Fprop(Descriptor):
         tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
                      and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
         run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
+        lanes = run == 1 and self.span_run(spec, config, input) > 1  # (NCHW: the run's columns from vectors along w)
+        if lanes:
+            run = self.span_run(spec, config, input)
+            # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
+            in_unit = stride_unit((*row_strides(input, (4,)), columns), input.element_size())
         args = (
             input, weight, bias, output, stage,
-            batch, *in_size, *divided_strides(in_strides, in_unit),
+            batch, *in_size, *divided_strides(in_strides, in_unit, (4,) if lanes else (1,)),
             *divided_strides(weight_strides, weight_unit, column_dims),
             *out_size, *divided_strides(out_strides, out_unit),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
@@ -99,8 +112,8 @@ class Fprop(Descriptor):
             HAS_BIAS=bias is not None, ELEMENTWISE_LANES=spec.elementwise_lanes, **group_meta(spec),
             GROUP_M=config.group_m,
             TAP_BITS=run > 1 or self.tap_bits(spec, config, input.element_size()),  # (runs: their own word)
-            UNPADDED=unpadded,
-            W_RUN=run, RUN_STRIDE_W=spec.stride[-1] if run > 1 else 1,
+            UNPADDED=unpadded and not lanes,  # (lanes: every span masked by its bits)
+            W_RUN=run, RUN_STRIDE_W=spec.stride[-1] if run > 1 else 1, LANE_PAD=spec.pad_before[-1] if lanes else -1,
             EVEN_K=not spec.elementwise_lanes and reduction % config.block_k == 0,
             TAP_STEPS=tap_steps,
             K_CHUNKS=chunks,
@@ -133,6 +146,13 @@ class Fprop(Descriptor):
         if spec.stride[-1] > 2 or (spec.padding_mode != "zeros" and any(spec.pad_before + spec.pad_after)):
             return 1
         return output_run(spec, config, element_size, channels_last, (4, 2) if spec.stride[-1] == 1 else (4,))
+
+    def span_run(self, spec: ConvSpec, config: KernelConfig, input: torch.Tensor) -> int:
+        """The output run of an NCHW depthwise forward taken in lanes (base.span_run), under
+        output_run's strides and padding."""
+        if spec.stride[-1] > 2 or (spec.padding_mode != "zeros" and any(spec.pad_before + spec.pad_after)):
+            return 1
+        return span_run(spec, config, input, spec.pad_before[-1])
 
     def weight_strides(self, weight: torch.Tensor) -> tuple[int, ...]:
         """The kernel's [out, in, D, H, W] weight strides (the weight's own here)."""

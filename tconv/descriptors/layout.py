@@ -313,7 +313,7 @@ def channels_last_copies(kernel: Descriptor, spec: ConvSpec, operands: Mapping,
         # with channels-first activations the loop's tile runs along positions, and takes one
         # weight element per thread and tap whatever the weight's layout (static model, sm_90)
         if channels_first(operands.get("input")):
-            if not elementwise_copy_pays(kernel.name, spec, dtype, family):
+            if not elementwise_copy_pays(kernel.name, spec, dtype, family, operands.get("input")):
                 return ()
             activations = (copy_of(kernel, "input"),)
         else:
