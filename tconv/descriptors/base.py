@@ -289,6 +289,15 @@ def output_run(spec: ConvSpec, config: KernelConfig, element_size: int, channels
     return 1
 
 
+def elementwise_run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, input: torch.Tensor) -> tuple[int, bool]:
+    """(W_RUN, whether in lanes) of a forward or input gradient on `input`: its output run
+    where the activations' channels are innermost (kernel.output_run), else its run in lanes
+    where one applies (kernel.span_run), else 1."""
+    run = kernel.output_run(spec, config, input.element_size(), channels_innermost(input))
+    lanes = kernel.span_run(spec, config, input) if run == 1 else 1
+    return (lanes, True) if lanes > 1 else (run, False)
+
+
 #: Outputs a run of lanes may hold, longest first (span_run).
 SPAN_RUNS = (8, 4, 2)
 

@@ -15,8 +15,8 @@ from ..spec import ConvSpec, phase_steps, spec_phases
 from .base import (
     STAGE,
     Descriptor,
-    channels_innermost,
     conv_output,
+    elementwise_run,
     group_meta,
     in_3d,
     k_chunks,
@@ -109,10 +109,8 @@ class Dgrad(Descriptor):
         two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or elements <= 64)
         chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
                                                               config, two_blocks)
-        run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
-        lanes = run == 1 and self.span_run(spec, config, input) > 1  # (NCHW: the run's columns from vectors along w)
+        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
         if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
-            run = self.span_run(spec, config, input)
             in_unit = stride_unit((*row_strides(input, (4,)), columns), input.element_size())
         args = (
             input, weight, bias, output, phases, stage,

@@ -13,8 +13,8 @@ from ..spec import PADDING_MODES, ConvSpec
 from .base import (
     STAGE,
     Descriptor,
-    channels_innermost,
     conv_output,
+    elementwise_run,
     group_meta,
     in_3d,
     k_chunks,
@@ -93,11 +93,8 @@ class Fprop(Descriptor):
         # without its counter, 0 with it.
         tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
                      and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
-        run = self.output_run(spec, config, input.element_size(), channels_innermost(input))
-        lanes = run == 1 and self.span_run(spec, config, input) > 1  # (NCHW: the run's columns from vectors along w)
-        if lanes:
-            run = self.span_run(spec, config, input)
-            # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
+        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
+        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
             in_unit = stride_unit((*row_strides(input, (4,)), columns), input.element_size())
         args = (
             input, weight, bias, output, stage,

@@ -144,7 +144,7 @@ LANE_CHUNKS = (8, 4, 2)
 #: may take: one vector, so that each thread holds its span whole. A 16-bit stride-2 span of
 #: 8 outputs (32 bytes, two threads) had its lanes exchanged through shared memory (76
 #: shared-memory instructions in MobileNetV2's 96-channel stride-2 weight gradient, sm_90:
-#: 153 loop instructions; spans of 4 outputs: see README); so must a tile hold a chunk per thread.
+#: 153 loop instructions; in spans of 4 outputs, 92); so must a tile hold a chunk per thread.
 LANE_SPAN_BYTES = 16
 
 
