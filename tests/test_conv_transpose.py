@@ -168,3 +168,44 @@ def test_depthwise_transposed_work_close_to_useful():
         spec, _ = conv_transpose_spec("t", 2, input, weight, None, 2, 1, 1, channels, 1)
         ratio = executed_macs("dgrad", spec, heuristic_config("dgrad", spec, torch.float16)) / spec.useful_macs
         assert ratio <= 1.25, (channels, size, ratio)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
+@pytest.mark.parametrize("input_shape, kernel, padding, runs", [
+    ((2, 32, 5, 16), 3, 1, (8, 8)), ((2, 32, 5, 16), 5, 2, (8, 8)), ((2, 32, 40), 3, 1, (8, 8)),
+    ((2, 32, 5, 16), 3, 2, (2, 1)),  # 14 outputs; its input gradient's spans would pass them
+])
+def test_depthwise_transposed_runs_in_lanes(input_shape, kernel, padding, runs, dtype, monkeypatch):
+    """An NCHW depthwise transposed convolution at stride 1 (its forward is the input-gradient
+    kernel, its input gradient the forward kernel) takes runs in lanes: `runs` at float16 (at
+    most 4 in float32, a span of 16 bytes); the output and both gradients match float64 torch."""
+    from tconv import _launch
+
+    launched, original_go = {}, _launch._go
+
+    def record(function, grid, template, slots, meta, tensors, device):
+        launched.setdefault(getattr(function, "function", function).__name__, []).append((meta.get("W_RUN"),
+                                                                                      meta.get("LANE_PAD", -1)))
+        return original_go(function, grid, template, slots, meta, tensors, device)
+
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    monkeypatch.setattr(_launch, "_go", record)
+    dims = len(input_shape) - 2
+    ours, theirs = FUNCTIONS[dims]
+    input = torch.randn(input_shape, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(input_shape[1], 1, *(kernel,) * dims, dtype=torch.float64, requires_grad=True)
+    low = [tensor.detach().to(dtype).requires_grad_() for tensor in (input, weight)]
+    actual = ours(*low, None, 1, padding, 0, input_shape[1])
+    expected = theirs(input, weight, None, 1, padding, 0, input_shape[1])
+    grad = torch.randn_like(expected)
+    assert_close(actual, expected, dtype)
+    for name, mine, want in zip(("grad_input", "grad_weight"), torch.autograd.grad(actual, low, grad.to(dtype)),
+                                torch.autograd.grad(expected, (input, weight), grad)):
+        assert_close(mine, want, dtype, name)
+    _launch._passes.clear()
+    _launch._chosen.clear()
+    for kernel_name, run in zip(("conv_dgrad_kernel", "conv_fprop_kernel"), runs):
+        (launched_run, lane_pad), = launched[kernel_name]
+        assert launched_run == (run if dtype == torch.float16 else min(run, 4)), (kernel_name, launched)
+        assert (lane_pad >= 0) == (run > 1), (kernel_name, launched)
