@@ -32,6 +32,18 @@ def in_elements(stride_n, stride_d, stride_h, stride_w, UNIT: tl.constexpr):
 
 
 @triton.jit
+def strides_in_elements(stride_n, stride_c, stride_d, stride_h, stride_w, UNIT: tl.constexpr, LANES: tl.constexpr):
+    """An activation's [N, C, D, H, W] strides, in elements again (in_elements): its row strides
+    (n, d, h, w) came in units and its channel stride whole, or, for runs in lanes (LANES:
+    w innermost, NCHW), its (n, c, d, h) strides in units and w's whole."""
+    if LANES:
+        stride_n, stride_c, stride_d, stride_h = in_elements(stride_n, stride_c, stride_d, stride_h, UNIT)
+    else:
+        stride_n, stride_d, stride_h, stride_w = in_elements(stride_n, stride_d, stride_h, stride_w, UNIT)
+    return stride_n, stride_c, stride_d, stride_h, stride_w
+
+
+@triton.jit
 def padded_index(index, size, PADDING_MODE: tl.constexpr):
     """Map an index of the padded input onto the real input and say whether it is real.
 
@@ -330,6 +342,56 @@ def vector_lanes(tile, ROWS: tl.constexpr, CHUNKS: tl.constexpr, WIDTH: tl.const
         even, odd = tl.split(tl.reshape(tile, [ROWS, CHUNKS, 8, 2]))
         lanes = _interleaved(_lanes8(even, ROWS, CHUNKS), _lanes8(odd, ROWS, CHUNKS))
     return lanes
+
+
+@triton.jit
+def _joined4(lane0, lane1, lane2, lane3, ROWS: tl.constexpr, CHUNKS: tl.constexpr):
+    return tl.reshape(tl.join(tl.join(lane0, lane2), tl.join(lane1, lane3)), [ROWS, CHUNKS, 4])
+
+
+@triton.jit
+def joined_lanes(lanes, ROWS: tl.constexpr, CHUNKS: tl.constexpr, WIDTH: tl.constexpr):
+    """vector_lanes' inverse: the [ROWS, CHUNKS, WIDTH] tile whose lane i is lanes[i] (WIDTH 2,
+    4 or 8). Each thread holds its chunk's lanes, so joining them moves no data."""
+    if WIDTH == 2:
+        tile = tl.join(lanes[0], lanes[1])
+    elif WIDTH == 4:
+        tile = _joined4(lanes[0], lanes[1], lanes[2], lanes[3], ROWS, CHUNKS)
+    else:
+        even = _joined4(lanes[0], lanes[2], lanes[4], lanes[6], ROWS, CHUNKS)
+        odd = _joined4(lanes[1], lanes[3], lanes[5], lanes[7], ROWS, CHUNKS)
+        tile = tl.reshape(tl.join(even, odd), [ROWS, CHUNKS, 8])
+    return tile
+
+
+@triton.jit
+def store_run(
+    output_ptr, accs, bias_ptr, out_channels, row_mask, col_mask,
+    n, od, oh, ow, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+    W_RUN: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
+    INDEX_DTYPE: tl.constexpr,
+):
+    """store_output for output_run_loop's lanes: each row's W_RUN outputs from (ow, oh, od) on,
+    as one [ROWS, BLOCK_N, W_RUN] tile. With w innermost (NCHW) a run's outputs are consecutive,
+    so each stores as one vector where the other strides come in units (the host's lane unit)."""
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + out_channels, mask=col_mask, other=0.0)
+    outputs = ()
+    for i in tl.static_range(W_RUN):
+        acc = accs[i]
+        if HAS_BIAS:
+            acc += bias.to(acc.dtype)[None, :]
+        outputs = outputs + (acc.to(output_ptr.dtype.element_ty),)
+    row_offset = (
+        n.to(INDEX_DTYPE) * out_stride_n
+        + od.to(INDEX_DTYPE) * out_stride_d
+        + oh.to(INDEX_DTYPE) * out_stride_h
+        + ow.to(INDEX_DTYPE) * out_stride_w
+    )
+    pointers = (output_ptr + row_offset[:, None, None] + (out_channels.to(INDEX_DTYPE) * out_stride_c)[None, :, None]
+                + (tl.arange(0, W_RUN) * out_stride_w).to(INDEX_DTYPE)[None, None, :])
+    tl.store(pointers, joined_lanes(outputs, ROWS, BLOCK_N, W_RUN),
+             mask=row_mask[:, None, None] & col_mask[None, :, None])
 
 
 @triton.jit

@@ -32,7 +32,9 @@ channel without tl.dot: the columns are (output channel, lane) pairs, lane = inp
 channel of the output's group, each tap an elementwise multiply-add, the lanes summed
 once per tile (as kernels/fprop.py). At stride 1 depthwise rows may be output runs
 (W_RUN > 1, kernels/_index.py output_run_loop, FLIPPED: output i reads column j through
-tap KERNEL_W - 1 - (j - i)), each input column loaded once for the run's outputs.
+tap KERNEL_W - 1 - (j - i)), each input column loaded once for the run's outputs; given NCHW
+(LANE_PAD >= 0) the columns are lanes of vectors along w, and each run stores as one vector
+(store_run).
 
 The K loop runs over (tap, channel block), channel blocks fastest, with the tap carried
 as per-dimension counters (no division in the loop). The kernel extents are constexprs
@@ -60,6 +62,8 @@ from ._index import (
     staged_strides,
     staged_weight,
     store_output,
+    store_run,
+    strides_in_elements,
     sum_lanes,
     swizzle_tile,
     tap_is_valid,
@@ -125,6 +129,7 @@ def conv_dgrad_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
+    OUT_W_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
     STEP_K: tl.constexpr = BLOCK_K * K_CHUNKS  # a tap's channels a K step takes (chunked steps, as in kernels/fprop.py)
@@ -133,12 +138,8 @@ def conv_dgrad_kernel(
     CARRIED: tl.constexpr = TAP_STEPS or KERNEL_D * KERNEL_H == 1
     # Row strides and channel counts in units, one per tensor (as in kernels/fprop.py; runs in
     # lanes: w's stride is 1, the channel stride in units instead).
-    if LANE_PAD >= 0:
-        in_stride_n, in_stride_c, in_stride_d, in_stride_h = in_elements(in_stride_n, in_stride_c, in_stride_d,
-                                                                       in_stride_h, IN_UNIT)
-    else:
-        in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                       in_stride_w, IN_UNIT)
+    in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w = strides_in_elements(
+        in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w, IN_UNIT, LANE_PAD >= 0)
     column_stride = weight_stride_c  # (elementwise launches: the columns' stride, which comes whole)
     weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_c, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
@@ -156,8 +157,8 @@ def conv_dgrad_kernel(
         weight_columns = weight_columns * WEIGHT_UNIT
     else:
         weight_columns = out_channels_per_group
-    out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
-                                                                       out_stride_w, OUT_UNIT)
+    out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w = strides_in_elements(
+        out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w, OUT_UNIT, OUT_W_UNIT > 0)
     # Elementwise launches one group (axis 1 has one program): a constant 0 keeps the rows'
     # offsets provably aligned, so the channel loads can be vector-wide.
     group = 0 if ELEMENTWISE_LANES else tl.program_id(1)
@@ -355,8 +356,16 @@ def conv_dgrad_kernel(
     if ELEMENTWISE_LANES > 1:
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,
                                                     ELEMENTWISE_LANES)
-    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), tl.maximum(run_width, 1))
-    if W_RUN > 1:
+    width = tl.maximum(run_width, 1)
+    if OUT_W_UNIT > 1:  # (stride 1 along w, one phase, the output w innermost: as in kernels/fprop.py's epilogue)
+        first_out_w, width = 0, run_width // OUT_W_UNIT * OUT_W_UNIT
+        row_in_range = rows < num_rows // OUT_W_UNIT * OUT_W_UNIT
+    n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), width)
+    if W_RUN > 1 and OUT_W_UNIT > 0:  # (runs along a w-innermost output: one vector each; first outputs 0)
+        store_run(output_ptr, accs, bias_ptr, out_channels, row_in_range, col_in_range, n, jd * stride_d,
+                  jh * stride_h, jw * W_RUN, out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w,
+                  W_RUN, ROWS, BLOCK_N, HAS_BIAS, INDEX_DTYPE)
+    elif W_RUN > 1:
         for i in tl.static_range(W_RUN):
             store_output(
                 output_ptr, accs[i], bias_ptr, out_channels, row_in_range, col_in_range,

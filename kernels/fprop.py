@@ -23,7 +23,8 @@ Depthwise rows may be output runs (W_RUN > 1, output_run_loop; tconv.descriptors
 output_run): row r holds W_RUN consecutive output positions along w, one accumulator each,
 and a K step takes a (kd, kh) row of taps, loading each input column the run reads once
 (a 3x3 at stride 1 in runs of 4: 6 loads for 12 products). Given w-innermost (NCHW) input,
-LANE_PAD >= 0: the columns are lanes of vectors along w (output_run_loop's lanes).
+LANE_PAD >= 0: the columns are lanes of vectors along w (output_run_loop's lanes), and each
+run's outputs store as one vector (store_run).
 
 The K loop runs over (tap, channel block) pairs, tap-major, with the tap and block carried
 as counters (no division in the loop). With zeros padding and fewer than 64 taps
@@ -77,6 +78,8 @@ from ._index import (
     staged_strides,
     staged_weight,
     store_output,
+    store_run,
+    strides_in_elements,
     sum_lanes,
     swizzle_tile,
     tap_is_valid,
@@ -226,6 +229,7 @@ def conv_fprop_kernel(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
     INPUT_PRECISION: tl.constexpr, ACC_DTYPE: tl.constexpr, UPCAST_DOT: tl.constexpr,
     INDEX_DTYPE: tl.constexpr, IN_UNIT: tl.constexpr, WEIGHT_UNIT: tl.constexpr, OUT_UNIT: tl.constexpr,
+    OUT_W_UNIT: tl.constexpr,
 ):
     TAPS: tl.constexpr = KERNEL_D * KERNEL_H * KERNEL_W
     STEP_K: tl.constexpr = BLOCK_K * K_CHUNKS  # a tap's channels a K step takes (chunked steps)
@@ -237,19 +241,15 @@ def conv_fprop_kernel(
     # input's channel count goes with the input, the output's with the output (elementwise
     # launches: the group sizes are the GROUP_IN, GROUP_OUT constexprs, the columns go with
     # the input, whose loads they mask).
-    if LANE_PAD >= 0:  # (runs in lanes, NCHW: w's stride is 1, the channel stride in units instead)
-        in_stride_n, in_stride_c, in_stride_d, in_stride_h = in_elements(in_stride_n, in_stride_c, in_stride_d,
-                                                                       in_stride_h, IN_UNIT)
-    else:
-        in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                       in_stride_w, IN_UNIT)
+    in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w = strides_in_elements(
+        in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w, IN_UNIT, LANE_PAD >= 0)
     column_stride = weight_stride_o  # (one lane a column: the columns' stride, which comes whole)
     weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w = in_elements(
         weight_stride_o, weight_stride_d, weight_stride_h, weight_stride_w, WEIGHT_UNIT)
     if ELEMENTWISE_LANES == 1:
         weight_stride_o = column_stride
-    out_stride_n, out_stride_d, out_stride_h, out_stride_w = in_elements(out_stride_n, out_stride_d, out_stride_h,
-                                                                       out_stride_w, OUT_UNIT)
+    out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w = strides_in_elements(
+        out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w, OUT_UNIT, OUT_W_UNIT > 0)
     in_channels_per_group = in_channels_per_group * (1 if ELEMENTWISE_LANES else IN_UNIT)
     out_channels_per_group = out_channels_per_group * (IN_UNIT if ELEMENTWISE_LANES else OUT_UNIT)
     # Elementwise launches one group (axis 1 has one program), and a folded width has one
@@ -481,9 +481,18 @@ def conv_fprop_kernel(
     if ELEMENTWISE_LANES > 1:
         acc, out_channels, col_in_range = sum_lanes(acc, pid_n, out_channels_per_group, BLOCK_M, BLOCK_N,
                                                     ELEMENTWISE_LANES)
-    # Recomputed rather than kept live through the K loop (registers).
+    # Recomputed rather than kept live through the K loop (registers). An output stored w
+    # innermost (NCHW) whose width the host puts in its unit (OUT_W_UNIT > 1): the width and
+    # the rows' count visible multiples of it, so each row's positions store as vectors.
+    if OUT_W_UNIT > 1:
+        run_width = run_width // OUT_W_UNIT * OUT_W_UNIT
+        row_in_range = rows < num_rows // OUT_W_UNIT * OUT_W_UNIT
     n, od, oh, ow = split_rows(rows, out_depth, out_height, run_width)
-    if W_RUN > 1:
+    if W_RUN > 1 and OUT_W_UNIT > 0:  # (runs along a w-innermost output: one vector each)
+        store_run(output_ptr, accs, bias_ptr, out_channels, row_in_range, col_in_range, n, od, oh, ow * W_RUN,
+                  out_stride_n, out_stride_c, out_stride_d, out_stride_h, out_stride_w, W_RUN, ROWS, BLOCK_N,
+                  HAS_BIAS, INDEX_DTYPE)
+    elif W_RUN > 1:
         for i in tl.static_range(W_RUN):
             store_output(
                 output_ptr, accs[i], bias_ptr, out_channels, row_in_range, col_in_range,

@@ -79,7 +79,7 @@ than once per tap, one element at a time.
 import triton
 import triton.language as tl
 
-from ._index import PAD_ZEROS, in_elements, mma, padded_index, vector_lanes
+from ._index import PAD_ZEROS, mma, padded_index, strides_in_elements, vector_lanes
 
 #: BIAS_GRAD modes: A's row sums added every step (float32 and float64 tiles), or taken on
 #: the tensor cores as A @ ones (16-bit dense tiles: a reduction across threads every step
@@ -464,16 +464,10 @@ def conv_wgrad_kernel(
     # Row strides and channel counts in units: the input's and its channel count in IN_UNIT,
     # grad_output's in GRAD_UNIT (as in kernels/fprop.py).
     # LANES: w's stride is 1 (positions load along it) and the channel stride is in units instead.
-    if LANES:
-        in_stride_n, in_stride_c, in_stride_d, in_stride_h = in_elements(in_stride_n, in_stride_c, in_stride_d,
-                                                                       in_stride_h, IN_UNIT)
-        grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h = in_elements(
-            grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h, GRAD_UNIT)
-    else:
-        in_stride_n, in_stride_d, in_stride_h, in_stride_w = in_elements(in_stride_n, in_stride_d, in_stride_h,
-                                                                       in_stride_w, IN_UNIT)
-        grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w = in_elements(
-            grad_stride_n, grad_stride_d, grad_stride_h, grad_stride_w, GRAD_UNIT)
+    in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w = strides_in_elements(
+        in_stride_n, in_stride_c, in_stride_d, in_stride_h, in_stride_w, IN_UNIT, LANES > 0)
+    grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h, grad_stride_w = strides_in_elements(
+        grad_stride_n, grad_stride_c, grad_stride_d, grad_stride_h, grad_stride_w, GRAD_UNIT, LANES > 0)
     grad_stride_row = grad_stride_row * GRAD_UNIT
     out_channels_per_group = out_channels_per_group * GRAD_UNIT  # (elementwise: the rows)
     if not ELEMENTWISE:  # (elementwise group sizes are the GROUP_IN, GROUP_OUT constexprs)

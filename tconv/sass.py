@@ -207,16 +207,19 @@ def straight_step(sass: str) -> LoopReport | None:
     """The one step of an elementwise kernel whose loop has a single step (1-d output runs:
     kernels/_index.py output_run_loop, one row of taps), which the compiler leaves as
     straight-line code: after the weight stage, from the first masked (predicated) global
-    load, a tile's, up to the first store (earlier unmasked loads are the prologue's: an
-    input gradient's phase table). None without such a load before a store."""
+    load, a tile's, through the last store (earlier unmasked loads are the prologue's: an
+    input gradient's phase table). A tile takes one step, so the epilogue that stores it
+    counts with it: the compiler may start storing before the step's last multiply-add, and a
+    cut at the first store would count more of it where the stores are fewer and later. None
+    without such a load before a store."""
     masked = [text.startswith("@") for text in (match.group(2) for match in _LINE.finditer(sass))]
     opcodes = [_opcode(text) for _, text in _instructions(sass)]
     start = _stage_end(opcodes)
     first = next((i for i in range(start, len(opcodes)) if masked[i] and _load_bits(opcodes[i]) is not None), None)
-    store = next((i for i in range(first, len(opcodes)) if opcodes[i].startswith("STG")), None) if first else None
-    if store is None:
+    stores = [i for i in range(first, len(opcodes)) if opcodes[i].startswith("STG")] if first else []
+    if not stores:
         return None
-    span = opcodes[first:store]
+    span = opcodes[first:stores[-1] + 1]
     return LoopReport(
         instructions=len(span),
         tensor_core_instructions=0,

@@ -117,13 +117,18 @@ STRAIGHT_SNIPPET = """
 
 def test_sass_reads_a_straight_step():
     """A kernel whose one step is straight-line code (1-d output runs): the step runs from
-    the first masked load (a tile's; an unmasked one before it is the prologue's) up to
-    the first store; an unmasked load scheduled among the step's is the step's too."""
+    the first masked load (a tile's; an unmasked one before it is the prologue's) through
+    the last store (the tile's epilogue, stores interleaved with the step's last work
+    included); an unmasked load scheduled among the step's is the step's too."""
     assert sass.main_loop(STRAIGHT_SNIPPET) is None
     loop = sass.straight_step(STRAIGHT_SNIPPET)
-    assert loop.unrolled and loop.instructions == 5 and dict(loop.global_loads) == {128: 2, 32: 1}
+    assert loop.unrolled and loop.instructions == 6 and dict(loop.global_loads) == {128: 2, 32: 1}
     unmasked = STRAIGHT_SNIPPET.replace("@P0 LDG", "LDG")
-    assert sass.straight_step(unmasked).instructions == 3 and sass.straight_step(unmasked).load_bits == 128
+    assert sass.straight_step(unmasked).instructions == 4 and sass.straight_step(unmasked).load_bits == 128
+    interleaved = STRAIGHT_SNIPPET.replace("/*0150*/                   FFMA R17, R9, R13, R17 ;",
+                                           "/*0150*/                   STG.E desc[UR4][R20.64], R16 ;\n"
+                                           "        /*0158*/                   FFMA R17, R9, R13, R17 ;")
+    assert sass.straight_step(interleaved).instructions == 7
     assert sass.straight_step(STRAIGHT_SNIPPET.replace("STG.E.128 desc[UR4][R18.64], R16", "NOP")) is None
     assert sass.straight_step(unmasked.replace("@!P1 LDG", "LDG")) is None  # no tile load
 
@@ -310,7 +315,8 @@ def test_nchw_depthwise_runs_load_their_spans_as_vectors(arch):
     the launch compiles: a (kd, kh) row's step loads each row's span (run x stride columns)
     as one vector, and otherwise only the halo lanes (at most one load a side a span) and
     the row's weights, narrower, without spills; the loops issue what the copy decision
-    counts for them (configs.ELEMENTWISE_LANE_STEP_INSTRUCTIONS, within 5%)."""
+    counts for them (configs.ELEMENTWISE_LANE_STEP_INSTRUCTIONS, within 5%); each run's outputs
+    store as one vector (kernels/_index.py store_run), as wide as the run."""
     layers = {layer.name: layer for layer in SUITES["mobilenet_v2_dw"]}
     cases = [("dw144@56 s1", "fprop", 8, 2), ("dw144@56 s1", "dgrad", 8, 2), ("dw192@28 s1", "fprop", 4, 2),
              ("dw96@112 s2", "fprop", 4, 1)]  # (layer, pass, run, halo sides)
@@ -325,6 +331,7 @@ def test_nchw_depthwise_runs_load_their_spans_as_vectors(arch):
         narrow = sum(count for bits, count in loads.items() if bits < 16 * own)
         assert loads.get(16 * own) == spans and set(loads) <= {16 * own} | {bits for bits in loads if bits < 16 * own}
         assert narrow <= sides * spans + spec.kernel_size[-1] and report.spill_bytes == 0, (name, report.loop)
+        assert report.store_bits == 16 * run, (name, report.store_bits)
         counted = configs.ELEMENTWISE_LANE_STEP_INSTRUCTIONS[(run, spec.stride[-1])]
         assert abs(report.loop.instructions * 2048 / report.step_macs - counted) <= 0.05 * counted, (name, report.loop)
 
@@ -341,6 +348,28 @@ def _assert_aot_matches_launch(kernel, spec, layout, config, monkeypatch):
     assert from_aot[2] == from_launch[2]  # compile-time constants (integers equal to 1 among them)
     assert from_aot[3] == from_launch[3]  # divisibility attributes
     assert from_aot[0].__dict__ == from_launch[0].__dict__  # options: warps, stages, ...
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_nchw_outputs_store_positions_as_vectors(arch):
+    """Forwards and input gradients writing an NCHW output from the epilogue, fp16, as the
+    launch compiles: with the output's width and (n, c, d, h) strides in one unit
+    (descriptors/units.py output_units), each thread's positions store as vectors along w,
+    as wide as the unit (ResNet-50's 56-wide outputs: 8 elements, 28-wide: 4), also at batch 1
+    and 2 (the rows' count then a visible multiple too: SD's VAE, 3D U-Net); a 7-wide output,
+    and an input gradient at stride 2 (its phases' positions are 2 apart), store one element
+    at a time. Channels-last outputs store along channels, 128 bits."""
+    cases = [("resnet50", "l1.c2 3x3", "fprop", 128), ("resnet50", "l1.c2 3x3", "dgrad", 128),
+             ("resnet50", "l1.c1(b1) 1x1", "fprop", 128), ("resnet50", "l2.c2 3x3", "fprop", 64),
+             ("sd_vae", "up1 resnet 3x3", "dgrad", 128), ("unet3d", "d4 conv 320", "fprop", 128),
+             ("resnet50", "l4.c2 3x3", "fprop", 16), ("resnet50", "l2.c2 3x3 s2", "dgrad", 16)]
+    for suite, name, pass_name, bits in cases:
+        layer = next(layer for layer in SUITES[suite] if layer.name == name)
+        kernel, spec = pass_specs(layer_spec(layer))[pass_name]
+        for layout, expected in (("contiguous", bits), ("channels_last", 128)):
+            config = heuristic_config(kernel, spec, torch.float16, aot.FAMILY_OF_ARCH[arch], layout)
+            report = aot.compile_launch(kernel, spec, "float16", config, arch, layout)
+            assert report.store_bits == expected and report.spill_bytes == 0, (name, pass_name, layout, report)
 
 
 @pytest.mark.parametrize("arch", [80, 90])

@@ -258,9 +258,9 @@ def stage_taps(spec: ConvSpec) -> int:
     return triton.next_power_of_2(math.prod(spec.kernel_size))
 
 
-#: Bytes of the vector each thread loads of an output run's input column (output_run): a
-#: run's rows are BLOCK_M / run, and tiles of less than a 16-byte vector a thread are
-#: replicated across threads.
+#: Bytes of the vector each thread loads of an output run's input column (output_run), and the most a
+#: span in lanes may take (lane_span_fits): a run's rows are BLOCK_M / run, and tiles of less than a
+#: 16-byte vector a thread are replicated across threads.
 RUN_VECTOR_BYTES = 16
 
 
@@ -298,20 +298,36 @@ def elementwise_run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, in
     return (lanes, True) if lanes > 1 else (run, False)
 
 
-#: Outputs a run of lanes may hold, longest first (span_run).
+#: Outputs a run of lanes (span_run) or a weight gradient's chunk (descriptors/wgrad.py
+#: position_lanes) may hold, longest first: 16, 8 and 4 bytes of 16-bit storage at stride 1
+#: (pairs: 32-bit loads, still about a third fewer instructions than the gather, MobileNetV2's
+#: 384-channel 3x3 weight gradient at 14x14, sm_90: 302 -> 192 a step).
 SPAN_RUNS = (8, 4, 2)
+
+
+def lane_span_fits(run: int, stride_w: int, kernel_w: int, pad_w: int, out_width: int, in_width: int,
+                   element_size: int) -> bool:
+    """Whether `run` consecutive outputs along w (stride_w apart in the input, dilation 1) take
+    their input columns from vectors along w: the run divides the output's width, and its own
+    span (run x stride_w input columns) is one vector of at most RUN_VECTOR_BYTES, a thread's
+    whole (a 16-bit stride-2 span of 8 outputs, 32 bytes over two threads, went through shared
+    memory: 76 shared-memory instructions in MobileNetV2's 96-channel stride-2 weight gradient,
+    sm_90), inside one line (the input's width a multiple of it, the output no wider than the
+    input over the stride); the kernel row reaches at most a span before it (pad_w, the
+    padding before the run's first column) and after it."""
+    own = run * stride_w
+    return (out_width % run == 0 and own * element_size <= RUN_VECTOR_BYTES and in_width % own == 0
+            and out_width * stride_w <= in_width and pad_w <= own and kernel_w - 1 - pad_w < stride_w * (run + 1))
 
 
 def span_run(spec: ConvSpec, config: KernelConfig, input: torch.Tensor, pad_w: int) -> int:
     """The output run of a depthwise forward or input gradient whose activations store w
     innermost (NCHW), its columns taken from vectors along w (kernels/_index.py
-    output_run_loop's lanes), 1 where none applies: the first of SPAN_RUNS that divides the
-    output's width, whose own span (run x stride input columns) is one vector of at most
-    RUN_VECTOR_BYTES starting at a multiple of itself (the input's width and its other row
-    strides multiples of it, and the output no wider than the input over the stride), whose
-    columns reach at most a span before (pad_w, the padding before the run's first column)
-    and after it, whose (kd, kh, column) bits fit a 64-bit word, and whose tile holds a span a
-    thread. One input channel a column, dilation 1 along w, a kernel wider than one tap."""
+    output_run_loop's lanes), 1 where none applies: the first of SPAN_RUNS whose span fits
+    (lane_span_fits; pad_w, the padding before the run's first column), starting at a multiple
+    of itself (the input's other row strides multiples of it), whose (kd, kh, column) bits fit
+    a 64-bit word, and whose tile holds a span a thread. One input channel a column, dilation 1
+    along w, a kernel wider than one tap."""
     kernel_w, stride_w = spec.kernel_size[-1], spec.stride[-1]
     sizes, strides = layout_3d(input)
     if (spec.elementwise_lanes != 1 or kernel_w == 1 or spec.dilation[-1] != 1 or strides[4] != 1
@@ -321,9 +337,8 @@ def span_run(spec: ConvSpec, config: KernelConfig, input: torch.Tensor, pad_w: i
     rows = [stride for dim, (size, stride) in enumerate(zip(sizes, strides)) if dim != 4 and size > 1]
     for run in SPAN_RUNS:
         own, span = run * stride_w, (run - 1) * stride_w + kernel_w
-        if (spec.out_size[-1] % run == 0 and own * input.element_size() <= RUN_VECTOR_BYTES
-                and sizes[4] % own == 0 and spec.out_size[-1] * stride_w <= sizes[4] and pad_w <= own
-                and span - pad_w <= 2 * own and outer_taps * span < 64 and all(stride % own == 0 for stride in rows)
+        if (lane_span_fits(run, stride_w, kernel_w, pad_w, spec.out_size[-1], sizes[4], input.element_size())
+                and outer_taps * span < 64 and all(stride % own == 0 for stride in rows)
                 and config.block_m // run * config.block_n >= 32 * config.num_warps):
             return run
     return 1

@@ -29,7 +29,7 @@ from .base import (
     tile_meta,
     tiles,
 )
-from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, row_strides, stride_unit, tensor_unit
+from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, lane_unit, output_units, row_strides, tensor_unit
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,11 +97,16 @@ class Dgrad(Descriptor):
         # A zero-padded weight copy (tconv.configs.padded_channels) has more columns than are stored.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
         weight_columns = weight.shape[1] if dense else columns
-        in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
+        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
+        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
+            in_unit = lane_unit(input, (columns,))
+        else:
+            in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
+        # (at stride 1 along w its rows are single positions of one phase: kernels/dgrad.py's epilogue)
+        out_unit, out_w_unit = output_units(output, (), run == 1 and spec.stride[-1] == 1)
         column_dims = (1,) if dense else ELEMENTWISE_WEIGHT_COLUMNS  # (strides that come whole)
         weight_unit = tensor_unit(weight, (weight_columns,) if dense else (),  # (a padded copy's: 1)
                                   rows=row_strides(weight, column_dims))
-        out_unit = tensor_unit(output)
         # Two-block steps where A loads along channels, and in 3-d where a thread loads at most
         # 64 of A's elements a step (3D U-Net's 3x3x3 input gradients at 128x64 and 256x32 with
         # 4 warps, sm_90: 8-24 bytes spilled, with or without the tap counter).
@@ -109,14 +114,11 @@ class Dgrad(Descriptor):
         two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or elements <= 64)
         chunks = 1 if spec.elementwise_lanes else k_chunks(spec.in_channels_per_group, math.prod(spec.kernel_size),
                                                               config, two_blocks)
-        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
-        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
-            in_unit = stride_unit((*row_strides(input, (4,)), columns), input.element_size())
         args = (
             input, weight, bias, output, phases, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit, (4,) if lanes else (1,)),
             *divided_strides(weight_strides, weight_unit, column_dims),
-            *out_size, *divided_strides(out_strides, out_unit),
+            *out_size, *divided_strides(out_strides, out_unit, (4,) if out_w_unit else (1,)),
             *in_3d(spec.stride, 1), *(tap for tap, _ in steps), *(step for _, step in steps),
             phases.shape[1], spec.in_channels_per_group // (in_unit if dense else 1),
             columns // (weight_unit if dense else in_unit), weight_columns // (weight_unit if dense else in_unit),
@@ -130,7 +132,7 @@ class Dgrad(Descriptor):
                     K_CHUNKS=chunks,
                     PADDED=weight_columns != columns, STAGE_TAPS=stage_taps(spec) if stage is not None else 0,
                     **dict(zip(("KERNEL_D", "KERNEL_H", "KERNEL_W"), in_3d(spec.kernel_size, 1))),
-                    IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
+                    IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit, OUT_W_UNIT=out_w_unit,
                     **tile_meta(config), **numerics, **launch_options(config))
         return args, meta
 

@@ -30,8 +30,9 @@ from .base import (
 from .units import (
     ELEMENTWISE_WEIGHT_COLUMNS,
     divided_strides,
+    lane_unit,
+    output_units,
     row_strides,
-    stride_unit,
     tensor_unit,
     thin_runs_aligned,
 )
@@ -81,26 +82,27 @@ class Fprop(Descriptor):
         # channels-last too (3D U-Net's 128-channel forwards written channels-first spilled 16-24 bytes).
         two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or out_strides[1] == 1)
         chunks = k_chunks(reduction, self.loop_taps(spec), config, two_blocks) if dense_taps else 1
-        in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
+        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
+        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
+            in_unit = lane_unit(input, (columns,))
+        else:
+            in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
+        out_unit, out_w_unit = output_units(output, (columns,) if dense else (), run == 1)
         # One lane a column (depthwise): the columns' weight stride comes whole (the copy's is
         # 1). Several: in units like a row stride, its value then a constant multiple (the
         # copy's is the lanes), so a column's lanes are provably consecutive.
         column_dims = ELEMENTWISE_WEIGHT_COLUMNS if spec.elementwise_lanes == 1 else (1,)
         weight_unit = tensor_unit(weight, rows=self.weight_row_strides(weight, column_dims))
-        out_unit = tensor_unit(output, (columns,) if dense else ())
         # One K step per tap (the loop drops its channel counter), where a thread loads at
         # most 64 elements of A a step: sm_90's 256x32x64 3x3x3 loop (4 warps) spilled 2.6 KB
         # without its counter, 0 with it.
         tap_steps = (not spec.elementwise_lanes and reduction == config.block_k * chunks
                      and config.block_m * config.block_k * chunks <= 64 * 32 * config.num_warps)
-        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
-        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
-            in_unit = stride_unit((*row_strides(input, (4,)), columns), input.element_size())
         args = (
             input, weight, bias, output, stage,
             batch, *in_size, *divided_strides(in_strides, in_unit, (4,) if lanes else (1,)),
             *divided_strides(weight_strides, weight_unit, column_dims),
-            *out_size, *divided_strides(out_strides, out_unit),
+            *out_size, *divided_strides(out_strides, out_unit, (4,) if out_w_unit else (1,)),
             *in_3d(spec.stride, 1), *in_3d(spec.pad_before, 0), *in_3d(spec.dilation, 1),
             spec.in_channels_per_group // (in_unit if dense else 1), columns // (out_unit if dense else in_unit),
         )
@@ -123,7 +125,7 @@ class Fprop(Descriptor):
             PACKED_CHANNELS=self.packed_channels(spec), STAGE_TAPS=stage_taps(spec) if stage is not None else 0,
             FOLD_CHANNELS=folded,
             FOLD_DENSE=bool(folded) and dense_run(in_strides, folded) and dense_run(weight_strides, folded),
-            IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit,
+            IN_UNIT=in_unit, WEIGHT_UNIT=weight_unit, OUT_UNIT=out_unit, OUT_W_UNIT=out_w_unit,
             **tile_meta(config), **numerics, **launch_options(config),
         )
         return args, meta

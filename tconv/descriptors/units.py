@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import layout_3d
+from .base import channels_innermost, layout_3d
 
 
 def stride_unit(values: tuple[int, ...], element_size: int) -> int:
@@ -58,6 +58,36 @@ def tensor_unit(tensor: torch.Tensor, counts: tuple[int, ...] = (), rows: tuple[
     that a weight in torch's layout (a 3x3's 9-element rows) leaves a channels-last input's
     unit whole."""
     return stride_unit((*(row_strides(tensor) if rows is None else rows), *counts), tensor.element_size())
+
+
+def lane_unit(tensor: torch.Tensor, counts: tuple[int, ...] = ()) -> int:
+    """tensor_unit for runs in lanes (kernels/_index.py output_run_loop, store_run): w is
+    innermost and its stride comes whole, the channel stride in units with the other rows, so
+    a run's span (its input) or outputs (its output) start provably aligned."""
+    return stride_unit((*row_strides(tensor, (4,)), *counts), tensor.element_size())
+
+
+def output_units(output: torch.Tensor, counts: tuple[int, ...] = (), width: bool = True) -> tuple[int, int]:
+    """A forward's or input gradient's (OUT_UNIT, OUT_W_UNIT). An output stored w innermost
+    (NCHW) takes its (n, c, d, h) strides in units (lane_unit) and, with `width` (its rows are
+    single positions along a w of stride 1, split by the epilogue), its width in the same
+    unit, then OUT_W_UNIT: the epilogue's rows are then visibly runs of that many consecutive
+    positions, stored as vectors (ResNet-50's 56-wide outputs: 128-bit stores where each
+    16-bit element was stored apart). OUT_W_UNIT is 1 without `width`; an output whose stores
+    would be narrower than 64 bits, or not w innermost: tensor_unit's and 0."""
+    sizes, strides = layout_3d(output)
+    if strides[4] != 1 or sizes[4] == 1 or channels_innermost(output):
+        return tensor_unit(output, counts), 0
+    if not width:
+        return lane_unit(output, counts), 1
+    # (the width's unit: up to 16 elements, where every value is a multiple of 16 and the
+    # strides' unit is 1 because the launch's specialisation sees them; at least 8 bytes:
+    # DeepBench's 5x10 forward, 166 outputs wide, spilled 8 bytes on sm_80 storing pairs)
+    values = (*row_strides(output, (4,)), *counts, sizes[4])
+    width_unit = next(unit for unit in (16, 8, 4, 2, 1) if all(value % unit == 0 for value in values))
+    if width_unit * output.element_size() < 8:
+        return tensor_unit(output, counts), 0
+    return lane_unit(output, (*counts, sizes[4])), width_unit
 
 
 def thin_runs_aligned(spec) -> bool:

@@ -12,8 +12,19 @@ import torch
 from ..configs import FULL_WAVES, SMS, WGRAD_ELEMENTWISE_SPACE, WGRAD_SPACE, KernelConfig
 from ..kernels import wgrad
 from ..spec import PADDING_MODES, ConvSpec
-from .base import Descriptor, MemoryPass, group_meta, in_3d, launch_options, layout_3d, tile_meta, tiles
-from .units import divided_strides, row_strides, stride_unit, tensor_unit, thin_runs_aligned
+from .base import (
+    SPAN_RUNS,
+    Descriptor,
+    MemoryPass,
+    group_meta,
+    in_3d,
+    lane_span_fits,
+    launch_options,
+    layout_3d,
+    tile_meta,
+    tiles,
+)
+from .units import divided_strides, lane_unit, row_strides, tensor_unit, thin_runs_aligned
 
 #: Most split-K parts; each keeps at least MIN_STEPS_PER_SPLIT K steps when chosen automatically.
 MAX_SPLITS = 64
@@ -136,46 +147,30 @@ def tap_run(spec: ConvSpec, config: KernelConfig) -> int:
     return next(run for run in range(min(most, spec.kernel_size[-1]), 0, -1) if spec.kernel_size[-1] % run == 0)
 
 
-#: Positions a LANES thread loads along w at once (a chunk), longest first: 16, 8 and 4 bytes
-#: of 16-bit storage (pairs: 32-bit loads, still about a third fewer instructions than the
-#: gather, MobileNetV2's 384-channel 3x3 at 14x14, sm_90: 302 -> 192 a step).
-LANE_CHUNKS = (8, 4, 2)
-#: The most bytes of the input a chunk's outputs start at (its span: stride x chunk columns)
-#: may take: one vector, so that each thread holds its span whole. A 16-bit stride-2 span of
-#: 8 outputs (32 bytes, two threads) had its lanes exchanged through shared memory (76
-#: shared-memory instructions in MobileNetV2's 96-channel stride-2 weight gradient, sm_90:
-#: 153 loop instructions; in spans of 4 outputs, 92); so must a tile hold a chunk per thread.
-LANE_SPAN_BYTES = 16
-
-
 def position_lanes(spec: ConvSpec, config: KernelConfig, input: torch.Tensor, grad_output: torch.Tensor) -> int:
-    """The kernel's LANES: the chunk of positions (the first of LANE_CHUNKS that fits) an
+    """The kernel's LANES: the chunk of positions (the first of base.SPAN_RUNS that fits) an
     elementwise weight gradient whose activations store w innermost (NCHW) loads along w,
     one vector a thread, instead of gathering each row's positions one element at a time
     (MobileNetV2's 144-channel 3x3 at 56x56, NCHW, sm_90: 169 -> 79 loop instructions a
     step); 0 where none applies. Kernels one tap wide share nothing across taps, and their
     positions load as vectors without chunks where they are contiguous (3D U-Net's 32->3
     1x1x1: 52 -> 58 loop instructions in chunks, sm_90). A chunk's outputs, and the input span
-    they start at (stride x chunk columns), must be aligned vectors inside one line, the span
-    one a thread (LANE_SPAN_BYTES, a chunk a thread in the tile), and the window's lanes
-    static: a run of the whole kernel row (tap_run), zeros padding, stride 1 or 2 and
-    dilation 1 along w, at most a span of padding before and of halo after, an input width a
-    multiple of the span and at least stride x the output's, and the output's width, BLOCK_K
-    and the other row and channel strides multiples of the chunk."""
+    they start at, must be aligned vectors inside one line (base.lane_span_fits), a chunk a
+    thread in the tile, and the window's lanes static: a run of the whole kernel row
+    (tap_run), zeros padding, stride 1 or 2 and dilation 1 along w, and BLOCK_K and the other
+    row and channel strides multiples of the chunk."""
     kernel_w, pad_w, stride_w = spec.kernel_size[-1], spec.pad_before[-1], spec.stride[-1]
     (_, _, *in_size), in_strides = layout_3d(input)
     (_, _, *out_size), grad_strides = layout_3d(grad_output)
     if not (spec.elementwise_lanes > 0 and kernel_w > 1 and tap_run(spec, config) == kernel_w
             and spec.padding_mode == "zeros" and stride_w <= 2 and spec.dilation[-1] == 1
-            and in_strides[4] == 1 and grad_strides[4] == 1 and out_size[2] * stride_w <= in_size[2]):
+            and in_strides[4] == 1 and grad_strides[4] == 1):
         return 0
-    values = (out_size[2], config.block_k, *row_strides(input, (4,)), *row_strides(grad_output, (4,)))
+    values = (config.block_k, *row_strides(input, (4,)), *row_strides(grad_output, (4,)))
     threads = 32 * config.num_warps
-    return next((chunk for chunk in LANE_CHUNKS if all(value % chunk == 0 for value in values)
-                 and stride_w * chunk * input.element_size() <= LANE_SPAN_BYTES
-                 and config.block_m * config.block_k >= threads * chunk
-                 and in_size[2] % (stride_w * chunk) == 0 and pad_w <= stride_w * chunk
-                 and kernel_w - 1 - pad_w < stride_w * (chunk + 1)), 0)
+    return next((chunk for chunk in SPAN_RUNS if all(value % chunk == 0 for value in values)
+                 and lane_span_fits(chunk, stride_w, kernel_w, pad_w, out_size[2], in_size[2], input.element_size())
+                 and config.block_m * config.block_k >= threads * chunk), 0)
 
 
 def bias_mode(spec: ConvSpec, dtype: torch.dtype) -> int:
@@ -282,13 +277,12 @@ class Wgrad(Descriptor):
         loaded_rows, loaded_columns = ((grad_output.shape[1] // spec.groups, input.shape[1] // spec.groups) if dense
                                        else (rows, 0))
         gathers = spec.packed_channels or spec.elementwise_lanes > 1
-        in_unit = 1 if gathers else tensor_unit(input, (loaded_columns,) if dense else ())
-        grad_unit = 1 if gathers else tensor_unit(grad_output, (loaded_rows, row_stride or 0))
-        # LANES: w's stride stays whole (1) and the channel strides join the units.
+        if lanes:  # w's stride stays whole (1) and the channel strides join the units
+            in_unit, grad_unit = lane_unit(input), lane_unit(grad_output, (rows,))
+        else:
+            in_unit = 1 if gathers else tensor_unit(input, (loaded_columns,) if dense else ())
+            grad_unit = 1 if gathers else tensor_unit(grad_output, (loaded_rows, row_stride or 0))
         strided = (4,) if lanes else (1,)
-        if lanes:
-            in_unit = stride_unit(row_strides(input, strided), input.element_size())
-            grad_unit = stride_unit((*row_strides(grad_output, strided), rows), grad_output.element_size())
         args = (
             input, grad_output, workspace,
             batch, *in_size, *divided_strides(in_strides, in_unit, strided),
