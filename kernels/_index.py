@@ -32,11 +32,12 @@ def in_elements(stride_n, stride_d, stride_h, stride_w, UNIT: tl.constexpr):
 
 
 @triton.jit
-def strides_in_elements(stride_n, stride_c, stride_d, stride_h, stride_w, UNIT: tl.constexpr, LANES: tl.constexpr):
+def strides_in_elements(stride_n, stride_c, stride_d, stride_h, stride_w, UNIT: tl.constexpr, W_WHOLE: tl.constexpr):
     """An activation's [N, C, D, H, W] strides, in elements again (in_elements): its row strides
-    (n, d, h, w) came in units and its channel stride whole, or, for runs in lanes (LANES:
-    w innermost, NCHW), its (n, c, d, h) strides in units and w's whole."""
-    if LANES:
+    (n, d, h, w) came in units and its channel stride whole, or, where the kernel moves along a
+    w-innermost (NCHW) tensor's w in vectors (W_WHOLE: runs in lanes, an output stored along
+    w), its (n, c, d, h) strides in units and w's whole."""
+    if W_WHOLE:
         stride_n, stride_c, stride_d, stride_h = in_elements(stride_n, stride_c, stride_d, stride_h, UNIT)
     else:
         stride_n, stride_d, stride_h, stride_w = in_elements(stride_n, stride_d, stride_h, stride_w, UNIT)
@@ -60,6 +61,15 @@ def padded_index(index, size, PADDING_MODE: tl.constexpr):
         index = tl.where(index < 0, index + size, index)
         index = tl.where(index >= size, index - size, index)
     return index, (index >= 0) & (index < size)
+
+
+@triton.jit
+def width_in_unit(rows, num_rows, width, OUT_W_UNIT: tl.constexpr):
+    """An epilogue's output width and rows' mask where the host put the width and the rows'
+    count in OUT_W_UNIT (descriptors/units.py output_units): both rebuilt as visible multiples
+    of it (exact), so the compiler proves runs of OUT_W_UNIT consecutive, aligned positions
+    along a w-innermost output and stores them as vectors."""
+    return width // OUT_W_UNIT * OUT_W_UNIT, rows < num_rows // OUT_W_UNIT * OUT_W_UNIT
 
 
 @triton.jit
@@ -371,9 +381,10 @@ def store_run(
     W_RUN: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, HAS_BIAS: tl.constexpr,
     INDEX_DTYPE: tl.constexpr,
 ):
-    """store_output for output_run_loop's lanes: each row's W_RUN outputs from (ow, oh, od) on,
-    as one [ROWS, BLOCK_N, W_RUN] tile. With w innermost (NCHW) a run's outputs are consecutive,
-    so each stores as one vector where the other strides come in units (the host's lane unit)."""
+    """store_output for runs of W_RUN outputs along a w-innermost output (NCHW, or a 1-d layer's
+    channels-last runs): each row's outputs from (ow, oh, od) on, as one [ROWS, BLOCK_N, W_RUN]
+    tile (joined_lanes). A run's outputs are consecutive, so each stores as one vector where
+    the other strides come in units (descriptors/units.py output_units)."""
     if HAS_BIAS:
         bias = tl.load(bias_ptr + out_channels, mask=col_mask, other=0.0)
     outputs = ()

@@ -70,6 +70,7 @@ from ._index import (
     tap_move,
     tap_moves,
     valid_taps,
+    width_in_unit,
 )
 
 
@@ -358,8 +359,8 @@ def conv_dgrad_kernel(
                                                     ELEMENTWISE_LANES)
     width = tl.maximum(run_width, 1)
     if OUT_W_UNIT > 1:  # (stride 1 along w, one phase, the output w innermost: as in kernels/fprop.py's epilogue)
-        first_out_w, width = 0, run_width // OUT_W_UNIT * OUT_W_UNIT
-        row_in_range = rows < num_rows // OUT_W_UNIT * OUT_W_UNIT
+        width, row_in_range = width_in_unit(rows, num_rows, run_width, OUT_W_UNIT)
+        first_out_w = 0
     n, jd, jh, jw = split_rows(rows, tl.maximum(outs_d, 1), tl.maximum(outs_h, 1), width)
     if W_RUN > 1 and OUT_W_UNIT > 0:  # (runs along a w-innermost output: one vector each; first outputs 0)
         store_run(output_ptr, accs, bias_ptr, out_channels, row_in_range, col_in_range, n, jd * stride_d,

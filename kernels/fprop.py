@@ -86,6 +86,7 @@ from ._index import (
     tap_move,
     tap_moves,
     valid_taps,
+    width_in_unit,
 )
 
 
@@ -485,8 +486,7 @@ def conv_fprop_kernel(
     # innermost (NCHW) whose width the host puts in its unit (OUT_W_UNIT > 1): the width and
     # the rows' count visible multiples of it, so each row's positions store as vectors.
     if OUT_W_UNIT > 1:
-        run_width = run_width // OUT_W_UNIT * OUT_W_UNIT
-        row_in_range = rows < num_rows // OUT_W_UNIT * OUT_W_UNIT
+        run_width, row_in_range = width_in_unit(rows, num_rows, run_width, OUT_W_UNIT)
     n, od, oh, ow = split_rows(rows, out_depth, out_height, run_width)
     if W_RUN > 1 and OUT_W_UNIT > 0:  # (runs along a w-innermost output: one vector each)
         store_run(output_ptr, accs, bias_ptr, out_channels, row_in_range, col_in_range, n, od, oh, ow * W_RUN,

@@ -390,7 +390,10 @@ CHUNKED_CASES = [  # (dims, in/out channels, kernel, kwargs, BLOCK_K, layout): 2
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+BF16_SLOW = [torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.slow)]  # (the fp16 case's twin)
+
+
+@pytest.mark.parametrize("dtype", BF16_SLOW, ids=str)
 @pytest.mark.parametrize("dims, channels, kernel, kwargs, block_k, layout", CHUNKED_CASES,
                          ids=lambda value: str(value).replace(" ", ""))
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
@@ -427,7 +430,7 @@ BASE_FIRST_CASES = [
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", BF16_SLOW, ids=str)
 @pytest.mark.parametrize("dims, channels, kernel, kwargs", BASE_FIRST_CASES, ids=lambda value: str(value).replace(" ", ""))
 def test_forward_moves_base_pointers_first(dims, channels, kernel, kwargs, dtype, monkeypatch):
     """Small forward tiles of 16-bit channels-last operands with a channel counter move the

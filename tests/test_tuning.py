@@ -2,7 +2,6 @@
 `tconv tune --dry-run`."""
 
 import copy
-import itertools
 import json
 import math
 import multiprocessing
@@ -105,8 +104,10 @@ def test_register_rule_bounds_the_accumulator_per_thread():
 
 
 # ---------------------------------------------------------------------- heuristic
+@pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.bfloat16, marks=pytest.mark.slow),
+                                   torch.float32, torch.float64], ids=str)  # (bf16: slow, fp16's twin)
 @pytest.mark.parametrize("family", FAMILIES)
-def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
+def test_heuristic_is_deterministic_and_in_the_pruned_space(family, dtype):
     """For every pass of every perf-suite layer: the same pick every time, and one the
     tuner could have chosen (a weight gradient's with the split count for the family's SMs
     written in: Descriptor.with_sms)."""
@@ -114,8 +115,7 @@ def test_heuristic_is_deterministic_and_in_the_pruned_space(family):
 
     for layer in ALL_LAYERS:
         for pass_name, (kernel, spec) in pass_specs(layer_spec(layer)).items():
-            for dtype, layout in itertools.product((torch.float16, torch.bfloat16, torch.float32, torch.float64),
-                                                   ("channels_last", "contiguous")):
+            for layout in ("channels_last", "contiguous"):
                 config = heuristic_config(kernel, spec, dtype, family, layout)
                 heuristic_config.cache_clear()
                 assert heuristic_config(kernel, spec, dtype, family, layout) == config
@@ -255,10 +255,26 @@ SPACE_CASES = [(k, d, c, False) for k, d, c in SPACE_TILES] + [
     if k == "wgrad" and not d and c.block_k <= 64 and not c.split_k] + [  # (the split counts run above)
     (k, True, c, "small") for k, d, c in SPACE_TILES if d]
 _MODES = {False: "", True: "-even", "packed": "-packed", "small": "-small", "folded": "-folded", "lines": "-lines"}
+# A weight gradient's split counts cut its K (positions) alone, whatever the tile's M and N:
+# each count runs on every BLOCK_K with the narrowest tile of its mode, on the others (slow) too.
+def _narrowest_tiles() -> dict:
+    narrowest = {}
+    for kernel, depthwise, config, even in SPACE_CASES:
+        tile = (config.block_m, config.block_n)
+        narrowest[kernel, depthwise, even] = min(narrowest.get((kernel, depthwise, even), tile), tile)
+    return narrowest
 
 
-@pytest.mark.parametrize("kernel,depthwise,config,even", SPACE_CASES,
-                         ids=[f"{k}-{'dw' if d else 'dense'}{_MODES[e]}-{c}" for k, d, c, e in SPACE_CASES])
+_NARROWEST = _narrowest_tiles()
+
+
+def _space_case(kernel, depthwise, config, even):
+    wider = config.split_k and (config.block_m, config.block_n) != _NARROWEST[kernel, depthwise, even]
+    return pytest.param(kernel, depthwise, config, even, marks=[pytest.mark.slow] if wider else [],
+                        id=f"{kernel}-{'dw' if depthwise else 'dense'}{_MODES[even]}-{config}")
+
+
+@pytest.mark.parametrize("kernel,depthwise,config,even", [_space_case(*case) for case in SPACE_CASES])
 def test_every_space_config_is_correct(kernel, depthwise, config, even):
     spec = _tile_problem(kernel, depthwise, even)
     descriptor = DESCRIPTORS[kernel]

@@ -16,7 +16,6 @@ from .base import (
     STAGE,
     Descriptor,
     conv_output,
-    elementwise_run,
     group_meta,
     in_3d,
     k_chunks,
@@ -29,7 +28,7 @@ from .base import (
     tile_meta,
     tiles,
 )
-from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, lane_unit, output_units, row_strides, tensor_unit
+from .units import ELEMENTWISE_WEIGHT_COLUMNS, divided_strides, input_run, output_units, row_strides, tensor_unit
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,11 +96,7 @@ class Dgrad(Descriptor):
         # A zero-padded weight copy (tconv.configs.padded_channels) has more columns than are stored.
         dense, columns = not spec.elementwise_lanes, self.extents(spec)[1]
         weight_columns = weight.shape[1] if dense else columns
-        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
-        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
-            in_unit = lane_unit(input, (columns,))
-        else:
-            in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
+        run, lanes, in_unit = input_run(self, spec, config, input, columns)  # (lanes: NCHW, spans from vectors along w)
         # (at stride 1 along w its rows are single positions of one phase: kernels/dgrad.py's epilogue)
         out_unit, out_w_unit = output_units(output, (), run == 1 and spec.stride[-1] == 1)
         column_dims = (1,) if dense else ELEMENTWISE_WEIGHT_COLUMNS  # (strides that come whole)

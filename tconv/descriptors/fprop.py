@@ -14,7 +14,6 @@ from .base import (
     STAGE,
     Descriptor,
     conv_output,
-    elementwise_run,
     group_meta,
     in_3d,
     k_chunks,
@@ -30,7 +29,7 @@ from .base import (
 from .units import (
     ELEMENTWISE_WEIGHT_COLUMNS,
     divided_strides,
-    lane_unit,
+    input_run,
     output_units,
     row_strides,
     tensor_unit,
@@ -82,11 +81,7 @@ class Fprop(Descriptor):
         # channels-last too (3D U-Net's 128-channel forwards written channels-first spilled 16-24 bytes).
         two_blocks = in_strides[1] == 1 and (len(spec.kernel_size) < 3 or out_strides[1] == 1)
         chunks = k_chunks(reduction, self.loop_taps(spec), config, two_blocks) if dense_taps else 1
-        run, lanes = elementwise_run(self, spec, config, input)  # (lanes: NCHW, the run's columns from vectors along w)
-        if lanes:  # (n, c, d, h) strides in units, w's whole (1): the spans' alignment is proven
-            in_unit = lane_unit(input, (columns,))
-        else:
-            in_unit = tensor_unit(input, (spec.in_channels_per_group if dense else columns,))
+        run, lanes, in_unit = input_run(self, spec, config, input, columns)  # (lanes: NCHW, spans from vectors along w)
         out_unit, out_w_unit = output_units(output, (columns,) if dense else (), run == 1)
         # One lane a column (depthwise): the columns' weight stride comes whole (the copy's is
         # 1). Several: in units like a row stride, its value then a constant multiple (the

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import torch
 
-from .base import channels_innermost, layout_3d
+from ..configs import KernelConfig
+from ..spec import ConvSpec
+from .base import Descriptor, channels_innermost, elementwise_run, layout_3d
 
 
 def stride_unit(values: tuple[int, ...], element_size: int) -> int:
@@ -87,7 +89,19 @@ def output_units(output: torch.Tensor, counts: tuple[int, ...] = (), width: bool
     width_unit = next(unit for unit in (16, 8, 4, 2, 1) if all(value % unit == 0 for value in values))
     if width_unit * output.element_size() < 8:
         return tensor_unit(output, counts), 0
-    return lane_unit(output, (*counts, sizes[4])), width_unit
+    return stride_unit(values, output.element_size()), width_unit
+
+
+def input_run(kernel: Descriptor, spec: ConvSpec, config: KernelConfig, input: torch.Tensor,
+              columns: int) -> tuple[int, bool, int]:
+    """A forward's or input gradient's (W_RUN, whether in lanes, IN_UNIT) on `input`
+    (elementwise_run). In lanes (NCHW) its (n, c, d, h) strides come in units and w's whole
+    (lane_unit), so the spans' alignment is proven; otherwise its row strides and the channels
+    its loads mask do: a group's input channels, or an elementwise layer's `columns`."""
+    run, lanes = elementwise_run(kernel, spec, config, input)
+    if lanes:
+        return run, lanes, lane_unit(input, (columns,))
+    return run, lanes, tensor_unit(input, (columns if spec.elementwise_lanes else spec.in_channels_per_group,))
 
 
 def thin_runs_aligned(spec) -> bool:
