@@ -165,23 +165,21 @@ def _input_grad(grad_output: Tensor, weight: Tensor, in_size, stride, pad_before
     return _fold_padding(grad_padded, pad_before, pad_after, padding_mode)
 
 
-def _in_backward_format(grad_output: Tensor, input: Tensor, weight: Tensor) -> Tensor:
-    """grad_output in the memory format torch's conv backward computes in: the forward
-    output's (channels_last when input or weight is, output_memory_format), so that the
-    input gradient the transposed pass writes in grad_output's format is torch's. One copy
+def _in_backward_format(grad_output: Tensor, weight: Tensor, layout: torch.memory_format) -> Tensor:
+    """grad_output in the memory format torch's conv backward computes in, `layout`: the
+    forward output's (channels_last when input or weight is, output_memory_format), so that
+    the input gradient the transposed pass writes in grad_output's format is torch's. One copy
     where the two differ (an NCHW or expanded grad_output of a channels-last layer), as torch
     makes it."""
-    layout = output_memory_format(input, weight)
     if output_memory_format(grad_output, weight) != layout:
         return grad_output.contiguous(memory_format=layout)
     return grad_output
 
 
-def _weight_grad_format(grad_weight: Tensor, input: Tensor, weight: Tensor) -> Tensor:
-    """grad_weight in torch's format (channels_last when input or weight is): the weight
-    gradient kernel writes it contiguous, so a channels-last layer's takes one copy (the one
-    autograd makes otherwise for a channels-last parameter's .grad)."""
-    layout = output_memory_format(input, weight)
+def _weight_grad_format(grad_weight: Tensor, layout: torch.memory_format) -> Tensor:
+    """grad_weight in torch's format, `layout` (as _in_backward_format's): the weight gradient
+    kernel writes it contiguous, so a channels-last layer's takes one copy (the one autograd
+    makes otherwise for a channels-last parameter's .grad)."""
     return grad_weight if layout == torch.contiguous_format else grad_weight.contiguous(memory_format=layout)
 
 
@@ -196,7 +194,8 @@ def _conv_backward(ctx, grad_output):
     input, weight = ctx.saved_tensors
     stride, pad_before, pad_after, dilation, groups, padding_mode = ctx.args
     grad_input = grad_weight = grad_bias = None
-    grad_output = _in_backward_format(grad_output, input, weight)
+    layout = output_memory_format(input, weight)
+    grad_output = _in_backward_format(grad_output, weight, layout)
     if ctx.needs_input_grad[0]:
         grad_input = _input_grad(grad_output, weight, input.shape[2:], *ctx.args)
     bias_grad = ctx.has_bias and ctx.needs_input_grad[2]
@@ -205,7 +204,7 @@ def _conv_backward(ctx, grad_output):
             input, grad_output, list(weight.shape[2:]), stride, pad_before, pad_after, dilation, groups, padding_mode,
             bias_grad,
         )
-        grad_weight = _weight_grad_format(grad_weight, input, weight) if ctx.needs_input_grad[1] else None
+        grad_weight = _weight_grad_format(grad_weight, layout) if ctx.needs_input_grad[1] else None
         grad_bias = grad_bias if bias_grad else None
     return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
@@ -223,14 +222,15 @@ def _conv_transpose_backward(ctx, grad_output):
     out_size = grad_output.shape[2:]
     pad_after = transposed_grad_pad_after(input.shape[2:], out_size, weight.shape[2:], stride, padding, dilation)
     grad_input = grad_weight = grad_bias = None
-    grad_output = _in_backward_format(grad_output, input, weight)
+    layout = output_memory_format(input, weight)
+    grad_output = _in_backward_format(grad_output, weight, layout)
     if ctx.needs_input_grad[0]:
         grad_input = conv(grad_output, weight, None, stride, padding, pad_after, dilation, groups, "zeros")
     if ctx.needs_input_grad[1]:
         grad_weight, _ = conv_weight_grad(
             grad_output, input, list(weight.shape[2:]), stride, padding, pad_after, dilation, groups, "zeros", False
         )
-        grad_weight = _weight_grad_format(grad_weight, input, weight)
+        grad_weight = _weight_grad_format(grad_weight, layout)
     if ctx.has_bias and ctx.needs_input_grad[2]:
         grad_bias = grad_output.sum(dim=[0, *range(2, grad_output.dim())])
     return grad_input, grad_weight, grad_bias, None, None, None, None, None
